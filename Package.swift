@@ -1,0 +1,43 @@
+// swift-tools-version: 6.0
+//
+// SwiftSlab: a Bonwick-style object cache (kmem_cache) with a lock-free per-CPU magazine layer,
+// and a benchmark suite that measures it against glibc, jemalloc, mimalloc and tcmalloc.
+import PackageDescription
+
+let package = Package(
+    name: "SwiftSlab",
+    products: [
+        .library(name: "Slab", targets: ["Slab"]),
+        .executable(name: "slabinfo", targets: ["slabinfo"]),
+        .executable(name: "bench", targets: ["bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    ],
+    targets: [
+        // stdatomic wrappers, rseq per-CPU primitives, membarrier, thread-locals: the subtle parts in C.
+        .target(name: "CSlab"),
+        // The allocator: one layer a file (see the essay at the top of SlabCache.swift).
+        .target(name: "Slab", dependencies: ["CSlab"]),
+        // The seed lab and the system-wide slab view.
+        .executableTarget(
+            name: "slabinfo",
+            dependencies: ["Slab", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // The benchmark suite: workloads, allocator adapters, runner, reports.
+        .target(
+            name: "AllocBench",
+            dependencies: ["Slab", "CSlab", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Benchmarks/AllocBench"
+        ),
+        .executableTarget(
+            name: "bench",
+            dependencies: ["AllocBench", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/bench"
+        ),
+        .target(name: "TestSupport", dependencies: ["Slab", "CSlab"], path: "Tests/TestSupport"),
+        .testTarget(name: "SlabTests", dependencies: ["Slab", "CSlab", "TestSupport"]),
+        .testTarget(name: "AllocBenchTests", dependencies: ["AllocBench", "TestSupport"]),
+    ]
+)

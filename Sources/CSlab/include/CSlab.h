@@ -1,0 +1,317 @@
+/*
+ * CSlab: the few things Swift cannot say well, kept tiny and in one place.
+ *
+ *  1. <stdatomic.h> wrappers. Every function names its memory order, so a reader of the Swift
+ *     code sees the ordering at the call site. They are `static inline`: in release builds they
+ *     inline into the Swift loop (a `lock cmpxchg`, not a call). Pointers are plain (`uint64_t *`)
+ *     and cast to `_Atomic` inside, because an `_Atomic T *` parameter imports as OpaquePointer.
+ *  2. Restartable sequences (rseq). glibc >= 2.35 registers an rseq area for every thread; we
+ *     never register our own. The per-CPU magazine pop/push are rseq critical sections whose
+ *     only commit is one store of the CPU's state word: a preemption, migration or signal
+ *     before that store restarts the sequence, so a CPU's state is only ever changed by code
+ *     running on that CPU (or by a drainer that has fenced that CPU with membarrier).
+ *  3. Thread-locals (`_Thread_local`), which Swift does not have.
+ *
+ * Routines here are subtle: read the protocol in Sources/Slab/CPUCache.swift before changing them.
+ * All symbols are prefixed `cslab_`.
+ */
+#ifndef CSLAB_H
+#define CSLAB_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------------------------------------
+ * 1. Atomics on 64-bit words.
+ * ------------------------------------------------------------------------------------------- */
+
+static inline uint64_t cslab_load_relaxed(const uint64_t *p) {
+    return atomic_load_explicit((_Atomic uint64_t *)p, memory_order_relaxed);
+}
+static inline uint64_t cslab_load_acquire(const uint64_t *p) {
+    return atomic_load_explicit((_Atomic uint64_t *)p, memory_order_acquire);
+}
+static inline void cslab_store_relaxed(uint64_t *p, uint64_t v) {
+    atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_relaxed);
+}
+static inline void cslab_store_release(uint64_t *p, uint64_t v) {
+    atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_release);
+}
+static inline uint64_t cslab_fetch_add_relaxed(uint64_t *p, uint64_t v) {
+    return atomic_fetch_add_explicit((_Atomic uint64_t *)p, v, memory_order_relaxed);
+}
+static inline uint64_t cslab_fetch_sub_relaxed(uint64_t *p, uint64_t v) {
+    return atomic_fetch_sub_explicit((_Atomic uint64_t *)p, v, memory_order_relaxed);
+}
+static inline uint64_t cslab_exchange_acq_rel(uint64_t *p, uint64_t v) {
+    return atomic_exchange_explicit((_Atomic uint64_t *)p, v, memory_order_acq_rel);
+}
+/* Strong CAS. On failure *expected receives the current value. */
+static inline bool cslab_cas_acq_rel(uint64_t *p, uint64_t *expected, uint64_t desired) {
+    return atomic_compare_exchange_strong_explicit((_Atomic uint64_t *)p, expected, desired,
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+static inline bool cslab_cas_acquire(uint64_t *p, uint64_t *expected, uint64_t desired) {
+    return atomic_compare_exchange_strong_explicit((_Atomic uint64_t *)p, expected, desired,
+                                                   memory_order_acquire, memory_order_relaxed);
+}
+static inline void cslab_fence_seq_cst(void) { atomic_thread_fence(memory_order_seq_cst); }
+
+/* A relaxed increment that is *not* atomic: a plain load and store, for counters with a single
+ * writer (one CPU's statistics, updated by the thread that owns that CPU's state). */
+static inline void cslab_bump_single_writer(uint64_t *p, uint64_t v) {
+    cslab_store_relaxed(p, cslab_load_relaxed(p) + v);
+}
+
+/* Spin-wait hint. */
+static inline void cslab_cpu_relax(void) { __asm__ __volatile__("pause" ::: "memory"); }
+
+/* ---------------------------------------------------------------------------------------------
+ * 2. rseq per-CPU primitives.
+ *
+ * Per-CPU slot layout (stride 128 bytes: two cache lines, so the adjacent-line prefetcher does not
+ * couple neighbouring CPUs). Only the first line is touched on the fast path.
+ *    +0   state   the CPU's magazines, one word (see Sources/Slab/CPUCache.swift):
+ *                 bits  0..7   rounds in the loaded magazine
+ *                 bits  8..15  rounds in the previous magazine
+ *                 bits 16..39  previous magazine handle (offset / 64 into the magazine region)
+ *                 bits 40..63  loaded magazine handle
+ *    +8   owner   0 when the slot is free; non-zero while a drainer or a fallback-mode thread owns
+ *                 it. rseq sections only read it and take the slow path when it is set.
+ *    +16  allocHits   fast-path allocations (counted inside the section, before the commit)
+ *    +24  freeHits    fast-path frees
+ * Magazine layout: a 64-byte header, then the rounds: round[i] at +64 + 8*i.
+ * ------------------------------------------------------------------------------------------- */
+
+#define CSLAB_CPU_STRIDE 128
+#define CSLAB_CPU_STRIDE_SHIFT 7
+#define CSLAB_MAGAZINE_HEADER 64
+#define CSLAB_RSEQ_SIG 0x53053053
+
+/* Offset of glibc's rseq area from the thread pointer, and its size (0: not registered). */
+int64_t cslab_rseq_offset(void);
+uint32_t cslab_rseq_size(void);
+
+static inline uint64_t cslab_thread_pointer(void) {
+    uint64_t tp;
+    __asm__("movq %%fs:0, %0" : "=r"(tp));
+    return tp;
+}
+
+/* The current CPU as the kernel last wrote it into this thread's rseq area. Only meaningful when
+ * rseq is registered; otherwise reads 0xFFFFFFFF (uninitialised) or 0xFFFFFFFE (failed). */
+static inline uint32_t cslab_rseq_cpu_id(int64_t rseq_off) {
+    volatile uint32_t *cpu = (volatile uint32_t *)(cslab_thread_pointer() + (uint64_t)rseq_off + 4);
+    return *cpu;
+}
+
+/*
+ * Pop one round from this CPU's loaded magazine. Returns NULL when the loaded magazine is empty or
+ * the slot is owned (the caller then takes the slow path). Restarted by the kernel on preemption,
+ * migration or signal delivery before the commit (the single store of the decremented state).
+ */
+static inline void *cslab_rseq_magazine_pop(int64_t rseq_off, void *cpus, void *magazines) {
+    void *obj;
+retry:
+    __asm__ goto(
+        ".pushsection __rseq_cs, \"aw\"\n\t"
+        ".balign 32\n\t"
+        "3:\n\t"
+        ".long 0x0, 0x0\n\t"
+        ".quad 1f, (2f - 1f), 4f\n\t"
+        ".popsection\n\t"
+        "leaq 3b(%%rip), %%rax\n\t"
+        "movq %%rax, %%fs:8(%[rseq])\n\t"
+        "1:\n\t"
+        "movl %%fs:4(%[rseq]), %%eax\n\t"
+        "shlq $" "7" ", %%rax\n\t"
+        "addq %[cpus], %%rax\n\t"
+        "cmpq $0, 8(%%rax)\n\t"
+        "jne %l[slow]\n\t"
+        "movq (%%rax), %%rcx\n\t"
+        "movzbl %%cl, %%edx\n\t"
+        "testl %%edx, %%edx\n\t"
+        "jz %l[slow]\n\t"
+        "movq %%rcx, %%r8\n\t"
+        "shrq $34, %%r8\n\t"
+        "andq $-64, %%r8\n\t"
+        "addq %[mags], %%r8\n\t"
+        "movq 56(%%r8,%%rdx,8), %%r9\n\t"
+        "movq %%r9, (%[out])\n\t"
+        "incq 16(%%rax)\n\t"
+        "decq %%rcx\n\t"
+        "movq %%rcx, (%%rax)\n\t"
+        "2:\n\t"
+        ".pushsection __rseq_failure, \"ax\"\n\t"
+        ".byte 0x0f, 0xb9, 0x3d\n\t"
+        ".long 0x53053053\n\t"
+        "4:\n\t"
+        "jmp %l[abort]\n\t"
+        ".popsection\n\t"
+        :
+        : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines), [out] "r"(&obj)
+        : "rax", "rcx", "rdx", "r8", "r9", "memory", "cc"
+        : abort, slow);
+    return obj;
+abort:
+    goto retry;
+slow:
+    return NULL;
+}
+
+/*
+ * Push one round onto this CPU's loaded magazine. Returns false when it is full (`capacity`
+ * rounds) or the slot is owned. The round is written before the commit: if the sequence is
+ * restarted, the slot beyond the count it wrote is simply not part of the magazine.
+ */
+static inline bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
+                                            uint64_t capacity, void *obj) {
+retry:
+    __asm__ goto(
+        ".pushsection __rseq_cs, \"aw\"\n\t"
+        ".balign 32\n\t"
+        "3:\n\t"
+        ".long 0x0, 0x0\n\t"
+        ".quad 1f, (2f - 1f), 4f\n\t"
+        ".popsection\n\t"
+        "leaq 3b(%%rip), %%rax\n\t"
+        "movq %%rax, %%fs:8(%[rseq])\n\t"
+        "1:\n\t"
+        "movl %%fs:4(%[rseq]), %%eax\n\t"
+        "shlq $" "7" ", %%rax\n\t"
+        "addq %[cpus], %%rax\n\t"
+        "cmpq $0, 8(%%rax)\n\t"
+        "jne %l[slow]\n\t"
+        "movq (%%rax), %%rcx\n\t"
+        "movzbl %%cl, %%edx\n\t"
+        "cmpq %[cap], %%rdx\n\t"
+        "jae %l[slow]\n\t"
+        "movq %%rcx, %%r8\n\t"
+        "shrq $34, %%r8\n\t"
+        "andq $-64, %%r8\n\t"
+        "addq %[mags], %%r8\n\t"
+        "movq %[obj], 64(%%r8,%%rdx,8)\n\t"
+        "incq 24(%%rax)\n\t"
+        "incq %%rcx\n\t"
+        "movq %%rcx, (%%rax)\n\t"
+        "2:\n\t"
+        ".pushsection __rseq_failure, \"ax\"\n\t"
+        ".byte 0x0f, 0xb9, 0x3d\n\t"
+        ".long 0x53053053\n\t"
+        "4:\n\t"
+        "jmp %l[abort]\n\t"
+        ".popsection\n\t"
+        :
+        : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines), [cap] "r"(capacity),
+          [obj] "r"(obj)
+        : "rax", "rcx", "rdx", "r8", "r9", "memory", "cc"
+        : abort, slow);
+    return true;
+abort:
+    goto retry;
+slow:
+    return false;
+}
+
+/*
+ * Compare-and-store on one CPU's state word, valid only while running on that CPU: succeeds if
+ * the thread is on `cpu`, the slot is not owned and the state still equals `expected`; then it
+ * stores `desired` (the commit). Fails otherwise (the caller re-reads and retries its ladder).
+ * This is how the slow path swaps magazines or installs one from the depot with a single store.
+ */
+static inline bool cslab_rseq_cpu_cas(int64_t rseq_off, void *cpus, uint32_t cpu,
+                                      uint64_t expected, uint64_t desired) {
+    uint64_t *slot = (uint64_t *)((char *)cpus + ((uint64_t)cpu << CSLAB_CPU_STRIDE_SHIFT));
+retry:
+    __asm__ goto(
+        ".pushsection __rseq_cs, \"aw\"\n\t"
+        ".balign 32\n\t"
+        "3:\n\t"
+        ".long 0x0, 0x0\n\t"
+        ".quad 1f, (2f - 1f), 4f\n\t"
+        ".popsection\n\t"
+        "leaq 3b(%%rip), %%rax\n\t"
+        "movq %%rax, %%fs:8(%[rseq])\n\t"
+        "1:\n\t"
+        "cmpl %%fs:4(%[rseq]), %[cpu]\n\t"
+        "jne %l[fail]\n\t"
+        "cmpq $0, 8(%[slot])\n\t"
+        "jne %l[fail]\n\t"
+        "cmpq %[exp], (%[slot])\n\t"
+        "jne %l[fail]\n\t"
+        "movq %[des], (%[slot])\n\t"
+        "2:\n\t"
+        ".pushsection __rseq_failure, \"ax\"\n\t"
+        ".byte 0x0f, 0xb9, 0x3d\n\t"
+        ".long 0x53053053\n\t"
+        "4:\n\t"
+        "jmp %l[abort]\n\t"
+        ".popsection\n\t"
+        :
+        : [rseq] "r"(rseq_off), [slot] "r"(slot), [cpu] "r"(cpu), [exp] "r"(expected),
+          [des] "r"(desired)
+        : "rax", "memory", "cc"
+        : abort, fail);
+    return true;
+abort:
+    goto retry;
+fail:
+    return false;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * membarrier: restart every rseq critical section in flight on one CPU (or all CPUs).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Registers this process for MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ. Returns 0 or -errno. */
+int cslab_membarrier_register_rseq(void);
+/* Fence one CPU (cpu >= 0) or every CPU (cpu < 0). Returns 0 or -errno. */
+int cslab_membarrier_rseq_fence(int cpu);
+
+/* ---------------------------------------------------------------------------------------------
+ * Fixed layouts shared by C and Swift (C guarantees the field order; Swift structs do not).
+ * ------------------------------------------------------------------------------------------- */
+
+/* The slab header: the first 64 bytes of every slab (Sources/Slab/Slab.swift). */
+typedef struct cslab_slab {
+    uint64_t magic;             /* CSLAB_SLAB_MAGIC while the slab belongs to a cache */
+    void *cache;                /* the owning slab layer (identity, for wrong-cache checks) */
+    void *free_list;            /* embedded free list of this slab's free objects */
+    uint32_t in_use;            /* objects handed out of this slab */
+    uint32_t capacity;          /* objects per slab */
+    struct cslab_slab *next;    /* partial / full / empty list links */
+    struct cslab_slab *prev;
+    char *objects;              /* first object (header + colour offset) */
+    uint32_t list;              /* which list the slab is on */
+    uint32_t colour;            /* colour offset in bytes */
+} cslab_slab;
+
+#define CSLAB_SLAB_MAGIC 0x51AB51AB0B1EC75ULL
+
+/* The magazine header: rounds follow at +64. */
+typedef struct cslab_magazine {
+    uint64_t next;              /* depot list link: handle of the next magazine (0 = none) */
+    uint64_t rounds;            /* rounds held while the magazine sits in the depot */
+    uint64_t reserved[6];
+} cslab_magazine;
+
+/* ---------------------------------------------------------------------------------------------
+ * 3. Thread-locals and small OS helpers.
+ * ------------------------------------------------------------------------------------------- */
+
+extern _Thread_local uint64_t cslab_tls_slot_hint;
+static inline uint64_t cslab_tls_get_slot_hint(void) { return cslab_tls_slot_hint; }
+static inline void cslab_tls_set_slot_hint(uint64_t v) { cslab_tls_slot_hint = v; }
+
+/* A small id for the calling thread (gettid). */
+int32_t cslab_gettid(void);
+
+/* Number of CPUs the kernel may ever report (possible CPUs), at least 1. */
+int32_t cslab_possible_cpus(void);
+
+/* An optimisation barrier for benchmarks: the compiler must assume `p` is read and escapes. */
+static inline void cslab_black_hole(const void *p) { __asm__ __volatile__("" : : "r"(p) : "memory"); }
+
+#endif /* CSLAB_H */

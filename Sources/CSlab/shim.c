@@ -1,0 +1,59 @@
+// The out-of-line half of CSlab: symbols that touch glibc's rseq registration, membarrier and
+// thread-locals. Nothing here is on an allocation fast path.
+#define _GNU_SOURCE
+#include "CSlab.h"
+
+#include <linux/membarrier.h>
+#include <sys/rseq.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <errno.h>
+
+_Thread_local uint64_t cslab_tls_slot_hint = 0;
+
+int64_t cslab_rseq_offset(void) { return (int64_t)__rseq_offset; }
+uint32_t cslab_rseq_size(void) { return (uint32_t)__rseq_size; }
+
+int cslab_membarrier_register_rseq(void) {
+    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (r < 0) return -errno;
+    if (!(r & MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)) return -ENOSYS;
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) return -errno;
+    return 0;
+}
+
+int cslab_membarrier_rseq_fence(int cpu) {
+    long r;
+    if (cpu >= 0)
+        r = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_FLAG_CPU, cpu);
+    else
+        r = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0);
+    return r == 0 ? 0 : -errno;
+}
+
+int32_t cslab_gettid(void) { return (int32_t)syscall(SYS_gettid); }
+
+int32_t cslab_possible_cpus(void) {
+    // /sys/devices/system/cpu/possible reads like "0-1" or "0-3,8-11": the largest id + 1 bounds
+    // every cpu_id the kernel can write into an rseq area.
+    int best = -1;
+    FILE *f = fopen("/sys/devices/system/cpu/possible", "r");
+    if (f) {
+        int a, b;
+        char sep;
+        while (fscanf(f, "%d", &a) == 1) {
+            b = a;
+            if (fscanf(f, "%c", &sep) == 1 && sep == '-') {
+                if (fscanf(f, "%d", &b) != 1) break;
+                if (fscanf(f, "%c", &sep) != 1) sep = 0;
+            }
+            if (b > best) best = b;
+            if (sep != ',') break;
+        }
+        fclose(f);
+    }
+    long conf = sysconf(_SC_NPROCESSORS_CONF);
+    if (conf - 1 > best) best = (int)conf - 1;
+    return best < 0 ? 1 : best + 1;
+}

@@ -1,0 +1,108 @@
+// Depot: the cache-wide stock of magazines, one lock-free stack of full magazines and one of
+// empty ones (Bonwick & Adams 2001, section 3.3). CPUs come here once per M allocations or frees
+// at most, thanks to the previous magazine.
+//
+// ABA defence. A stack head is one 64-bit word: a 40-bit version tag above a 24-bit magazine
+// handle. Every successful push or pop increments the tag, so a pop that read head H and next N,
+// was delayed while H was popped, reused and pushed back, fails its CAS because the tag moved on.
+// A stale `next` read is harmless: handles name memory in the magazine region, which stays mapped
+// for the cache's life. The tag wraps after 2^40 operations on one list; a thread would have to
+// sleep between its load and its CAS through exactly that many operations to be fooled.
+// (A single-word CAS, cheaper than the 16-byte one a pointer+counter pair would need.)
+//
+// Working set (Bonwick's reaping). `fullLowWater` is the fewest full magazines the depot held
+// since the last reap: that many were never needed in the interval, so `reap()` returns exactly
+// those to the slab layer. The low-water mark is updated with relaxed operations and may be off
+// by one under races; reaping one magazine more or less is harmless.
+
+import CSlab
+
+final class Depot: @unchecked Sendable {
+    enum List: Int { case full = 0, empty = 1 }
+
+    // Word indices in `words` (each list head on its own 128-byte line).
+    private static let headWord = [0, 16]
+    private static let countWord = [1, 17]
+    private static let fullLowWaterWord = 2
+    private static let fullRoundsWord = 3
+    private static let contentionWord = 32
+    private static let wordCount = 48
+
+    private let words: UnsafeMutablePointer<UInt64>
+    let region: MagazineRegion
+
+    init(region: MagazineRegion) {
+        self.region = region
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: Self.wordCount * 8, alignment: 128)
+        words = raw.initializeMemory(as: UInt64.self, repeating: 0, count: Self.wordCount)
+    }
+
+    deinit { words.deallocate() }
+
+    private static let handleMask: UInt64 = (1 << 24) - 1
+
+    /// Pushes a magazine. For the full list, set its header's `rounds` first: the release in the
+    /// CAS publishes the header and rounds to the thread that pops it.
+    func push(_ h: MagazineHandle, to list: List) {
+        let head = words + Self.headWord[list.rawValue]
+        let link = UnsafeMutableRawPointer(region.header(h)).assumingMemoryBound(to: UInt64.self)
+        var old = cslab_load_relaxed(head)
+        while true {
+            cslab_store_relaxed(link, old & Self.handleMask)
+            let new = ((old >> 24) &+ 1) << 24 | h
+            // Release pairs with the acquire in pop(): the popper sees `next`, rounds and contents.
+            if cslab_cas_acq_rel(head, &old, new) { break }
+            cslab_fetch_add_relaxed(words + Self.contentionWord, 1)
+        }
+        cslab_fetch_add_relaxed(words + Self.countWord[list.rawValue], 1)
+        if list == .full { cslab_fetch_add_relaxed(words + Self.fullRoundsWord, region.header(h).pointee.rounds) }
+    }
+
+    /// Pops a magazine, or nil when the list is empty.
+    func pop(_ list: List) -> MagazineHandle? {
+        let head = words + Self.headWord[list.rawValue]
+        var old = cslab_load_acquire(head)
+        while true {
+            let h = old & Self.handleMask
+            if h == 0 { return nil }
+            // May read the link of a magazine that another thread popped meanwhile; the tag makes
+            // our CAS fail in that case, and the read itself is of mapped memory.
+            let link = UnsafeMutableRawPointer(region.header(h)).assumingMemoryBound(to: UInt64.self)
+            let next = cslab_load_relaxed(link)
+            let new = ((old >> 24) &+ 1) << 24 | next
+            if cslab_cas_acq_rel(head, &old, new) {
+                let remaining = cslab_fetch_sub_relaxed(words + Self.countWord[list.rawValue], 1) &- 1
+                if list == .full {
+                    noteFullLevel(remaining)
+                    cslab_fetch_sub_relaxed(words + Self.fullRoundsWord, region.header(h).pointee.rounds)
+                }
+                return h
+            }
+            cslab_fetch_add_relaxed(words + Self.contentionWord, 1)
+        }
+    }
+
+    private func noteFullLevel(_ level: UInt64) {
+        let mark = words + Self.fullLowWaterWord
+        if Int64(bitPattern: level) < Int64(bitPattern: cslab_load_relaxed(mark)) {
+            cslab_store_relaxed(mark, level)
+        }
+    }
+
+    func count(_ list: List) -> Int { max(0, Int(Int64(bitPattern: cslab_load_relaxed(words + Self.countWord[list.rawValue])))) }
+
+    /// Rounds held by the full list (relaxed; exact when the depot is quiet).
+    var fullRounds: Int { max(0, Int(Int64(bitPattern: cslab_load_relaxed(words + Self.fullRoundsWord)))) }
+
+    /// CAS retries on the depot's lists since the cache was created (contention).
+    var contention: Int { Int(cslab_load_relaxed(words + Self.contentionWord)) }
+
+    /// The number of full magazines that were not needed since the last call, and starts a new
+    /// interval (Bonwick's working-set estimate).
+    func takeExcessEstimate() -> Int {
+        let mark = words + Self.fullLowWaterWord
+        let excess = max(0, Int(Int64(bitPattern: cslab_load_relaxed(mark))))
+        cslab_store_relaxed(mark, UInt64(count(.full)))
+        return excess
+    }
+}

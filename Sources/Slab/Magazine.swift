@@ -1,0 +1,81 @@
+// Magazine: an array of M rounds (object pointers) with a 64-byte header, living in a per-cache
+// magazine region. A magazine is named by its handle: its offset in the region divided by 64. The
+// handle, not a pointer, is what the per-CPU state word and the depot's list heads hold, because
+// it is small (24 bits) and the region is never unmapped while the cache lives: a stale handle
+// always names readable memory, which is what makes the depot's lock-free pop safe.
+//
+// Magazine size is chosen by object size (Bonwick & Adams 2001 give small objects bigger
+// magazines): the memory a CPU can hold back stays near 2 * M * size.
+
+import CSlab
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A magazine's name: its offset in the magazine region / 64. 0 is no magazine.
+typealias MagazineHandle = UInt64
+
+final class MagazineRegion: @unchecked Sendable {
+    /// Handles are 24 bits of 64-byte units: a 1 GiB region, reserved, touched as magazines are made.
+    static let handleBits = 24
+    static let regionBytes = 64 << handleBits
+    static let maxCapacity = 255
+
+    let base: UnsafeMutableRawPointer
+    /// Rounds per magazine (M).
+    let capacity: Int
+    let magazineBytes: Int
+    /// Next free handle (bump allocation). Written by fetch-add, from any thread.
+    private let nextHandle: UnsafeMutablePointer<UInt64>
+
+    /// M for objects of `objectSize` bytes.
+    static func capacity(forObjectSize size: Int) -> Int {
+        switch size {
+        case ...64: return 128
+        case ...256: return 64
+        case ...1024: return 32
+        case ...4096: return 16
+        default: return 8
+        }
+    }
+
+    init?(capacity: Int) {
+        precondition(capacity >= 1 && capacity <= Self.maxCapacity)
+        guard let p = mmap(nil, Self.regionBytes, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+              p != MAP_FAILED else { return nil }
+        base = p
+        self.capacity = capacity
+        magazineBytes = roundUp(Int(CSLAB_MAGAZINE_HEADER) + capacity * 8, 64)
+        nextHandle = .allocate(capacity: 1)
+        nextHandle.initialize(to: 1)   // handle 0 means "no magazine"
+    }
+
+    deinit {
+        munmap(base, Self.regionBytes)
+        nextHandle.deallocate()
+    }
+
+    /// A new, empty magazine, or nil when the region is exhausted (the caller then bypasses the
+    /// magazine layer for this object).
+    func make() -> MagazineHandle? {
+        let units = UInt64(magazineBytes / 64)
+        let h = cslab_fetch_add_relaxed(nextHandle, units)
+        guard h + units <= UInt64(1) << Self.handleBits else { return nil }
+        return h
+    }
+
+    /// Magazines made so far.
+    var made: Int { Int((cslab_load_relaxed(nextHandle) - 1) / UInt64(magazineBytes / 64)) }
+
+    @inline(__always)
+    func header(_ h: MagazineHandle) -> UnsafeMutablePointer<cslab_magazine> {
+        (base + Int(h) * 64).assumingMemoryBound(to: cslab_magazine.self)
+    }
+
+    @inline(__always)
+    func rounds(_ h: MagazineHandle) -> UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        (base + Int(h) * 64 + Int(CSLAB_MAGAZINE_HEADER)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    }
+}

@@ -1,0 +1,47 @@
+// Registry: every live cache, as the kernel's slab_caches list. A cache registers when created and
+// leaves when destroyed; SlabInfo renders the registry in /proc/slabinfo format.
+
+import Synchronization
+
+public final class Registry: @unchecked Sendable {
+    public static let shared = Registry()
+
+    private struct Entry: @unchecked Sendable {
+        let cache: SlabCache
+        let ownerToken: UnsafeMutableRawPointer
+    }
+    private let entries = Mutex([Entry]())
+
+    /// A slabinfo name is one whitespace-free field; tools split the file on whitespace.
+    static func validate(name: String) throws {
+        guard !name.isEmpty else { throw SlabError.invalidName(name, reason: "it is empty") }
+        guard name.utf8.count <= 64 else { throw SlabError.invalidName(name, reason: "it is longer than 64 bytes") }
+        guard name.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7F }) else {
+            throw SlabError.invalidName(name, reason: "only printable ASCII without spaces is allowed")
+        }
+    }
+
+    func register(_ cache: SlabCache) throws {
+        try entries.withLock { e in
+            guard !e.contains(where: { $0.cache.name == cache.name }) else { throw SlabError.duplicateName(cache.name) }
+            e.append(Entry(cache: cache, ownerToken: cache.ownerToken))
+        }
+    }
+
+    func unregister(_ cache: SlabCache) {
+        entries.withLock { e in e.removeAll { $0.cache === cache } }
+    }
+
+    /// The name of the cache whose slabs carry `ownerToken` (for wrong-cache messages).
+    func name(ownerToken: UnsafeMutableRawPointer) -> String? {
+        entries.withLock { e in e.first { $0.ownerToken == ownerToken }?.cache.name }
+    }
+
+    /// Every live cache, in creation order.
+    public var caches: [SlabCache] { entries.withLock { $0.map(\.cache) } }
+
+    /// The live cache with this name.
+    public func cache(named name: String) -> SlabCache? {
+        entries.withLock { e in e.first { $0.cache.name == name }?.cache }
+    }
+}

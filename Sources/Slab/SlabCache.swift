@@ -1,0 +1,341 @@
+// SlabCache: the public object cache (kmem_cache), and the design essay for the whole allocator.
+//
+// 1. References
+// -------------
+//   Jeff Bonwick, "The Slab Allocator: An Object-Caching Kernel Memory Allocator", USENIX 1994.
+//   Jeff Bonwick and Jonathan Adams, "Magazines and Vmem: Extending the Slab Allocator to Many
+//   CPUs and Arbitrary Resources", USENIX 2001.
+//   Linux mm/slub.c (object layout, SLAB_HWCACHE_ALIGN, /proc/slabinfo 2.1), tcmalloc's per-CPU
+//   caches (restartable sequences), illumos kmem.c (the allocation and free ladders).
+//
+// 2. Overview
+// -----------
+//   A cache hands out objects of one size. Three layers, bottom up, one file each:
+//
+//     PageSource.swift  a buddy allocator over 4 MiB arenas: naturally aligned runs of pages.
+//     SlabLayer.swift   slabs (one run of pages each, Slab.swift) carved into equal objects with an
+//                       embedded free list, kept on partial / full / empty lists under one lock.
+//     Depot.swift       lock-free stacks of full and empty magazines (Magazine.swift).
+//     CPUCache.swift    per CPU, a loaded and a previous magazine, changed only by code running
+//                       on that CPU (an rseq critical section), so the common allocation and free
+//                       touch no lock and no shared cache line.
+//
+//   Registry.swift and SlabInfo.swift list every cache in /proc/slabinfo 2.1 format.
+//
+// 3. Glossary
+// -----------
+//   object     what the caller gets: `objectSize` bytes, aligned to `align`.
+//   slab       2^order pages holding a header, a colour offset and `objectsPerSlab` objects.
+//   colour     the offset of a slab's first object; successive slabs use successive colours so
+//              that objects at equal indices spread over cache sets.
+//   round      an object held in a magazine.
+//   magazine   an array of M rounds. Each CPU holds two: `loaded` (used first) and `previous`.
+//   depot      the cache's stock of full and empty magazines.
+//   working set  the full magazines the depot needed during the last interval; `reap()` returns
+//              the rest.
+//
+// 4. Object states (Bonwick 1994)
+// -------------------------------
+//   A constructor runs once per object, when its slab is created; the destructor runs when the
+//   slab is released by `shrink()` or `destroy()`. In between, an object is *constructed*:
+//   allocated to the caller, or cached (a round in a magazine, or free in its slab). The caller
+//   frees an object in its constructed state. When the cache has a constructor, the free-list
+//   link lives after the object, so no byte of a constructed object is ever written by us.
+//
+// 5. The ladders (Bonwick & Adams 2001, as in illumos kmem_cache_alloc / kmem_cache_free)
+// ----------------------------------------------------------------------------------------
+//   Allocate: pop the loaded magazine. It is empty: if the previous one has rounds, exchange them
+//   and retry. Both empty: take a full magazine from the depot, make the loaded one previous, give
+//   the old previous (empty) to the depot. The depot has none: fill a magazine from the slab layer
+//   in one locked batch (a departure: Bonwick goes to the slab layer for a single object).
+//   Free mirrors it: push the loaded magazine; it is full: if the previous is empty, exchange;
+//   both full: take an empty magazine (from the depot, or make one), the loaded becomes previous,
+//   the old previous (full) goes to the depot.
+//   Invariant: the previous magazine is always empty or full, so depot traffic is at most one
+//   exchange per M operations, whatever the workload.
+//
+// 6. Synchronisation
+// ------------------
+//   Per-CPU state is one word per CPU: both magazines' handles and round counts (CPUCache.swift),
+//   so every transition of a CPU's state, from a pop to a magazine exchange, is one store, and
+//   that store is the commit of a restartable sequence: the kernel restarts the sequence if the
+//   thread is preempted, migrated or signalled before it. Remote operations (shrink, destroy)
+//   first mark the CPU owned, then fence it with membarrier(PRIVATE_EXPEDITED_RSEQ), after which
+//   no sequence on it can commit without seeing the mark. Without rseq (valgrind, or
+//   GLIBC_TUNABLES=glibc.pthread.rseq=0) the same slots are owned for the length of an
+//   operation through a CAS on the owner word, and a thread that finds its slot owned takes
+//   another slot or goes to the depot; no thread ever waits for another on the normal paths.
+//   The depot is lock-free (Depot.swift states its ABA defence). The slab layer has one lock,
+//   taken once per magazine of objects. Lock order: drain lock, then slab layer, then page source.
+//
+// 7. Departures from the papers
+// -----------------------------
+//   M is fixed per cache by object size (Bonwick grows M under depot contention; contention is
+//   reported in the statistics instead). Reaping is explicit (`reap()`, `shrink()`); there is no
+//   timer thread. Empty slabs stay cached, constructed, until `shrink()`.
+
+import CSlab
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Flags for `SlabCache`, in the spirit of Linux's SLAB_* flags.
+public struct SlabFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt
+    public init(rawValue: UInt) { self.rawValue = rawValue }
+
+    /// Align objects to the hardware cache line (Linux SLAB_HWCACHE_ALIGN, same value): small
+    /// objects may share a line, but none straddles one needlessly.
+    public static let hwcacheAlign = SlabFlags(rawValue: 0x0000_2000)
+    /// No per-CPU magazine layer: every allocation and free goes to the slab layer's lock.
+    /// For measuring what the magazine layer is worth, and for debugging.
+    public static let noCPUCache = SlabFlags(rawValue: 1 << 32)
+}
+
+/// Errors at the API edge. Nothing is lost when one is thrown: the cache is unchanged.
+public enum SlabError: Error, Equatable, CustomStringConvertible, Sendable {
+    case invalidName(String, reason: String)
+    case duplicateName(String)
+    case invalidSize(Int)
+    case invalidAlignment(Int)
+    case unknownFlags(UInt)
+    case outOfMemory(cache: String)
+    case objectsStillAllocated(cache: String, count: Int)
+    case destroyed(String)
+
+    public var description: String {
+        switch self {
+        case let .invalidName(name, reason): return "invalid cache name \"\(name)\": \(reason)"
+        case let .duplicateName(name): return "a cache named \"\(name)\" already exists"
+        case let .invalidSize(size):
+            return "invalid object size \(size): must be 1...\(SlabLayout.maxObjectSize) bytes"
+        case let .invalidAlignment(align):
+            return "invalid alignment \(align): must be a power of two from 1 to \(SlabLayout.maxAlign)"
+        case let .unknownFlags(bits): return "unknown flag bits 0x\(String(bits, radix: 16))"
+        case let .outOfMemory(cache): return "\(cache): out of memory"
+        case let .objectsStillAllocated(cache, count):
+            return "Slab cache still has objects: \(cache) has \(count) allocated; destroy refused"
+        case let .destroyed(cache): return "\(cache): the cache was destroyed"
+        }
+    }
+}
+
+/// How a cache's per-CPU layer runs (chosen once, at start-up).
+public enum CPULayerMode: String, Sendable {
+    /// Restartable sequences: lock-free, no atomic instruction on the fast path.
+    case rseq
+    /// rseq is not registered: slots owned by CAS for the length of an operation.
+    case fallback
+    /// The cache was created with `.noCPUCache`.
+    case none
+}
+
+/// An object cache: Bonwick's kmem_cache in Swift. Thread-safe.
+///
+/// A cache lives until `destroy()`, as in the kernel: the registry holds it, which is also what
+/// lets `SlabInfo` list it.
+public final class SlabCache: @unchecked Sendable {
+    public let name: String
+    public let layout: SlabLayout
+    public let flags: SlabFlags
+    public let mode: CPULayerMode
+
+    /// Object size as slabinfo reports it.
+    public var objectSize: Int { layout.objectSize }
+    /// Rounds per magazine (M); 0 without a CPU layer.
+    public var magazineCapacity: Int { Int(capacity) }
+
+    // Fast-path fields: read by the inlinable allocate()/free(), never written after init.
+    @usableFromInline let rseqOffset: Int64
+    @usableFromInline let cpus: UnsafeMutableRawPointer
+    @usableFromInline let magazineBase: UnsafeMutableRawPointer
+    @usableFromInline let capacity: UInt64
+    @usableFromInline let usesRseq: Bool
+    @usableFromInline let slabMask: UInt
+    @usableFromInline let ownerToken: UnsafeMutableRawPointer
+    @usableFromInline let arenaMap: UnsafeMutablePointer<UInt8>
+
+    let slabLayer: SlabLayer
+    let region: MagazineRegion?
+    let depot: Depot?
+    /// Slots in `cpus`: possible CPUs (rseq), or a power of two >= 4 x CPUs (fallback).
+    let slotCount: Int
+    let counters: SlowPathCounters
+    /// Serialises drains (shrink, reap, destroy) with each other.
+    let drainLock = Mutex(())
+    private let destroyedFlag = Atomic<Bool>(false)
+
+    /// Creates a cache. `align` must be a power of two (1...4096); the object size is `size`
+    /// rounded up to a word and then to the alignment.
+    public init(name: String, size: Int, align: Int = 8, flags: SlabFlags = [],
+                constructor: ((UnsafeMutableRawPointer) -> Void)? = nil,
+                destructor: ((UnsafeMutableRawPointer) -> Void)? = nil) throws {
+        try Registry.validate(name: name)
+        let known: SlabFlags = [.hwcacheAlign, .noCPUCache]
+        guard flags.subtracting(known).isEmpty else { throw SlabError.unknownFlags(flags.subtracting(known).rawValue) }
+        guard size >= 1, size <= SlabLayout.maxObjectSize else { throw SlabError.invalidSize(size) }
+        guard let layout = SlabLayout(size: size, align: align, hardwareCacheAlign: flags.contains(.hwcacheAlign),
+                                      hasConstructor: constructor != nil) else {
+            throw SlabError.invalidAlignment(align)
+        }
+        self.name = name
+        self.layout = layout
+        self.flags = flags
+        let layer = SlabLayer(name: name, layout: layout, constructor: constructor, destructor: destructor)
+        slabLayer = layer
+        slabMask = layer.slabMask
+        ownerToken = layer.ownerToken
+        arenaMap = layer.pages.arenaMap
+        counters = SlowPathCounters()
+
+        let platform = CPULayerPlatform.current
+        if flags.contains(.noCPUCache) {
+            mode = .none
+        } else {
+            mode = platform.usesRseq ? .rseq : .fallback
+        }
+        let m = MagazineRegion.capacity(forObjectSize: layout.objectSize)
+        if mode != .none, let region = MagazineRegion(capacity: m) {
+            self.region = region
+            depot = Depot(region: region)
+            capacity = UInt64(m)
+        } else {
+            region = nil
+            depot = nil
+            capacity = 0
+        }
+        usesRseq = mode == .rseq && region != nil
+        rseqOffset = platform.rseqOffset
+        slotCount = mode == .fallback ? platform.fallbackSlots : platform.possibleCPUs
+        // One 128-byte slot per CPU. With no CPU layer, every slot is owned forever, so the
+        // (never taken) fast path would go slow anyway.
+        let bytes = slotCount * Int(CSLAB_CPU_STRIDE)
+        cpus = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: Int(CSLAB_CPU_STRIDE))
+        cpus.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        magazineBase = region?.base ?? cpus
+        if let region {
+            // Every CPU starts with two empty magazines, so the state word always names real ones.
+            for i in 0..<slotCount {
+                guard let loaded = region.make(), let previous = region.make() else {
+                    fatalError("SlabCache(\(name)): cannot make the first magazines")
+                }
+                slotState(i).pointee = CPUState(loaded: loaded, loadedRounds: 0,
+                                                 previous: previous, previousRounds: 0).word
+            }
+        } else {
+            for i in 0..<slotCount { slotOwner(i).pointee = CPUState.ownerSlabOnly }
+        }
+        try Registry.shared.register(self)
+    }
+
+    deinit {
+        cpus.deallocate()
+    }
+
+    // MARK: Allocate and free
+
+    /// Allocates one constructed object, or returns nil when memory is exhausted
+    /// (kmem_cache_alloc).
+    @inlinable @inline(__always)
+    public func allocate() -> UnsafeMutableRawPointer? {
+        if usesRseq, let object = cslab_rseq_magazine_pop(rseqOffset, cpus, magazineBase) {
+            return object
+        }
+        return allocateSlow()
+    }
+
+    /// Frees an object allocated from this cache, in its constructed state (kmem_cache_free).
+    /// A pointer that is not an object of this cache stops the process with a message naming the
+    /// cache and the pointer (freeing it would corrupt memory).
+    @inlinable @inline(__always)
+    public func free(_ object: UnsafeMutableRawPointer) {
+        checkOwnership(object)
+        if usesRseq, cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object) {
+            return
+        }
+        freeSlow(object)
+    }
+
+    /// The cheap ownership test on every free: the address is in one of our arenas and the slab
+    /// header under it (found by masking) carries this cache's token.
+    @inlinable @inline(__always)
+    func checkOwnership(_ object: UnsafeMutableRawPointer) {
+        let address = UInt(bitPattern: object)
+        guard address >> 47 == 0, arenaMap[Int(truncatingIfNeeded: address >> 22)] != 0 else {
+            diagnoseBadFree(object)
+        }
+        let slab = UnsafePointer<cslab_slab>(bitPattern: address & slabMask).unsafelyUnwrapped
+        guard slab.pointee.cache == ownerToken, slab.pointee.magic == CSLAB_SLAB_MAGIC else {
+            diagnoseBadFree(object)
+        }
+    }
+
+    /// Explains a free that failed the ownership test, then stops the process.
+    @usableFromInline
+    func diagnoseBadFree(_ object: UnsafeMutableRawPointer) -> Never {
+        let address = UInt(bitPattern: object)
+        if destroyedFlag.load(ordering: .acquiring) {
+            slabFatal("kmem_cache_free(\(name)): \(hex(address)) freed to a destroyed cache")
+        }
+        let pages = slabLayer.pages
+        guard pages.contains(address), let block = pages.block(containing: address) else {
+            slabFatal("kmem_cache_free(\(name)): \(hex(address)) was not allocated from any slab cache")
+        }
+        let slab = SlabPointer(bitPattern: block.start)!
+        if slab.pointee.magic == CSLAB_SLAB_MAGIC, let other = slab.pointee.cache,
+           let otherName = Registry.shared.name(ownerToken: other) {
+            slabFatal("kmem_cache_free(\(name)): Wrong slab cache. \(name) but object \(hex(address)) is from \(otherName)")
+        }
+        slabFatal("kmem_cache_free(\(name)): \(hex(address)) is not an allocated slab object")
+    }
+
+    // MARK: Shrink, reap, destroy
+
+    /// Returns every cached object to its slab (all CPUs' magazines and the depot) and every empty
+    /// slab to the OS. Safe while other threads keep allocating and freeing. Returns the bytes
+    /// released.
+    @discardableResult
+    public func shrink() -> Int {
+        guard !isDestroyed else { return 0 }
+        drainLock.withLock { _ in
+            drainAllCPUs(leaveOwned: false)
+            flushDepot(all: true)
+        }
+        return slabLayer.releaseEmptySlabs()
+    }
+
+    /// Bonwick's reap: returns the depot's full magazines that were not needed since the last
+    /// reap (outside the working set), then releases empty slabs. Leaves CPUs' magazines alone.
+    @discardableResult
+    public func reap() -> Int {
+        guard !isDestroyed else { return 0 }
+        drainLock.withLock { _ in flushDepot(all: false) }
+        return slabLayer.releaseEmptySlabs()
+    }
+
+    /// Destroys the cache (kmem_cache_destroy). Throws, and leaves the cache intact and usable,
+    /// when objects are still allocated ("Slab cache still has objects").
+    public func destroy() throws {
+        try drainLock.withLock { _ in
+            guard !destroyedFlag.load(ordering: .acquiring) else { throw SlabError.destroyed(name) }
+            // Take every CPU and keep it: from here on every fast path goes slow.
+            drainAllCPUs(leaveOwned: true)
+            flushDepot(all: true)
+            let live = slabLayer.activeObjects
+            guard live == 0 else {
+                releaseAllCPUs()
+                throw SlabError.objectsStillAllocated(cache: name, count: live)
+            }
+            destroyedFlag.store(true, ordering: .releasing)
+            Registry.shared.unregister(self)
+            slabLayer.destroy()
+        }
+    }
+
+    public var isDestroyed: Bool { destroyedFlag.load(ordering: .acquiring) }
+
+    /// Checks the slab layer's equations; returns the problems found (empty when all hold).
+    public func checkInvariants() -> [String] { slabLayer.checkInvariants() }
+}

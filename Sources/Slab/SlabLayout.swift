@@ -1,0 +1,127 @@
+// SlabLayout: the arithmetic of one cache's slabs, with no memory behind it (so it can be tested
+// exhaustively). Everything the slab layer needs to carve a slab is decided here, once, at
+// cache creation.
+//
+//   slab (2^order pages, aligned to its own size)
+//   +--------+--------+--------+--------+-----+--------+----------+
+//   | header | colour | obj 0  | obj 1  | ... | obj n-1| leftover |
+//   +--------+--------+--------+--------+-----+--------+----------+
+//   64 bytes  c*step    stride each                     slack - c*step
+//
+// Object size follows Linux: the requested size is rounded up to a machine word, then to the
+// alignment (20 bytes at align 8 -> 24). The free-list link lives in the object's first word,
+// unless the cache has a constructor: constructed objects must keep their state while free
+// (Bonwick's object caching), so the link moves past the object and the stride grows by a word
+// (SLUB makes the same choice).
+
+/// The geometry of one cache's slabs.
+public struct SlabLayout: Equatable, Sendable {
+    /// The size the caller asked for.
+    public let requestedSize: Int
+    /// The alignment every object honours (a power of two).
+    public let align: Int
+    /// The object size as slabinfo reports it: requested size rounded to a word, then to `align`.
+    public let objectSize: Int
+    /// Distance between consecutive objects in a slab (objectSize, plus a word for the free-list
+    /// link when the cache has a constructor).
+    public let stride: Int
+    /// Offset of the free-list link inside a free object.
+    public let freeLinkOffset: Int
+    /// Slab size is 2^order pages.
+    public let order: Int
+    public let objectsPerSlab: Int
+    /// Number of distinct colour offsets (>= 1).
+    public let colours: Int
+    /// Bytes between colour offsets.
+    public let colourStep: Int
+
+    public static let pageSize = 4096
+    public static let headerSize = 64
+    /// The largest slab the page source hands out (the buddy allocator's arena: 1024 pages).
+    public static let maxOrder = 10
+    /// The largest object a cache accepts.
+    public static let maxObjectSize = 1 << 20
+    /// The largest alignment a cache accepts.
+    public static let maxAlign = pageSize
+    /// Wasted fraction (header + leftover) we accept before trying a larger slab: 1/32.
+    static let wasteDenominator = 32
+    /// A slab should hold at least this many objects when that fits in the largest slab.
+    static let minObjects = 8
+
+    public var slabBytes: Int { Self.pageSize << order }
+    public var pagesPerSlab: Int { 1 << order }
+    /// Bytes of a slab that hold no object: header, colour slack and leftover.
+    public var wastePerSlab: Int { slabBytes - objectsPerSlab * stride }
+    /// Slab bytes per object, as a multiple of objectSize (1.0 would be a perfect fit).
+    public var overheadRatio: Double { Double(slabBytes) / Double(objectsPerSlab * objectSize) }
+
+    /// Computes the layout, or returns nil when the size or alignment cannot be served.
+    public init?(size: Int, align requestedAlign: Int, hardwareCacheAlign: Bool = false,
+                 hasConstructor: Bool = false, cacheLine: Int = 64) {
+        guard size >= 1, size <= Self.maxObjectSize else { return nil }
+        guard requestedAlign >= 1, requestedAlign <= Self.maxAlign,
+              requestedAlign & (requestedAlign - 1) == 0 else { return nil }
+        var align = requestedAlign
+        if hardwareCacheAlign {
+            // SLAB_HWCACHE_ALIGN: align to the cache line, but let small objects share a line.
+            var lineAlign = cacheLine
+            while size <= lineAlign / 2 { lineAlign /= 2 }
+            align = max(align, lineAlign)
+        }
+        let word = MemoryLayout<UInt>.size
+        let objectSize = roundUp(roundUp(size, word), align)
+        let stride = hasConstructor ? roundUp(objectSize + word, max(align, word)) : objectSize
+        // The first object starts after the header, at an offset that honours the alignment.
+        let firstOffset = roundUp(Self.headerSize, align)
+
+        func fit(_ order: Int) -> (objects: Int, waste: Int) {
+            let bytes = Self.pageSize << order
+            guard bytes > firstOffset else { return (0, bytes) }
+            let n = (bytes - firstOffset) / stride
+            return (n, bytes - n * stride)
+        }
+        // The smallest slab that wastes at most 1/32 and holds enough objects; failing that, the
+        // one that wastes least (ties go to the smaller slab).
+        var chosen = -1
+        var best = (order: -1, wasteFraction: Double.infinity)
+        for order in 0...Self.maxOrder {
+            let (n, waste) = fit(order)
+            guard n >= 1 else { continue }
+            let bytes = Self.pageSize << order
+            let enoughObjects = n >= Self.minObjects || fit(Self.maxOrder).objects < Self.minObjects
+            if enoughObjects && waste * Self.wasteDenominator <= bytes { chosen = order; break }
+            let fraction = Double(waste) / Double(bytes)
+            if fraction < best.wasteFraction { best = (order, fraction) }
+        }
+        if chosen < 0 { chosen = best.order }
+        guard chosen >= 0 else { return nil }
+
+        let (n, _) = fit(chosen)
+        let slack = (Self.pageSize << chosen) - firstOffset - n * stride
+        // Colour in cache-line steps (or the alignment, if larger), as Linux's SLAB did:
+        // successive slabs start their objects at different offsets so that equal-index objects
+        // of different slabs do not compete for the same cache sets.
+        let step = max(align, cacheLine)
+        self.requestedSize = size
+        self.align = align
+        self.objectSize = objectSize
+        self.stride = stride
+        self.freeLinkOffset = hasConstructor ? objectSize : 0
+        self.order = chosen
+        self.objectsPerSlab = n
+        self.colourStep = step
+        self.colours = slack / step + 1
+        self.firstObjectOffset = firstOffset
+    }
+
+    /// Offset of the first object in a slab of colour 0.
+    public let firstObjectOffset: Int
+
+    /// Offset of the first object in a slab of the given colour index.
+    public func objectsOffset(colour: Int) -> Int {
+        firstObjectOffset + (colour % colours) * colourStep
+    }
+}
+
+@inline(__always)
+func roundUp(_ x: Int, _ to: Int) -> Int { (x + to - 1) & ~(to - 1) }

@@ -1,0 +1,2 @@
+import Slab
+print(SlabInfo.header)
