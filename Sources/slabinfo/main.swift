@@ -1,2 +1,0 @@
-import Slab
-print(SlabInfo.header)
