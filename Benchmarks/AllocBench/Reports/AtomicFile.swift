@@ -1,0 +1,84 @@
+// Atomic writes: the new contents go to a temporary file in the same directory, are flushed to
+// disk, and replace the old file with one rename(2). A reader (or a crash, or Ctrl-C) sees the old
+// file or the new one, never a mix; a writer that fails midway leaves the old file untouched.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+public enum AtomicFile {
+    public struct WriteError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Writes `text` to `path` atomically.
+    public static func write(_ text: String, to path: String) throws {
+        try write(to: path) { emit in try emit(Array(text.utf8)) }
+    }
+
+    /// Writes what `body` emits to `path` atomically. `body` may emit in pieces and may throw:
+    /// then the temporary file is removed and the error rethrown, and `path` is unchanged.
+    public static func write(to path: String, _ body: (_ emit: ([UInt8]) throws -> Void) throws -> Void) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        var template = Array(((dir.isEmpty ? "." : dir) + "/." + base + ".tmp.XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw WriteError(description: "cannot create a temporary file beside \(path): \(errnoText())") }
+        let tmp = String(cString: template)
+        var closed = false
+        do {
+            try body { bytes in
+                var done = 0
+                while done < bytes.count {
+                    let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, bytes.count - done) }
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw WriteError(description: "writing \(tmp): \(errnoText())")
+                    }
+                    done += n
+                }
+            }
+            guard fsync(fd) == 0 else { throw WriteError(description: "fsync \(tmp): \(errnoText())") }
+            fchmod(fd, 0o644)
+            closed = true
+            guard close(fd) == 0 else { throw WriteError(description: "close \(tmp): \(errnoText())") }
+            guard rename(tmp, path) == 0 else { throw WriteError(description: "rename \(tmp) to \(path): \(errnoText())") }
+        } catch {
+            if !closed { close(fd) }
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    static func errnoText() -> String { String(cString: strerror(errno)) }
+}
+
+/// Writes a run's reports into a folder: latest.{json,csv,txt} and the SVG charts, each atomically.
+/// An interrupted run writes `interrupted.{json,csv,txt}` instead and leaves the latest.* files alone.
+public enum ReportWriter {
+    /// Returns the paths written.
+    @discardableResult
+    public static func write(_ record: RunRecord, to directory: String) throws -> [String] {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let stem = record.interrupted ? "interrupted" : "latest"
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        // NaN cannot appear in JSON: a workload reporting 0 seconds gives nsPerOp = NaN, but only
+        // stored properties are encoded, and those are finite by construction.
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let json = String(decoding: try encoder.encode(record), as: UTF8.self) + "\n"
+        var files: [(String, String)] = [
+            ("\(stem).json", json),
+            ("\(stem).csv", CSVReport.render(record)),
+            ("\(stem).txt", TextReport.render(record)),
+        ]
+        if !record.interrupted { files += Charts.render(record).map { ($0.name, $0.svg) } }
+        var written: [String] = []
+        for (name, text) in files {
+            let path = (directory as NSString).appendingPathComponent(name)
+            try AtomicFile.write(text, to: path)
+            written.append(path)
+        }
+        return written
+    }
+}

@@ -1,0 +1,108 @@
+// The run's three charts. Each is written even when the run has no data for it (it then says so),
+// so that a run always leaves the same set of files behind.
+
+public enum Charts {
+    public static let fileNames = ["ns_per_op_by_size.svg", "thread_scaling.svg", "sawtooth_rss.svg"]
+
+    /// File name -> SVG text.
+    public static func render(_ record: RunRecord) -> [(name: String, svg: String)] {
+        let run = RunSummary(record)
+        return [
+            ("ns_per_op_by_size.svg", nsPerOpBySize(record, run)),
+            ("thread_scaling.svg", threadScaling(record, run)),
+            ("sawtooth_rss.svg", sawtoothRSS(record, run)),
+        ]
+    }
+
+    static func legend(_ allocators: [AllocatorID]) -> [(String, String)] {
+        allocators.map { ($0.rawValue, SVGChart.color($0)) }
+    }
+
+    /// The workloads whose ns/op is plotted against size: the pair and the batches; failing
+    /// those (a run restricted to other workloads), every one-thread workload with several sizes.
+    static func sizeWorkloads(_ run: RunSummary) -> [String] {
+        let multiSize = run.workloads.filter { w in Set(run.keys(of: w).filter { $0.threads == 1 }.map(\.size)).count > 1 }
+        let preferred = multiSize.filter { $0 == "pair" || $0.hasPrefix("batch") }
+        return preferred.isEmpty ? multiSize : preferred
+    }
+
+    static func nsPerOpBySize(_ record: RunRecord, _ run: RunSummary) -> String {
+        var panels: [ChartPanel] = []
+        for w in sizeWorkloads(run) {
+            let keys = run.keys(of: w).filter { $0.threads == 1 }
+            var series: [ChartSeries] = []
+            for a in run.allocators {
+                let pts = keys.compactMap { k -> (x: Double, y: Double, range: (Double, Double)?)? in
+                    guard let s = run.cells[k]?[a], s.status == .ok, let ns = s.nsPerOp else { return nil }
+                    return (Double(k.size), ns.median, (ns.min, ns.max))
+                }
+                if !pts.isEmpty { series.append(ChartSeries(name: a.rawValue, color: SVGChart.color(a), points: pts)) }
+            }
+            panels.append(ChartPanel(title: w, xLabel: "object size (bytes, log scale)", yLabel: "ns per op (median)",
+                                     xTicks: Set(keys.map { Double($0.size) }).sorted(), logX: true, series: series))
+        }
+        return SVGChart.render(title: "ns per op by object size (1 thread)",
+                               subtitle: "median of the repetitions, whiskers min-max; lower is better. run \(record.runID)",
+                               panels: panels, legend: legend(run.allocators))
+    }
+
+    static func threadScaling(_ record: RunRecord, _ run: RunSummary) -> String {
+        var panels: [ChartPanel] = []
+        for w in run.workloads {
+            guard let size = run.headlineSize(of: w) else { continue }
+            let keys = run.keys(of: w).filter { $0.size == size }
+            guard Set(keys.map(\.threads)).count > 1 else { continue }
+            var series: [ChartSeries] = []
+            for a in run.allocators {
+                let pts = keys.compactMap { k -> (x: Double, y: Double, range: (Double, Double)?)? in
+                    guard let s = run.cells[k]?[a], s.status == .ok, let m = s.mopsPerSecond else { return nil }
+                    return (Double(k.threads), m.median, (m.min, m.max))
+                }
+                if !pts.isEmpty { series.append(ChartSeries(name: a.rawValue, color: SVGChart.color(a), points: pts)) }
+            }
+            panels.append(ChartPanel(title: "\(w), \(size) B", xLabel: "threads", yLabel: "million ops per second",
+                                     xTicks: Set(keys.map { Double($0.threads) }).sorted(), logX: false, series: series))
+        }
+        return SVGChart.render(title: "Thread scaling: total throughput",
+                               subtitle: "median Mops/s over the repetitions, whiskers min-max; higher is better. \(record.machine.cores) online CPUs",
+                               panels: panels, legend: legend(run.allocators))
+    }
+
+    /// RSS over time of the first repetition that recorded a series, per allocator; the workload's
+    /// live bytes (the same for every allocator) dashed.
+    static func sawtoothRSS(_ record: RunRecord, _ run: RunSummary) -> String {
+        let mib = Double(1 << 20)
+        var panels: [ChartPanel] = []
+        let withSeries = record.results.filter { r in r.status == .ok && r.repetitions.contains { !($0.rssSeries ?? []).isEmpty } }
+        var workloads: [String] = []
+        for r in withSeries where !workloads.contains(r.parameters.workload) { workloads.append(r.parameters.workload) }
+        for w in workloads {
+            let cells = withSeries.filter { $0.parameters.workload == w }
+            let size = cells.contains { $0.parameters.size == 20 } ? 20 : cells.map(\.parameters.size).min()!
+            let atSize = cells.filter { $0.parameters.size == size }
+            let threads = atSize.map(\.parameters.threads).min()!
+            var series: [ChartSeries] = []
+            var live: [RSSPoint] = []
+            var maxT = 0.0
+            for a in run.allocators {
+                guard let r = atSize.first(where: { $0.parameters.allocator == a && $0.parameters.threads == threads }),
+                      let pts = r.repetitions.lazy.compactMap(\.rssSeries).first(where: { !$0.isEmpty }) else { continue }
+                if live.isEmpty { live = pts }
+                maxT = max(maxT, pts.map(\.seconds).max() ?? 0)
+                series.append(ChartSeries(name: a.rawValue, color: SVGChart.color(a),
+                                          points: pts.map { ($0.seconds, Double($0.rssBytes) / mib, nil) }, markers: false))
+            }
+            if !live.isEmpty {
+                series.append(ChartSeries(name: "live bytes", color: "#000000",
+                                          points: live.map { ($0.seconds, Double($0.liveBytes) / mib, nil) },
+                                          dashed: true, markers: false))
+            }
+            let ticks = (0...4).map { maxT * Double($0) / 4 }
+            panels.append(ChartPanel(title: "\(w), \(size) B, \(threads) thread\(threads == 1 ? "" : "s")",
+                                     xLabel: "seconds", yLabel: "RSS (MiB)", xTicks: ticks, logX: false, series: series))
+        }
+        return SVGChart.render(title: "RSS over time (sawtooth fill and drain)",
+                               subtitle: "first repetition of each allocator; dashed: bytes the workload holds live",
+                               panels: panels, legend: legend(run.allocators) + [("live bytes", "#000000")])
+    }
+}

@@ -1,0 +1,97 @@
+// What one run of the suite produced: the machine it ran on, the workloads' descriptions and
+// every cell's result. `latest.json` is this record; the CSV, text and SVG reports are views of it.
+
+/// A workload as the reports need to know it (a copy of the catalog's `WorkloadInfo`, so that the
+/// runner and the reports depend only on the interface, not on the workloads' code).
+public struct WorkloadSpec: Codable, Sendable, Equatable {
+    public var name: String
+    public var summary: String
+    /// The workload samples single-operation latencies (p50/p99/p99.9/max).
+    public var measuresLatency: Bool
+    /// The workload runs `threads` threads; otherwise it always runs on one.
+    public var usesThreads: Bool
+    /// The one object size the workload always uses whatever `size` says (ctor-256), if any: the
+    /// runner plans it once, at that size.
+    public var fixedSize: Int?
+
+    public init(name: String, summary: String, measuresLatency: Bool, usesThreads: Bool, fixedSize: Int? = nil) {
+        self.name = name
+        self.summary = summary
+        self.measuresLatency = measuresLatency
+        self.usesThreads = usesThreads
+        self.fixedSize = fixedSize
+    }
+}
+
+/// The machine and the software versions a run measured.
+public struct MachineInfo: Codable, Sendable, Equatable {
+    public var cpuModel: String
+    /// Online CPUs (sysconf(_SC_NPROCESSORS_ONLN)).
+    public var cores: Int
+    /// `uname -srvm`.
+    public var kernel: String
+    /// gnu_get_libc_version().
+    public var glibc: String
+    /// First line of `swift --version`, or the compiler the bench was built with.
+    public var swift: String
+    /// Short commit of the working tree (`git rev-parse --short HEAD`), "unknown" outside a repository.
+    public var commit: String
+    /// The working tree had uncommitted changes to tracked files.
+    public var dirty: Bool
+    /// The slab's per-CPU layer mode on this machine: rseq, fallback (or none).
+    public var slabMode: String
+    /// Allocator name -> version, from the child (CellResult.allocatorVersion) or dpkg-query.
+    public var allocatorVersions: [String: String]
+    /// Start of the run, UTC, ISO 8601.
+    public var date: String
+
+    public init(cpuModel: String, cores: Int, kernel: String, glibc: String, swift: String, commit: String,
+                dirty: Bool, slabMode: String, allocatorVersions: [String: String], date: String) {
+        self.cpuModel = cpuModel
+        self.cores = cores
+        self.kernel = kernel
+        self.glibc = glibc
+        self.swift = swift
+        self.commit = commit
+        self.dirty = dirty
+        self.slabMode = slabMode
+        self.allocatorVersions = allocatorVersions
+        self.date = date
+    }
+
+    /// The commit with a "-dirty" suffix when the tree had changes.
+    public var commitLabel: String { dirty ? commit + "-dirty" : commit }
+}
+
+/// Everything one run produced.
+public struct RunRecord: Codable, Sendable {
+    /// `<UTC date>-<commit>`, the same in every CSV row of the run.
+    public var runID: String
+    public var machine: MachineInfo
+    public var quick: Bool
+    /// The run was stopped by Ctrl-C before every cell ran.
+    public var interrupted: Bool
+    public var durationSeconds: Double
+    public var workloads: [WorkloadSpec]
+    public var results: [CellResult]
+
+    public init(runID: String, machine: MachineInfo, quick: Bool, interrupted: Bool, durationSeconds: Double,
+                workloads: [WorkloadSpec], results: [CellResult]) {
+        self.runID = runID
+        self.machine = machine
+        self.quick = quick
+        self.interrupted = interrupted
+        self.durationSeconds = durationSeconds
+        self.workloads = workloads
+        self.results = results
+    }
+
+    /// The allocator's version: what its child reported, else what the machine block recorded.
+    public func version(of allocator: AllocatorID) -> String? {
+        if let v = results.first(where: { $0.parameters.allocator == allocator && $0.allocatorVersion != nil })?
+            .allocatorVersion { return v }
+        return machine.allocatorVersions[allocator.rawValue]
+    }
+
+    public func spec(of workload: String) -> WorkloadSpec? { workloads.first { $0.name == workload } }
+}

@@ -1,0 +1,195 @@
+// latest.txt: the report a person reads. The machine first (a figure means nothing without it),
+// then a one-screen summary (one row per workload at the headline size, plus thread-scaling rows),
+// then a table per workload. Every number is a median over repetitions; ratios divide medians
+// measured in this run, never figures from elsewhere.
+import Foundation
+
+public enum TextReport {
+    public static func render(_ record: RunRecord) -> String {
+        let run = RunSummary(record)
+        var out = ""
+        out += "AllocBench run \(record.runID)"
+        if record.quick { out += "  (quick)" }
+        if record.interrupted { out += "  INTERRUPTED: partial results" }
+        out += "\n\n" + machineBlock(record) + "\n"
+        out += summary(record, run) + "\n"
+        for workload in run.workloads { out += details(record, run, workload) + "\n" }
+        out += failures(record)
+        return out
+    }
+
+    // MARK: Machine
+
+    static func machineBlock(_ record: RunRecord) -> String {
+        let m = record.machine
+        var versions: [String] = []
+        for a in AllocatorID.allCases {
+            guard let v = record.version(of: a) else { continue }
+            versions.append(v.hasPrefix(a.rawValue) ? v : "\(a.rawValue) (\(v))")
+        }
+        let rows: [(String, String)] = [
+            ("CPU", "\(m.cpuModel) (\(m.cores) online CPUs)"),
+            ("Kernel", m.kernel),
+            ("glibc", m.glibc),
+            ("Swift", m.swift),
+            ("Commit", m.commitLabel),
+            ("Date", "\(m.date)  (run took \(duration(record.durationSeconds)))"),
+            ("Slab mode", m.slabMode),
+            ("Allocators", versions.joined(separator: ", ")),
+        ]
+        return "Machine\n" + rows.map { "  " + $0.0.padding(toLength: 11, withPad: " ", startingAt: 0) + $0.1 }
+            .joined(separator: "\n") + "\n"
+    }
+
+    // MARK: Summary
+
+    static func summary(_ record: RunRecord, _ run: RunSummary) -> String {
+        var header = ["workload", "size", "thr"] + run.allocators.map(\.rawValue)
+        let hasSlab = run.allocators.contains(.slab)
+        if hasSlab { header.append("slab/best") }
+        var table = TextTable(header: header, leftColumns: 1)
+        for workload in run.workloads {
+            guard let size = run.headlineSize(of: workload) else { continue }
+            let threadCounts = Set(run.keys(of: workload).filter { $0.size == size }.map(\.threads)).sorted()
+            for threads in threadCounts {
+                let key = CellKey(workload: workload, size: size, threads: threads)
+                let cells = run.cells[key] ?? [:]
+                var row = [workload, String(size), String(threads)]
+                for a in run.allocators { row.append(cellText(cells[a])) }
+                if hasSlab { row.append(ratio(run.slabRatioToBestPeer(key))) }
+                table.add(row)
+            }
+        }
+        var text = "Summary: median ns per op (one object allocated and freed; lower is better)\n"
+        if hasSlab {
+            text += "slab/best = slab's median / the best peer's median in the same cell (below 1: the slab is faster)\n"
+        }
+        return text + table.render()
+    }
+
+    static func cellText(_ s: CellSummary?) -> String {
+        guard let s else { return "-" }
+        guard s.status == .ok, let ns = s.nsPerOp?.median else { return s.status.rawValue }
+        return fixed(ns)
+    }
+
+    // MARK: Per workload
+
+    static func details(_ record: RunRecord, _ run: RunSummary, _ workload: String) -> String {
+        var text = "== \(workload)"
+        if let spec = record.spec(of: workload) { text += ": \(spec.summary)" }
+        text += "\n"
+        for key in run.keys(of: workload) {
+            let cells = run.cells[key] ?? [:]
+            let medians = run.medians(key)
+            let glibc = medians[.glibc]
+            let best = Ratio.bestPeer(in: medians)
+            let hasLatency = cells.values.contains { $0.p50 != nil }
+            let hasAfter = cells.values.contains { $0.rssAfterBytes != nil }
+            text += "\nsize \(key.size) B, \(key.threads) thread\(key.threads == 1 ? "" : "s")"
+            if let best { text += "; best peer \(best.allocator.rawValue)" }
+            text += "\n"
+            var header = ["allocator", "ns/op", "min-max", "MAD", "Mops/s", "x glibc", "x best", "peak RSS", "RSS/live"]
+            if hasAfter { header.append("RSS after") }
+            if hasLatency { header += ["p50", "p99", "p99.9", "max"] }
+            var table = TextTable(header: header, leftColumns: 1)
+            for a in run.allocators {
+                guard let s = cells[a] else { continue }
+                guard s.status == .ok, let ns = s.nsPerOp else {
+                    table.add([a.rawValue, s.status.rawValue] + Array(repeating: "", count: header.count - 2))
+                    continue
+                }
+                var row = [
+                    a.rawValue, fixed(ns.median), "\(fixed(ns.min))-\(fixed(ns.max))", fixed(ns.mad),
+                    s.mopsPerSecond.map { fixed($0.median) } ?? "",
+                    ratio(Ratio.of(ns.median, to: glibc)), ratio(Ratio.of(ns.median, to: best?.value)),
+                    s.peakRSSBytes.map { bytes($0.median) } ?? "",
+                    s.rssOverhead.map { String(format: "%.2f", $0.median) } ?? "",
+                ]
+                if hasAfter { row.append(s.rssAfterBytes.map { bytes($0.median) } ?? "") }
+                if hasLatency { row += [s.p50, s.p99, s.p999, s.max].map { $0.map(fixed) ?? "" } }
+                table.add(row)
+            }
+            text += table.render()
+        }
+        return text
+    }
+
+    static func failures(_ record: RunRecord) -> String {
+        let bad = record.results.filter { $0.status != .ok }
+        guard !bad.isEmpty else { return "" }
+        var text = "Cells not measured (\(bad.count))\n"
+        for r in bad {
+            let p = r.parameters
+            text += "  \(r.status.rawValue): \(p.allocator.rawValue) \(p.workload) size \(p.size) threads \(p.threads)"
+            if let m = r.message { text += ": " + m }
+            text += "\n"
+        }
+        return text
+    }
+
+    // MARK: Formatting
+
+    /// ns and Mops/s with three significant digits or so: 2.34, 12.3, 123, 1234.
+    public static func fixed(_ x: Double) -> String {
+        guard x.isFinite else { return "-" }
+        let a = abs(x)
+        if a < 10 { return String(format: "%.2f", x) }
+        if a < 100 { return String(format: "%.1f", x) }
+        return String(format: "%.0f", x)
+    }
+
+    public static func ratio(_ x: Double?) -> String {
+        guard let x, x.isFinite else { return "-" }
+        return String(format: "%.2f", x)
+    }
+
+    public static func bytes(_ x: Double) -> String {
+        let kib = 1024.0, mib = kib * kib, gib = mib * kib
+        if x >= gib { return String(format: "%.2f GiB", x / gib) }
+        if x >= mib { return String(format: "%.1f MiB", x / mib) }
+        if x >= kib { return String(format: "%.0f KiB", x / kib) }
+        return String(format: "%.0f B", x)
+    }
+
+    public static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds >= 0 else { return "-" }
+        let s = Int(seconds.rounded())
+        return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : String(format: "%.1fs", seconds)
+    }
+}
+
+/// Columns padded to their widest cell; the first `leftColumns` left-aligned, the rest right-aligned.
+struct TextTable {
+    var header: [String]
+    var leftColumns: Int
+    var rows: [[String]] = []
+
+    init(header: [String], leftColumns: Int) {
+        self.header = header
+        self.leftColumns = leftColumns
+    }
+
+    mutating func add(_ row: [String]) { rows.append(row) }
+
+    func render() -> String {
+        let all = [header] + rows
+        var widths = Array(repeating: 0, count: header.count)
+        for r in all { for (i, c) in r.enumerated() where i < widths.count { widths[i] = Swift.max(widths[i], c.count) } }
+        func line(_ r: [String]) -> String {
+            var parts: [String] = []
+            for i in 0..<widths.count {
+                let c = i < r.count ? r[i] : ""
+                let pad = String(repeating: " ", count: widths[i] - c.count)
+                parts.append(i < leftColumns ? c + pad : pad + c)
+            }
+            var s = parts.joined(separator: "  ")
+            while s.last == " " { s.removeLast() }
+            return s
+        }
+        var out = line(header) + "\n"
+        out += widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
+        for r in rows { out += line(r) + "\n" }
+        return out
+    }
+}

@@ -1,0 +1,169 @@
+// The child's side of a cell: `bench --child '<json CellParameters>'`.
+//
+// The parent launched us with the allocator already in place (LD_PRELOAD for a peer, nothing for
+// glibc and the slab). We run the cell, and write one JSON CellResult to what was stdout when we
+// started. Anything else that writes to stdout while the cell runs goes to stderr instead (fd 1 is
+// pointed at fd 2 first), so a stray print cannot corrupt the result.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// The workloads the runner can launch: the real catalog, or a fake one in tests.
+public struct BenchCatalog: Sendable {
+    public var workloads: [WorkloadSpec]
+    public var run: @Sendable (CellParameters) -> CellResult
+
+    public init(workloads: [WorkloadSpec], run: @escaping @Sendable (CellParameters) -> CellResult) {
+        self.workloads = workloads
+        self.run = run
+    }
+
+    /// The suite's workloads (Workloads/WorkloadCatalog.swift).
+    public static var standard: BenchCatalog {
+        BenchCatalog(
+            workloads: WorkloadCatalog.all.map {
+                WorkloadSpec(name: $0.name, summary: $0.summary, measuresLatency: $0.measuresLatency,
+                             usesThreads: $0.usesThreads, fixedSize: $0.fixedSize)
+            },
+            run: { WorkloadCatalog.run($0) })
+    }
+
+    /// Real and hidden workloads by name.
+    public func spec(named name: String) -> WorkloadSpec? {
+        workloads.first { $0.name == name } ?? HiddenWorkload(rawValue: name)?.spec
+    }
+}
+
+/// Test-only workloads, run by the child itself and never listed: they let the tests (and anyone
+/// checking the runner) produce a crash, a hang, garbage output, a non-zero exit or a quick
+/// synthetic result, without touching the real workloads.
+public enum HiddenWorkload: String, CaseIterable, Sendable {
+    /// abort(): the child dies of SIGABRT.
+    case crash = "_crash"
+    /// Sleeps forever: the runner's timeout must kill it.
+    case hang = "_hang"
+    /// Prints something that is not JSON and exits 0.
+    case garbage = "_garbage"
+    /// Exits with status 3 after a message on stderr.
+    case exit = "_exit"
+    /// A tiny real malloc/free loop with synthetic latency and RSS series: exercises every report.
+    case fake = "_fake"
+
+    var spec: WorkloadSpec {
+        WorkloadSpec(name: rawValue, summary: "runner test: \(self)", measuresLatency: self == .fake,
+                     usesThreads: true)
+    }
+}
+
+public enum ChildCell {
+    /// Runs the cell described by `json` and returns the process's exit status.
+    public static func main(json: String, catalog: BenchCatalog) -> Int32 {
+        let parameters: CellParameters
+        do {
+            parameters = try JSONDecoder().decode(CellParameters.self, from: Data(json.utf8))
+        } catch {
+            printError("bench --child: cannot decode the cell parameters: \(error)\n")
+            return 2
+        }
+        // Keep the real stdout for the result; send everything else to stderr.
+        fflush(nil)
+        let resultFD = dup(1)
+        dup2(2, 1)
+
+        var result: CellResult
+        if let hidden = HiddenWorkload(rawValue: parameters.workload) {
+            result = runHidden(hidden, parameters, resultFD: resultFD)
+        } else {
+            result = catalog.run(parameters)
+            checkPreload(&result)
+        }
+        fflush(nil)
+
+        let encoder = JSONEncoder()
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        guard let data = try? encoder.encode(result) else {
+            printError("bench --child: cannot encode the result\n")
+            return 1
+        }
+        var bytes = [UInt8](data)
+        bytes.append(UInt8(ascii: "\n"))
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { write(resultFD, $0.baseAddress! + done, bytes.count - done) }
+            if n < 0 { if errno == EINTR { continue }; return 1 }
+            done += n
+        }
+        close(resultFD)
+        return 0
+    }
+
+    /// A figure is only honest if the allocator we name is the one that served malloc: a peer must
+    /// be loaded (its version entry point resolves), and glibc/slab cells must have no peer loaded.
+    static func checkPreload(_ result: inout CellResult) {
+        guard result.status == .ok else { return }
+        let a = result.parameters.allocator
+        if a.preload != nil {
+            if AllocatorVersion.current(for: a) == nil {
+                result.status = .failed
+                result.message = "\(a.rawValue) is not loaded in the child (LD_PRELOAD of \(a.preload!.library) had no effect)"
+            }
+        } else if let stray = AllocatorID.allCases.first(where: { $0.preload != nil && AllocatorVersion.current(for: $0) != nil }) {
+            result.status = .failed
+            result.message = "\(stray.rawValue) is loaded in a \(a.rawValue) cell (LD_PRELOAD leaked into the child?)"
+        }
+    }
+
+    static func runHidden(_ w: HiddenWorkload, _ p: CellParameters, resultFD: Int32) -> CellResult {
+        switch w {
+        case .crash:
+            printError("_crash: aborting on purpose\n")
+            abort()
+        case .hang:
+            while true { sleep(1000) }
+        case .garbage:
+            _ = "this is not JSON\n".withCString { write(resultFD, $0, 17) }
+            exit(0)
+        case .exit:
+            printError("_exit: exiting with status 3 on purpose\n")
+            exit(3)
+        case .fake:
+            return fakeResult(p)
+        }
+    }
+
+    /// A real, small malloc/free loop (so the figures are plausible), with made-up latencies and
+    /// an RSS series shaped like a sawtooth.
+    static func fakeResult(_ p: CellParameters) -> CellResult {
+        var reps: [Repetition] = []
+        let ops = p.quick ? 20_000 : 200_000
+        for r in 0..<max(p.repetitions, 1) {
+            var ts = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            let t0 = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+            var sink = 0
+            for _ in 0..<ops {
+                let q = malloc(p.size)!
+                q.storeBytes(of: UInt8(truncatingIfNeeded: sink), as: UInt8.self)
+                sink &+= Int(bitPattern: q) & 1
+                free(q)
+            }
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            let seconds = max(Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 - t0, 1e-9)
+            let series = (0..<20).map { i in
+                RSSPoint(seconds: Double(i) * 0.01, rssBytes: (8 + (i % 5) * 4) << 20, liveBytes: ((i % 5) * 4) << 20)
+            }
+            reps.append(Repetition(
+                ops: ops + (sink & 0), seconds: seconds,
+                latency: LatencySummary(p50: 20 + Double(r), p99: 60, p999: 200, max: 5000, samples: 1000),
+                peakRSSBytes: 8 << 20, peakLiveBytes: p.size * 100, rssAfterBytes: 8 << 20, rssSeries: series))
+        }
+        return CellResult(parameters: p, status: .ok, message: nil, repetitions: reps,
+                          allocatorVersion: AllocatorVersion.current(for: p.allocator))
+    }
+}
+
+/// Writes to fd 2 directly (the C `stderr` global is not concurrency-safe in Swift 6).
+public func printError(_ text: String) {
+    FileHandle.standardError.write(Data(text.utf8))
+}

@@ -1,0 +1,182 @@
+// The parent's loop: one child per cell, each with its allocator in place, progress on stderr,
+// a failure recorded and the run going on, and the reports written at the end.
+//
+// 1. Isolation
+// ------------
+//   Every cell runs in a fresh child: the bench re-executing itself (/proc/self/exe) with
+//   `--child '<json>'`. A peer is loaded with LD_PRELOAD=<full path of its library>; glibc and the
+//   slab run with LD_PRELOAD removed from the environment, so that "glibc" really is glibc (see
+//   NOTES.md: a linked jemalloc replaces malloc process-wide). The child checks this again
+//   (ChildCell.checkPreload). A fresh process also gives each cell a clean heap and its own
+//   peak RSS.
+//
+// 2. Failures
+// -----------
+//   Killed by a signal, non-zero exit, unreadable output, a result for another cell, or the
+//   timeout (SIGKILL): the cell is recorded as failed/timeout with a message naming the cause and
+//   the tail of the child's stderr; the next cell runs. A peer whose library is missing is not
+//   launched: its cells are recorded as skipped, with one note on stderr naming the Debian package.
+//
+// 3. Ctrl-C
+// ---------
+//   The running child is killed at once; the results so far go to interrupted.{json,csv,txt},
+//   never over latest.*; the exit status is 130.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+public struct SuiteRunner {
+    public var options: SuiteOptions
+    public var catalog: BenchCatalog
+    /// The program to launch as the child (the bench itself).
+    public var executable: String
+    public var interrupt: Interrupt?
+    /// Progress and notes; stderr by default.
+    public var log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+
+    public init(options: SuiteOptions, catalog: BenchCatalog, executable: String, interrupt: Interrupt?) {
+        self.options = options
+        self.catalog = catalog
+        self.executable = executable
+        self.interrupt = interrupt
+    }
+
+    /// The path of the running executable (what /proc/self/exe points to).
+    public static func currentExecutable() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return CommandLine.arguments[0] }
+        buf[n] = 0
+        return String(cString: buf)
+    }
+
+    public struct Outcome {
+        public var record: RunRecord
+        public var written: [String]
+        /// 0, or 130 after Ctrl-C.
+        public var exitStatus: Int32
+    }
+
+    /// Runs every cell and writes the reports.
+    public func run() throws -> Outcome {
+        let startDate = Date()
+        let start = ChildProcess.now()
+        let machine = Machine.probe(allocators: options.allocators, date: startDate)
+        let cores = machine.cores
+        let cells = SuitePlan.cells(options, catalog: catalog, cores: cores)
+
+        var libraries: [AllocatorID: String] = [:]
+        var missing = Set<AllocatorID>()
+        for a in options.allocators where a.preload != nil {
+            if let path = PeerLibraries.locate(a) { libraries[a] = path } else {
+                missing.insert(a)
+                log(PeerLibraries.missingNote(a) + "\n")
+            }
+        }
+
+        let launched = cells.filter { !missing.contains($0.allocator) }.count
+        log("bench: \(cells.count) cells (\(launched) to run), \(options.repetitions) repetitions each, timeout \(Int(options.timeout)) s per cell; machine \(machine.cpuModel), \(cores) CPUs, commit \(machine.commitLabel)\n")
+
+        var results: [CellResult] = []
+        var interrupted = false
+        var done = 0
+        var spent = 0.0
+        for cell in cells {
+            if interrupt?.isRequested == true { interrupted = true; break }
+            if missing.contains(cell.allocator) {
+                let p = cell.allocator.preload!
+                results.append(CellResult(parameters: cell, status: .skipped,
+                                          message: "\(p.library) not installed (apt-get install \(p.debianPackage))",
+                                          repetitions: [], allocatorVersion: nil))
+                continue
+            }
+            done += 1
+            let label = "[\(done)/\(launched)] \(cell.allocator.rawValue) \(cell.workload) \(cell.size) B x\(cell.threads)"
+            log(label + " ... ")
+            let t0 = ChildProcess.now()
+            let result = runCell(cell, library: libraries[cell.allocator])
+            let dt = ChildProcess.now() - t0
+            spent += dt
+            if interrupt?.isRequested == true {
+                log("interrupted\n")
+                interrupted = true
+                break
+            }
+            results.append(result)
+            let eta = spent / Double(done) * Double(launched - done)
+            var status = result.status == .ok ? summaryText(result) : "\(result.status.rawValue.uppercased()): \(result.message ?? "")"
+            if status.count > 160 { status = String(status.prefix(160)) + "..." }
+            log("\(status)  (\(TextReport.duration(dt)); elapsed \(TextReport.duration(ChildProcess.now() - start)), ETA \(TextReport.duration(eta)))\n")
+        }
+
+        let record = RunRecord(
+            runID: Self.runID(startDate, commit: machine.commitLabel), machine: machine, quick: options.quick,
+            interrupted: interrupted, durationSeconds: ChildProcess.now() - start,
+            workloads: options.workloads.compactMap { catalog.spec(named: $0) }, results: results)
+        let written = try ReportWriter.write(record, to: options.outputDirectory)
+        let failed = results.filter { $0.status == .failed || $0.status == .timeout }.count
+        if interrupted {
+            log("bench: interrupted after \(results.count) cells; partial results in \(written.joined(separator: ", ")); earlier latest.* left intact\n")
+        } else {
+            log("bench: done in \(TextReport.duration(record.durationSeconds)); \(failed) cell\(failed == 1 ? "" : "s") failed; wrote \(written.joined(separator: ", "))\n")
+        }
+        return Outcome(record: record, written: written, exitStatus: interrupted ? 130 : 0)
+    }
+
+    func summaryText(_ r: CellResult) -> String {
+        guard let ns = Spread(r.repetitions.map(\.nsPerOp)) else { return "ok" }
+        return "\(TextReport.fixed(ns.median)) ns/op (\(TextReport.fixed(ns.min))-\(TextReport.fixed(ns.max)))"
+    }
+
+    static func runID(_ date: Date, commit: String) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return f.string(from: date) + "-" + commit
+    }
+
+    /// The child's environment: ours, with LD_PRELOAD set to the peer's library or removed.
+    static func environment(library: String?) -> [String] {
+        var env = ProcessInfo.processInfo.environment
+        env["LD_PRELOAD"] = library
+        return env.map { "\($0.key)=\($0.value)" }.sorted()
+    }
+
+    /// Runs one cell in a child and turns whatever happened into a CellResult.
+    public func runCell(_ cell: CellParameters, library: String?) -> CellResult {
+        func failure(_ status: CellResult.Status, _ message: String) -> CellResult {
+            CellResult(parameters: cell, status: status, message: message, repetitions: [], allocatorVersion: nil)
+        }
+        let json = String(decoding: try! JSONEncoder().encode(cell), as: UTF8.self)
+        let outcome = ChildProcess.run(executable: executable, arguments: ["--child", json],
+                                       environment: Self.environment(library: library),
+                                       timeout: options.timeout, interrupt: interrupt)
+        let tail = outcome.stderrTail
+        let withTail: (String) -> String = { tail.isEmpty ? $0 : $0 + "; stderr: " + tail }
+        switch outcome.ending {
+        case .spawnFailed(let m): return failure(.failed, "could not launch the child: \(m)")
+        case .interrupted: return failure(.failed, "interrupted")
+        case .timedOut: return failure(.timeout, withTail("timed out after \(TextReport.duration(options.timeout)) (child killed)"))
+        case .signaled(let s): return failure(.failed, withTail("child killed by \(ChildProcess.signalName(s))"))
+        case .exited(let code) where code != 0: return failure(.failed, withTail("child exited with status \(code)"))
+        case .exited: break
+        }
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        guard var result = try? decoder.decode(CellResult.self, from: Data(outcome.stdout)) else {
+            var shown = String(decoding: outcome.stdout.prefix(120), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if shown.isEmpty { shown = "(nothing)" }
+            return failure(.failed, withTail("unreadable result from the child: \(shown)"))
+        }
+        guard result.parameters == cell else {
+            return failure(.failed, "the child reported a different cell: \(result.parameters)")
+        }
+        if result.status == .ok && result.repetitions.isEmpty {
+            result.status = .failed
+            result.message = result.message ?? "the child reported no repetitions"
+        }
+        return result
+    }
+}
