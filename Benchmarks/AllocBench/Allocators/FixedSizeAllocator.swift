@@ -1,0 +1,162 @@
+// Allocator adapters: what a workload allocates from.
+//
+// 1. Why a protocol and not an existential
+// ----------------------------------------
+//   Every workload is a generic function over `FixedSizeAllocator`. In a release build the
+//   compiler specialises each workload for each adapter, and the adapters' `@inline(__always)`
+//   methods disappear into the loop: a `malloc` call for the peers, the rseq pop/push sections for
+//   the slab. A protocol existential or a closure per operation would add an indirect call and
+//   retain/release traffic to every op, several times the cost of the slab's fast path
+//   (NOTES.md: 2.1-2.5 ns per pop+push).
+//
+// 2. The adapters
+// ---------------
+//   MallocAllocator   malloc/free of `size` bytes. In a child process this is whichever malloc the
+//                     runner preloaded (glibc when nothing is preloaded).
+//   SlabAllocator     one SlabCache per cell (flags `.noCPUCache` for `slab-nocpu`), created for
+//                     the cell and destroyed at its end (destroy() refuses a cache that still
+//                     holds objects: a leaking workload fails its cell).
+//
+// 3. Constructed objects
+// ----------------------
+//   `constructsObjects` is true when `allocate()` returns objects in their constructed state
+//   (a slab cache created with a constructor). The ctor-256 workload constructs malloc'd objects
+//   itself after every allocation; the test is a compile-time constant for each adapter.
+
+import CSlab
+import Slab
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A source of fixed-size objects. Conformers must be cheap to copy (a word or two) and safe to
+/// use from several threads at once.
+public protocol FixedSizeAllocator: Sendable {
+    /// Requested object size in bytes.
+    var size: Int { get }
+    /// True when `allocate()` returns constructed objects (see ctor-256).
+    var constructsObjects: Bool { get }
+    /// One object of `size` bytes. Stops the process when memory is exhausted.
+    func allocate() -> UnsafeMutableRawPointer
+    /// Frees an object from `allocate()`.
+    func free(_ object: UnsafeMutableRawPointer)
+    /// Returns cached memory to the OS where the allocator has a way to be asked (slab: shrink()).
+    /// Peers: nothing, so that no peer gets a call the others do not (malloc_trim is glibc-only).
+    func drain()
+}
+
+/// Out of memory in a timed loop: there is no sensible way to go on, and the runner records a
+/// crashed child as a failed cell. Kept out of line so the hot loops carry only a branch.
+@inline(never)
+func outOfMemory(_ what: String, size: Int) -> Never {
+    fatalError("AllocBench: \(what) returned NULL for \(size) bytes")
+}
+
+// MARK: - malloc
+
+/// malloc/free of `size` bytes: glibc, or the peer loaded with LD_PRELOAD.
+public struct MallocAllocator: FixedSizeAllocator {
+    public let size: Int
+    public var constructsObjects: Bool { false }
+
+    public init(size: Int) { self.size = size }
+
+    @inline(__always)
+    public func allocate() -> UnsafeMutableRawPointer {
+        guard let p = malloc(size) else { outOfMemory("malloc", size: size) }
+        return p
+    }
+
+    @inline(__always)
+    public func free(_ object: UnsafeMutableRawPointer) { Glibc.free(object) }
+
+    @inline(__always)
+    public func drain() {}
+}
+
+// MARK: - slab
+
+/// Serial numbers for cache names: names must be unique in the registry.
+private let slabCacheSerial = Atomic<Int>(0)
+
+/// One SlabCache for the length of a cell.
+public struct SlabAllocator: FixedSizeAllocator {
+    public let cache: SlabCache
+    public let size: Int
+    public let constructsObjects: Bool
+
+    /// Creates the cell's cache. `perCPU: false` is the `slab-nocpu` variant.
+    public init(size: Int, perCPU: Bool, label: String,
+                constructor: ((UnsafeMutableRawPointer) -> Void)? = nil) throws {
+        let serial = slabCacheSerial.add(1, ordering: .relaxed).newValue
+        // slabinfo names are at most 64 printable bytes.
+        let name = String("bench-\(label)-\(size)-\(serial)".prefix(64))
+        cache = try SlabCache(name: name, size: size, flags: perCPU ? [] : [.noCPUCache],
+                              constructor: constructor)
+        self.size = size
+        constructsObjects = constructor != nil
+    }
+
+    @inline(__always)
+    public func allocate() -> UnsafeMutableRawPointer {
+        guard let p = cache.allocate() else { outOfMemory(cache.name, size: size) }
+        return p
+    }
+
+    @inline(__always)
+    public func free(_ object: UnsafeMutableRawPointer) { cache.free(object) }
+
+    public func drain() { cache.shrink() }
+
+    /// Ends the cell: the cache must be empty (a workload that leaked fails here).
+    public func destroy() throws { try cache.destroy() }
+}
+
+// MARK: - versions
+
+public enum AllocatorVersion {
+    /// The version of the allocator actually serving malloc in this process, as far as it can be
+    /// read cheaply: each peer's own version entry point, looked up with dlsym(RTLD_DEFAULT) so
+    /// that nothing is linked. nil when unknown.
+    public static func current(for id: AllocatorID, slab: SlabCache? = nil) -> String? {
+        switch id {
+        case .glibc:
+            // const char *gnu_get_libc_version(void) (not in Swift's Glibc module).
+            guard let sym = dlsym(nil, "gnu_get_libc_version") else { return nil }
+            typealias Fn = @convention(c) () -> UnsafePointer<CChar>?
+            return unsafeBitCast(sym, to: Fn.self)().map { "glibc " + String(cString: $0) }
+        case .mimalloc:
+            // int mi_version(void): 209 for 2.0.9.
+            guard let sym = dlsym(nil, "mi_version") else { return nil }
+            typealias Fn = @convention(c) () -> Int32
+            let v = Int(unsafeBitCast(sym, to: Fn.self)())
+            return "mimalloc \(v / 100).\(v / 10 % 10).\(v % 10)"
+        case .jemalloc:
+            // int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)
+            guard let sym = dlsym(nil, "mallctl") else { return nil }
+            typealias Fn = @convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?,
+                                           UnsafeMutablePointer<Int>?, UnsafeMutableRawPointer?, Int) -> Int32
+            var version: UnsafePointer<CChar>? = nil
+            var length = MemoryLayout<UnsafePointer<CChar>?>.size
+            let rc = withUnsafeMutablePointer(to: &version) { out in
+                unsafeBitCast(sym, to: Fn.self)("version", UnsafeMutableRawPointer(out), &length, nil, 0)
+            }
+            guard rc == 0, let version else { return nil }
+            return "jemalloc " + String(cString: version)
+        case .tcmalloc:
+            // const char *tc_version(int *major, int *minor, const char **patch): "gperftools 2.10".
+            guard let sym = dlsym(nil, "tc_version") else { return nil }
+            typealias Fn = @convention(c) (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?,
+                                           UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> UnsafePointer<CChar>?
+            guard let s = unsafeBitCast(sym, to: Fn.self)(nil, nil, nil) else { return nil }
+            return String(cString: s)
+        case .slab, .slabNoCPU:
+            // Our own code has no release number; record the CPU layer's mode, which is what
+            // decides the fast path (rseq, or the fallback under valgrind / rseq=0).
+            guard let slab else { return nil }
+            return "slab mode=\(slab.mode.rawValue) magazine=\(slab.magazineCapacity)"
+        }
+    }
+}

@@ -1,0 +1,242 @@
+// Measurement tools shared by the workloads: the clock, the process's memory figures, the
+// latency sampler, the PRNG and the object-touching rule.
+//
+// 1. Clock
+// --------
+//   clock_gettime(CLOCK_MONOTONIC) through the vDSO (no system call). Throughput is timed around
+//   a whole loop, so the clock's own cost is irrelevant there.
+//
+// 2. Latency (sampled)
+// --------------------
+//   Latency is measured in a separate sampling pass, never in the loop that gives ns/op: in that
+//   pass every `latencyStride`-th op is bracketed by two clock reads, the other ops run untimed
+//   between samples (so the allocator sees the same stream of operations as in the throughput
+//   loop). A sample is (t1 - t0) minus the clock floor, the median cost of two back-to-back reads
+//   measured once per cell, clamped at 0. The floor is 20-40 ns under KVM, so latencies well
+//   below it (the slab's fast path) are at the resolution limit: p50 tells little there, the tail
+//   (p99, p99.9, max: slow paths, page faults, preemption) is what the histogram is for.
+//   A C `rdtsc` would be cheaper, but the only C target (CSlab) belongs to the allocator.
+//
+// 3. Memory
+// ---------
+//   Peak RSS per repetition: write "5" to /proc/self/clear_refs (resets VmHWM to the current RSS)
+//   before the repetition, read VmHWM from /proc/self/status after. Current RSS: /proc/self/statm.
+
+import CSlab
+import Histogram
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Clock
+
+@inline(__always)
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// Seconds between two `monotonicNanoseconds()` readings.
+@inline(__always)
+func seconds(from start: UInt64, to end: UInt64) -> Double { Double(end &- start) / 1e9 }
+
+/// The median cost of two back-to-back clock reads, in ns: subtracted from latency samples.
+func clockFloorNanoseconds() -> UInt64 {
+    var samples = [UInt64](repeating: 0, count: 1001)
+    for i in samples.indices {
+        let a = monotonicNanoseconds()
+        let b = monotonicNanoseconds()
+        samples[i] = b &- a
+    }
+    samples.sort()
+    return samples[samples.count / 2]
+}
+
+// MARK: - Memory figures
+
+enum ProcessMemory {
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    /// Resets the kernel's peak-RSS mark (VmHWM) to the current RSS. Returns false if refused.
+    @discardableResult
+    static func resetPeak() -> Bool {
+        let fd = open("/proc/self/clear_refs", O_WRONLY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var five: UInt8 = UInt8(ascii: "5")
+        return write(fd, &five, 1) == 1
+    }
+
+    /// Peak RSS since the last reset (VmHWM), bytes; 0 if unreadable.
+    static func peakRSS() -> Int {
+        guard let status = readSmallFile("/proc/self/status") else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let digits = line.dropFirst(6).filter { $0.isNumber }
+            return (Int(String(digits)) ?? 0) * 1024
+        }
+        return 0
+    }
+
+    /// Current RSS from /proc/self/statm (second field, in pages), bytes; 0 if unreadable.
+    /// Reads into a stack buffer without allocating, so it can be called inside a workload.
+    static func currentRSS() -> Int {
+        let fd = open("/proc/self/statm", O_RDONLY)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { buf -> Int in
+            let n = read(fd, buf.baseAddress, 128)
+            guard n > 0 else { return 0 }
+            var field = 0, value = 0
+            for i in 0..<n {
+                let c = buf[i]
+                if c == UInt8(ascii: " ") {
+                    if field == 1 { break }
+                    field += 1
+                } else if field == 1, c >= 48, c <= 57 {
+                    value = value * 10 + Int(c - 48)
+                }
+            }
+            return value * pageSize
+        }
+    }
+
+    private static func readSmallFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4096) }
+            if n <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+// MARK: - Latency
+
+/// Raw latency samples, filled in a sampling pass (a preallocated buffer: no allocation while
+/// sampling), summarised through an HDR histogram afterwards.
+struct LatencySamples {
+    let values: UnsafeMutablePointer<UInt64>
+    let capacity: Int
+    var count = 0
+    let floor: UInt64
+
+    init(capacity: Int, floor: UInt64) {
+        self.capacity = capacity
+        values = .allocate(capacity: max(capacity, 1))
+        self.floor = floor
+    }
+
+    func deallocate() { values.deallocate() }
+
+    /// Records one bracketed interval.
+    @inline(__always)
+    mutating func record(start: UInt64, end: UInt64) {
+        guard count < capacity else { return }
+        let raw = end &- start
+        values[count] = raw > floor ? raw - floor : 0
+        count += 1
+    }
+
+    /// Percentiles through an HDR histogram (3 significant digits, 1 ns to 10 s).
+    func summary() -> LatencySummary? {
+        guard count > 0 else { return nil }
+        var h = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000_000,
+                                  numberOfSignificantValueDigits: .three)
+        for i in 0..<count { h.record(Swift.min(values[i], 10_000_000_000)) }
+        return LatencySummary(p50: Double(h.valueAtPercentile(50)), p99: Double(h.valueAtPercentile(99)),
+                              p999: Double(h.valueAtPercentile(99.9)), max: Double(h.max),
+                              samples: count)
+    }
+}
+
+/// One in this many ops is timed in a sampling pass.
+let latencyStride = 64
+
+// MARK: - PRNG
+
+/// SplitMix64 (Steele, Lea & Flood 2014): a fixed seed gives the same sequence on every run and
+/// for every allocator. Cheap enough (an add, two multiplies) to run inside a timed loop.
+struct SplitMix64 {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    @inline(__always)
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..<bound (Lemire's multiply-high; the tiny bias is irrelevant here).
+    @inline(__always)
+    mutating func next(below bound: Int) -> Int {
+        Int(truncatingIfNeeded: next().multipliedFullWidth(by: UInt64(bound)).high)
+    }
+}
+
+/// A buffer of `count` permutations of 0..<n (Fisher-Yates from a fixed seed), for freeing in a
+/// random order without drawing random numbers inside the timed loop.
+struct Permutations {
+    let n: Int
+    let count: Int
+    let indices: UnsafeMutablePointer<UInt32>
+
+    init(n: Int, count: Int, seed: UInt64) {
+        self.n = n
+        self.count = count
+        indices = .allocate(capacity: n * count)
+        var rng = SplitMix64(seed: seed)
+        for k in 0..<count {
+            let perm = indices + k * n
+            for i in 0..<n { perm[i] = UInt32(i) }
+            var i = n - 1
+            while i > 0 {
+                let j = rng.next(below: i + 1)
+                let t = perm[i]; perm[i] = perm[j]; perm[j] = t
+                i -= 1
+            }
+        }
+    }
+
+    @inline(__always) func permutation(_ k: Int) -> UnsafeMutablePointer<UInt32> { indices + (k % count) * n }
+
+    func deallocate() { indices.deallocate() }
+}
+
+// MARK: - Touching objects
+
+/// The rule for every workload: write the first and the last word of each object it gets (the
+/// last word may overlap the first for objects under 16 bytes); objects below 8 bytes get byte
+/// writes. `stamp` is any value; the cross-thread workloads check it on the consumer's side.
+@inline(__always)
+func touch(_ p: UnsafeMutableRawPointer, size: Int, stamp: UInt64) {
+    if size >= 8 {
+        p.storeBytes(of: stamp, as: UInt64.self)
+        p.storeBytes(of: stamp, toByteOffset: size &- 8, as: UInt64.self)
+    } else {
+        p.storeBytes(of: UInt8(truncatingIfNeeded: stamp), as: UInt8.self)
+        p.storeBytes(of: UInt8(truncatingIfNeeded: stamp), toByteOffset: size &- 1, as: UInt8.self)
+    }
+}
+
+/// The first word of an object written by `touch` (for checks across threads).
+@inline(__always)
+func stampOf(_ p: UnsafeMutableRawPointer, size: Int) -> UInt64 {
+    size >= 8 ? p.load(as: UInt64.self) : UInt64(p.load(as: UInt8.self))
+}
+
+/// What `stampOf` returns for an object touched with `stamp`.
+@inline(__always)
+func expectedStamp(_ stamp: UInt64, size: Int) -> UInt64 {
+    size >= 8 ? stamp : UInt64(UInt8(truncatingIfNeeded: stamp))
+}

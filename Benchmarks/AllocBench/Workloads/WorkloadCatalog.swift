@@ -1,0 +1,271 @@
+// The workloads' half of the suite: the catalog the runner lists and the one entry point it calls
+// inside a child process, `WorkloadCatalog.run(_:)`.
+//
+// 1. A cell, step by step (run)
+// -----------------------------
+//   Make the allocator adapter (Allocators/). Set the workload up: buffers of slots, precomputed
+//   random orders, rings; nothing of this is timed. One warm-up repetition, discarded. Then
+//   `repetitions` times: reset the peak-RSS mark, run one repetition (the workload times its own
+//   measured region), read VmHWM; for latency workloads run a separate sampling pass
+//   (Measurement.swift). Tear down; destroy the slab cache (which fails the cell if the workload
+//   leaked an object). Nothing is printed: the child's stdout carries the JSON result.
+//
+// 2. Op counts
+// ------------
+//   An op is one object allocated and freed. Each workload's counts per repetition are in its
+//   own file; `Scale` picks full (50-200 ms per repetition for glibc here), quick (about a tenth)
+//   or test (tiny, for the unit tests). Counts are fixed per workload and scale, never
+//   calibrated by time, so that every allocator does exactly the same work.
+//
+// 3. Static dispatch
+// ------------------
+//   `run` switches once on the allocator and once on the workload; below that everything is
+//   generic over `FixedSizeAllocator` and `Workload`, so the compiler specialises each
+//   (workload, adapter) pair and the timed loops contain no indirect calls.
+
+import CSlab
+import Slab
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the runner lists for a workload.
+public struct WorkloadInfo: Sendable {
+    public let name: String
+    public let summary: String
+    /// True when repetitions carry latency percentiles.
+    public let measuresLatency: Bool
+    /// True when the `threads` parameter means something (other workloads run one thread).
+    public let usesThreads: Bool
+    /// Added beyond the contract (default nil): the one object size the workload always uses
+    /// (ctor-256 is a 256-byte object whatever `size` says), so a runner can run it once
+    /// instead of once per size.
+    public let fixedSize: Int?
+
+    init(_ name: String, _ summary: String, latency: Bool = false, threads: Bool = false, fixedSize: Int? = nil) {
+        self.name = name
+        self.summary = summary
+        measuresLatency = latency
+        usesThreads = threads
+        self.fixedSize = fixedSize
+    }
+}
+
+/// How much work a repetition does.
+enum Scale: Sendable, Equatable {
+    /// The default suite: 50-200 ms per repetition for glibc on this machine.
+    case full
+    /// `--quick`: about a tenth of that.
+    case quick
+    /// Unit tests: a few thousand ops.
+    case test
+
+    @inline(__always)
+    func pick(full f: Int, quick q: Int, test t: Int) -> Int {
+        switch self {
+        case .full: return f
+        case .quick: return q
+        case .test: return t
+        }
+    }
+}
+
+/// What a workload is given at set-up.
+struct WorkloadContext: Sendable {
+    var size: Int
+    var threads: Int
+    var scale: Scale
+}
+
+/// A workload failed a check of its own (a stamp or a constructed object was wrong).
+struct WorkloadFailure: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// What one repetition measured.
+struct Measured {
+    /// Objects allocated and freed inside the timed region.
+    var ops: Int
+    var seconds: Double
+    /// Most objects live at once (exact, or the bound the workload's structure imposes).
+    var peakLiveObjects: Int
+    /// Objects allocated and freed in the same call but outside the timed region (a prefill):
+    /// not in `ops`, counted by the tests.
+    var untimedObjects = 0
+    var rssAfterBytes: Int? = nil
+    var rssSeries: [RSSPoint]? = nil
+}
+
+/// One workload: set up once per cell, then repetitions.
+protocol Workload {
+    init(_ context: WorkloadContext)
+    /// One timed repetition. Leaves no object live.
+    func repetition<A: FixedSizeAllocator>(_ a: A) throws -> Measured
+    /// Samples (at most `latencySampleCapacity`) of single ops into `samples`, outside the
+    /// throughput loop. Returns the objects allocated and freed. Leaves no object live.
+    func sampleLatency<A: FixedSizeAllocator>(_ a: A, into samples: inout LatencySamples) -> Int
+    /// 0 when the workload does not measure latency.
+    var latencySampleCapacity: Int { get }
+    /// Frees the set-up buffers (not objects: there are none live between repetitions).
+    func tearDown()
+}
+
+extension Workload {
+    func sampleLatency<A: FixedSizeAllocator>(_ a: A, into samples: inout LatencySamples) -> Int { 0 }
+    var latencySampleCapacity: Int { 0 }
+    func tearDown() {}
+}
+
+public enum WorkloadCatalog {
+    public static let all: [WorkloadInfo] = [
+        WorkloadInfo("pair", "hot alloc/free pair, one object live", latency: true),
+        WorkloadInfo("batch-lifo-100", "allocate 100, free them newest first"),
+        WorkloadInfo("batch-fifo-100", "allocate 100, free them oldest first"),
+        WorkloadInfo("batch-random-100", "allocate 100, free them in a random order"),
+        WorkloadInfo("batch-lifo-1000", "allocate 1000, free them newest first"),
+        WorkloadInfo("batch-fifo-1000", "allocate 1000, free them oldest first"),
+        WorkloadInfo("batch-random-1000", "allocate 1000, free them in a random order"),
+        WorkloadInfo("batch-lifo-1m", "allocate 1M, free them newest first"),
+        WorkloadInfo("batch-fifo-1m", "allocate 1M, free them oldest first"),
+        WorkloadInfo("batch-random-1m", "allocate 1M, free them in a random order"),
+        WorkloadInfo("thrash", "Bonwick's 2-alloc/2-free at every depth 0..255 of extra live objects"),
+        WorkloadInfo("steady-random", "10,000 live objects, a random one replaced each op", latency: true),
+        WorkloadInfo("threads", "independent threads, each a hot alloc/free pair", threads: true),
+        WorkloadInfo("prodcons-1x1", "one producer allocates, one consumer frees (SPSC ring)", threads: true),
+        WorkloadInfo("prodcons-nxn", "threads/2 producers to threads/2 consumers, a ring per pair", threads: true),
+        WorkloadInfo("larson", "threads replace random slots and hand chunks to the next thread to free", threads: true),
+        WorkloadInfo("sawtooth", "fill to 32 MiB of objects, drain to 0, 4 cycles; RSS over time and after drain"),
+        WorkloadInfo("ctor-256", "256-byte constructed object: slab constructor vs malloc + initialise", fixedSize: 256),
+    ]
+
+    public static var names: [String] { all.map(\.name) }
+
+    /// Runs one cell in this process (the child). Never prints.
+    public static func run(_ p: CellParameters) -> CellResult {
+        run(p, scale: p.quick ? .quick : .full)
+    }
+
+    static func run(_ p: CellParameters, scale: Scale) -> CellResult {
+        var result = CellResult(parameters: p, status: .failed, message: nil, repetitions: [], allocatorVersion: nil)
+        guard let kind = WorkloadKind(rawValue: p.workload) else {
+            result.message = "unknown workload \"\(p.workload)\"; valid: \(names.joined(separator: ", "))"
+            return result
+        }
+        guard p.size >= 1, p.threads >= 1, p.repetitions >= 1 else {
+            result.message = "invalid parameters: size \(p.size), threads \(p.threads), repetitions \(p.repetitions)"
+            return result
+        }
+        let size = kind == .ctor256 ? CtorObject.size : p.size
+        let context = WorkloadContext(size: size, threads: kind.usesThreads ? p.threads : 1, scale: scale)
+        do {
+            if p.allocator.isSlab {
+                let constructor: ((UnsafeMutableRawPointer) -> Void)? =
+                    kind == .ctor256 ? { CtorObject.construct($0) } : nil
+                let slab = try SlabAllocator(size: size, perCPU: p.allocator == .slab, label: p.workload,
+                                             constructor: constructor)
+                result.allocatorVersion = AllocatorVersion.current(for: p.allocator, slab: slab.cache)
+                let cellResult = Result { try kind.runCell(slab, context, repetitions: p.repetitions) }
+                // Destroy even after a failure: the cache must not outlive its cell.
+                try slab.destroy()
+                result.repetitions = try cellResult.get()
+            } else {
+                result.allocatorVersion = AllocatorVersion.current(for: p.allocator)
+                result.repetitions = try kind.runCell(MallocAllocator(size: size), context, repetitions: p.repetitions)
+            }
+            result.status = .ok
+        } catch {
+            result.message = "\(error)"
+            result.repetitions = []
+        }
+        return result
+    }
+}
+
+/// The workloads by name, and the one switch from a name to a specialised generic call.
+enum WorkloadKind: String, CaseIterable {
+    case pair
+    case batchLIFO100 = "batch-lifo-100", batchFIFO100 = "batch-fifo-100", batchRandom100 = "batch-random-100"
+    case batchLIFO1000 = "batch-lifo-1000", batchFIFO1000 = "batch-fifo-1000", batchRandom1000 = "batch-random-1000"
+    case batchLIFO1M = "batch-lifo-1m", batchFIFO1M = "batch-fifo-1m", batchRandom1M = "batch-random-1m"
+    case thrash
+    case steadyRandom = "steady-random"
+    case threads
+    case prodcons1x1 = "prodcons-1x1"
+    case prodconsNxN = "prodcons-nxn"
+    case larson
+    case sawtooth
+    case ctor256 = "ctor-256"
+
+    var usesThreads: Bool { WorkloadCatalog.all.first { $0.name == rawValue }?.usesThreads ?? false }
+
+    var workloadType: any Workload.Type {
+        switch self {
+        case .pair: return PairWorkload.self
+        case .batchLIFO100: return BatchWorkload<LIFO, N100>.self
+        case .batchFIFO100: return BatchWorkload<FIFO, N100>.self
+        case .batchRandom100: return BatchWorkload<RandomOrder, N100>.self
+        case .batchLIFO1000: return BatchWorkload<LIFO, N1000>.self
+        case .batchFIFO1000: return BatchWorkload<FIFO, N1000>.self
+        case .batchRandom1000: return BatchWorkload<RandomOrder, N1000>.self
+        case .batchLIFO1M: return BatchWorkload<LIFO, N1M>.self
+        case .batchFIFO1M: return BatchWorkload<FIFO, N1M>.self
+        case .batchRandom1M: return BatchWorkload<RandomOrder, N1M>.self
+        case .thrash: return ThrashWorkload.self
+        case .steadyRandom: return SteadyRandomWorkload.self
+        case .threads: return ThreadsWorkload.self
+        case .prodcons1x1: return ProdConsWorkload<OneToOne>.self
+        case .prodconsNxN: return ProdConsWorkload<ManyToMany>.self
+        case .larson: return LarsonWorkload.self
+        case .sawtooth: return SawtoothWorkload.self
+        case .ctor256: return Ctor256Workload.self
+        }
+    }
+
+    /// A whole cell: warm-up, then timed repetitions.
+    func runCell<A: FixedSizeAllocator>(_ a: A, _ context: WorkloadContext, repetitions: Int) throws -> [Repetition] {
+        // Opening the existential here, once per cell, gives a call specialised for (W, A).
+        try runCell(workloadType, a, context, repetitions: repetitions)
+    }
+
+    private func runCell<W: Workload, A: FixedSizeAllocator>(_: W.Type, _ a: A, _ context: WorkloadContext,
+                                                               repetitions: Int) throws -> [Repetition] {
+        let w = W(context)
+        defer { w.tearDown() }
+        let floor = w.latencySampleCapacity > 0 ? clockFloorNanoseconds() : 0
+        _ = try w.repetition(a)  // warm-up
+        var reps: [Repetition] = []
+        reps.reserveCapacity(repetitions)
+        for _ in 0..<repetitions {
+            ProcessMemory.resetPeak()
+            let m = try w.repetition(a)
+            let peak = ProcessMemory.peakRSS()
+            var latency: LatencySummary? = nil
+            if w.latencySampleCapacity > 0 {
+                var samples = LatencySamples(capacity: w.latencySampleCapacity, floor: floor)
+                _ = w.sampleLatency(a, into: &samples)
+                latency = samples.summary()
+                samples.deallocate()
+            }
+            reps.append(Repetition(ops: m.ops, seconds: m.seconds, latency: latency, peakRSSBytes: peak,
+                                   peakLiveBytes: m.peakLiveObjects * context.size,
+                                   rssAfterBytes: m.rssAfterBytes, rssSeries: m.rssSeries))
+        }
+        return reps
+    }
+
+    /// For the tests: one repetition, then one sampling pass, with fresh set-up.
+    func measureOnce<A: FixedSizeAllocator>(_ a: A, _ context: WorkloadContext) throws -> (Measured, samplingOps: Int, samples: Int) {
+        try measureOnce(workloadType, a, context)
+    }
+
+    private func measureOnce<W: Workload, A: FixedSizeAllocator>(_: W.Type, _ a: A, _ context: WorkloadContext) throws -> (Measured, samplingOps: Int, samples: Int) {
+        let w = W(context)
+        defer { w.tearDown() }
+        let m = try w.repetition(a)
+        var samples = LatencySamples(capacity: w.latencySampleCapacity, floor: 0)
+        defer { samples.deallocate() }
+        let sampled = w.sampleLatency(a, into: &samples)
+        return (m, sampled, samples.count)
+    }
+}

@@ -1,0 +1,186 @@
+// Workload tests: each workload, with a ledger-keeping allocator, allocates and frees exactly the
+// objects it reports and leaves none live; each runs through WorkloadCatalog.run for slab and
+// glibc and reports a sane result.
+
+@testable import AllocBench
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class WorkloadLedgerTests: XCTestCase {
+    /// Runs one repetition and one sampling pass of `name` at test scale and checks the ledger.
+    private func assertExactAccounting(_ name: String, size: Int = 24, threads: Int = 1,
+                                       file: StaticString = #filePath, line: UInt = #line) throws {
+        let kind = try XCTUnwrap(WorkloadKind(rawValue: name), "no workload \(name)", file: file, line: line)
+        let size = kind == .ctor256 ? CtorObject.size : size
+        let ledger = AllocationLedger()
+        let a = CountingAllocator(size: size, ledger: ledger)
+        let context = WorkloadContext(size: size, threads: threads, scale: .test)
+        let (m, samplingOps, samples) = try kind.measureOnce(a, context)
+        let s = ledger.snapshot
+        let label = "\(name) size \(size) threads \(threads)"
+        XCTAssertEqual(s.problems, [], label, file: file, line: line)
+        XCTAssertGreaterThan(m.ops, 0, label, file: file, line: line)
+        XCTAssertGreaterThan(m.seconds, 0, label, file: file, line: line)
+        XCTAssertEqual(s.allocations, m.ops + m.untimedObjects + samplingOps, "\(label): allocations", file: file, line: line)
+        XCTAssertEqual(s.frees, s.allocations, "\(label): frees", file: file, line: line)
+        XCTAssertEqual(s.live.count, 0, "\(label): objects left live", file: file, line: line)
+        XCTAssertLessThanOrEqual(s.peakLive, max(m.peakLiveObjects, 1) + (samplingOps > 0 ? m.peakLiveObjects : 0),
+                                 "\(label): peak live above what the workload reports", file: file, line: line)
+        let latency = WorkloadCatalog.all.first { $0.name == name }!.measuresLatency
+        XCTAssertEqual(samples > 0, latency, "\(label): latency samples", file: file, line: line)
+    }
+
+    func test_pair_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("pair") }
+    func test_batchLIFO100_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("batch-lifo-100") }
+    func test_batchFIFO100_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("batch-fifo-100") }
+    func test_batchRandom100_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("batch-random-100") }
+    func test_batchLIFO1000_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("batch-lifo-1000") }
+    func test_batchFIFO1000_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("batch-fifo-1000") }
+    func test_batchRandom1000_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("batch-random-1000") }
+    func test_batchLIFO1M_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("batch-lifo-1m") }
+    func test_batchFIFO1M_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("batch-fifo-1m") }
+    func test_batchRandom1M_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("batch-random-1m") }
+    func test_thrash_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("thrash") }
+    func test_steadyRandom_allocatesAndFreesExactlyItsOpsPlusPrefill() throws { try assertExactAccounting("steady-random") }
+    func test_sawtooth_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("sawtooth") }
+    func test_ctor256_allocatesAndFreesExactlyItsOps() throws { try assertExactAccounting("ctor-256") }
+
+    func test_smallObjects_belowOneWord_areTouchedWithoutOverrun() throws {
+        for name in ["pair", "batch-random-100", "steady-random", "prodcons-1x1"] {
+            try assertExactAccounting(name, size: 1)
+            try assertExactAccounting(name, size: 7)
+        }
+    }
+
+    func test_threads_allocatesAndFreesExactlyItsOps_forEveryThreadCount() throws {
+        for t in 1...4 { try assertExactAccounting("threads", threads: t) }
+    }
+
+    func test_prodcons1x1_everyObjectCrossesAndIsFreedOnce() throws {
+        for t in [1, 2, 4] { try assertExactAccounting("prodcons-1x1", threads: t) }
+    }
+
+    func test_prodconsNxN_everyObjectCrossesAndIsFreedOnce() throws {
+        for t in 1...5 { try assertExactAccounting("prodcons-nxn", threads: t) }
+    }
+
+    func test_larson_handedOffObjectsAreFreedOnce_forEveryThreadCount() throws {
+        for t in 1...4 { try assertExactAccounting("larson", threads: t) }
+    }
+
+    func test_everyCatalogEntry_hasAWorkload_andNamesAreUnique() {
+        let names = WorkloadCatalog.all.map(\.name)
+        XCTAssertEqual(Set(names).count, names.count)
+        XCTAssertEqual(Set(names), Set(WorkloadKind.allCases.map(\.rawValue)))
+    }
+
+    /// The ctor-256 check must be able to fail: an adapter that claims constructed objects but
+    /// hands out raw malloc memory is caught.
+    func test_ctor256_withUnconstructedObjects_fails() {
+        let ledger = AllocationLedger()
+        let liar = CountingAllocator(size: CtorObject.size, ledger: ledger, claimsConstructed: true)
+        let context = WorkloadContext(size: CtorObject.size, threads: 1, scale: .test)
+        XCTAssertThrowsError(try WorkloadKind.ctor256.measureOnce(liar, context)) { error in
+            XCTAssertTrue("\(error)".contains("not in their constructed state"), "\(error)")
+        }
+        XCTAssertEqual(ledger.snapshot.live.count, 0)
+    }
+
+    /// The ledger itself must catch a double free, or the tests above prove nothing.
+    func test_ledger_reportsDoubleFreeAndUnknownPointer() {
+        let ledger = AllocationLedger()
+        let p = malloc(8)!
+        ledger.allocated(p)
+        ledger.freeing(p)
+        ledger.freeing(p)
+        var local = 0
+        withUnsafeMutablePointer(to: &local) { ledger.freeing(UnsafeMutableRawPointer($0)) }
+        XCTAssertEqual(ledger.snapshot.problems.count, 2)
+        free(p)
+    }
+
+    func test_permutations_areFixedSeedPermutations() {
+        let a = Permutations(n: 1000, count: 3, seed: 42), b = Permutations(n: 1000, count: 3, seed: 42)
+        defer { a.deallocate(); b.deallocate() }
+        for k in 0..<3 {
+            let pa = a.permutation(k), pb = b.permutation(k)
+            XCTAssertEqual(Set((0..<1000).map { pa[$0] }).count, 1000)
+            XCTAssertTrue((0..<1000).allSatisfy { pa[$0] == pb[$0] })
+        }
+        XCTAssertFalse((0..<1000).allSatisfy { a.permutation(0)[$0] == a.permutation(1)[$0] })
+    }
+}
+
+final class WorkloadCatalogRunTests: XCTestCase {
+    /// Every workload through the public entry point, in quick mode (or at test scale, to keep
+    /// the debug-build test time down, for the variants the brief does not require quick for).
+    private func runAll(_ allocator: AllocatorID, scale: Scale = .quick, file: StaticString = #filePath, line: UInt = #line) {
+        for info in WorkloadCatalog.all {
+            let threads = info.usesThreads ? 2 : 1
+            let p = CellParameters(allocator: allocator, workload: info.name, size: 64, threads: threads,
+                                   repetitions: 2, quick: scale == .quick)
+            let r = WorkloadCatalog.run(p, scale: scale)
+            let label = "\(allocator.rawValue) \(info.name)"
+            XCTAssertEqual(r.status, .ok, "\(label): \(r.message ?? "")", file: file, line: line)
+            XCTAssertEqual(r.repetitions.count, 2, label, file: file, line: line)
+            for rep in r.repetitions {
+                XCTAssertGreaterThan(rep.ops, 0, label, file: file, line: line)
+                XCTAssertGreaterThan(rep.seconds, 0, label, file: file, line: line)
+                XCTAssertGreaterThan(rep.peakRSSBytes, 0, label, file: file, line: line)
+                XCTAssertGreaterThan(rep.peakLiveBytes, 0, label, file: file, line: line)
+                XCTAssertEqual(rep.latency != nil, info.measuresLatency, label, file: file, line: line)
+                if let l = rep.latency {
+                    XCTAssertGreaterThan(l.samples, 0, label, file: file, line: line)
+                    XCTAssertLessThanOrEqual(l.p50, l.p99, label, file: file, line: line)
+                    XCTAssertLessThanOrEqual(l.p99, l.max, label, file: file, line: line)
+                }
+                if info.name == "sawtooth" {
+                    XCTAssertNotNil(rep.rssAfterBytes, label, file: file, line: line)
+                    XCTAssertGreaterThan(rep.rssSeries?.count ?? 0, 10, label, file: file, line: line)
+                }
+            }
+            XCTAssertNotNil(r.allocatorVersion, label, file: file, line: line)
+        }
+    }
+
+    func test_run_quick_slab_everyWorkloadIsOK() { runAll(.slab) }
+    func test_run_slabNoCPU_everyWorkloadIsOK() { runAll(.slabNoCPU, scale: .test) }
+    func test_run_quick_glibc_everyWorkloadIsOK() { runAll(.glibc) }
+
+    func test_run_unknownWorkload_failsNamingTheValidOnes() {
+        let r = WorkloadCatalog.run(CellParameters(allocator: .glibc, workload: "nope", size: 16, threads: 1,
+                                                   repetitions: 1, quick: true))
+        XCTAssertEqual(r.status, .failed)
+        XCTAssertTrue(r.message?.contains("batch-lifo-100") ?? false, r.message ?? "")
+    }
+
+    func test_run_glibc_reportsTheGlibcVersion() {
+        let r = WorkloadCatalog.run(CellParameters(allocator: .glibc, workload: "pair", size: 16, threads: 1,
+                                                   repetitions: 1, quick: true))
+        XCTAssertTrue(r.allocatorVersion?.hasPrefix("glibc 2.") ?? false, r.allocatorVersion ?? "nil")
+    }
+
+    /// The child's stdout carries the JSON result: a workload must print nothing.
+    func test_run_printsNothingToStdout() throws {
+        fflush(nil)
+        let saved = dup(STDOUT_FILENO)
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        dup2(fds[1], STDOUT_FILENO)
+        for name in ["sawtooth", "prodcons-nxn", "ctor-256"] {
+            _ = WorkloadCatalog.run(CellParameters(allocator: .slab, workload: name, size: 32, threads: 2,
+                                                   repetitions: 1, quick: true))
+        }
+        fflush(nil)
+        dup2(saved, STDOUT_FILENO)
+        close(saved)
+        close(fds[1])
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = read(fds[0], &buffer, 256)
+        close(fds[0])
+        XCTAssertEqual(n, 0, String(decoding: buffer.prefix(max(n, 0)), as: UTF8.self))
+    }
+}
