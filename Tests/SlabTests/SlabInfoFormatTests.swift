@@ -1,0 +1,128 @@
+// The /proc/slabinfo 2.1 text our registry renders: golden lines compared byte for byte with what
+// Linux prints (mm/slab_common.c cache_show(): "%-17s %6lu %6lu %6u %4u %4d : tunables %4u %4u
+// %4u : slabdata %6lu %6lu %6lu"), and a round trip through ProcSlabInfo's parser.
+
+import Slab
+import TestSupport
+import XCTest
+
+final class SlabInfoFormatTests: XCTestCase {
+    /// A statistics value with the given slabinfo numbers. It starts from a real cache's snapshot
+    /// (the type's initialiser is not public) and sets every field the slabinfo line shows.
+    private func statistics(name: String, active: Int, total: Int, objectSize: Int, perSlab: Int, pages: Int,
+                            magazine: Int, activeSlabs: Int, slabs: Int, depotRounds: Int) throws -> SlabCacheStatistics {
+        let cache = try SlabCache(name: uniqueCacheName("golden"), size: 8)
+        var s = cache.statistics
+        try cache.destroy()
+        s.name = name
+        s.activeObjects = active
+        s.totalObjects = total
+        s.objectSize = objectSize
+        s.objectsPerSlab = perSlab
+        s.pagesPerSlab = pages
+        s.magazineCapacity = magazine
+        s.activeSlabs = activeSlabs
+        s.totalSlabs = slabs
+        s.depotRounds = depotRounds
+        return s
+    }
+
+    // MARK: Header
+
+    func test_header_isTheTwoLinesLinuxPrints() {
+        // Copied from this machine's /proc/slabinfo (Linux 6.18).
+        let linux = [
+            "slabinfo - version: 2.1",
+            "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>",
+        ]
+        XCTAssertEqual(SlabInfo.header.split(separator: "\n", omittingEmptySubsequences: false).map(String.init), linux)
+    }
+
+    func test_render_startsWithHeader_andEndsWithNewline() {
+        let text = SlabInfo.render([])
+        XCTAssertEqual(text, SlabInfo.header + "\n")
+    }
+
+    // MARK: Golden lines
+
+    func test_line_shortName_padsNameTo17_andNumbersToKernelWidths() throws {
+        let s = try statistics(name: "mycache", active: 128, total: 168, objectSize: 24, perSlab: 168, pages: 1,
+                               magazine: 128, activeSlabs: 1, slabs: 1, depotRounds: 0)
+        XCTAssertEqual(SlabInfo.line(s),
+                       "mycache              128    168     24  168    1 : tunables  128  128    0 : slabdata      1      1      0")
+    }
+
+    func test_line_matchesKernelLine_forSameNumbers() throws {
+        // Lines copied from this machine's /proc/slabinfo; SLUB's tunables are all 0.
+        let s1 = try statistics(name: "bio-312", active: 12, total: 12, objectSize: 320, perSlab: 12, pages: 1,
+                                magazine: 0, activeSlabs: 1, slabs: 1, depotRounds: 0)
+        XCTAssertEqual(SlabInfo.line(s1),
+                       "bio-312               12     12    320   12    1 : tunables    0    0    0 : slabdata      1      1      0")
+        let s2 = try statistics(name: "ext4_inode_cache", active: 43682, total: 43946, objectSize: 1128, perSlab: 14,
+                                pages: 4, magazine: 0, activeSlabs: 3139, slabs: 3139, depotRounds: 0)
+        XCTAssertEqual(SlabInfo.line(s2),
+                       "ext4_inode_cache   43682  43946   1128   14    4 : tunables    0    0    0 : slabdata   3139   3139      0")
+    }
+
+    func test_line_nameLongerThan17_isNotTruncated_andPushesColumnsRight() throws {
+        let s = try statistics(name: "btrfs_ordered_extent", active: 0, total: 0, objectSize: 416, perSlab: 19,
+                               pages: 2, magazine: 0, activeSlabs: 0, slabs: 0, depotRounds: 0)
+        XCTAssertEqual(SlabInfo.line(s),
+                       "btrfs_ordered_extent      0      0    416   19    2 : tunables    0    0    0 : slabdata      0      0      0")
+    }
+
+    func test_line_nameOfExactly17_getsOneSeparatingBlank() throws {
+        let s = try statistics(name: "abcdefghijklmnopq", active: 1, total: 2, objectSize: 8, perSlab: 512, pages: 1,
+                               magazine: 0, activeSlabs: 1, slabs: 1, depotRounds: 0)
+        XCTAssertEqual(SlabInfo.line(s),
+                       "abcdefghijklmnopq      1      2      8  512    1 : tunables    0    0    0 : slabdata      1      1      0")
+    }
+
+    func test_line_numbersWiderThanTheirColumn_areNotTruncated() throws {
+        let s = try statistics(name: "huge", active: 123_456_789, total: 1_234_567_890, objectSize: 1_048_576,
+                               perSlab: 12_345, pages: 10_240, magazine: 65_536, activeSlabs: 9_876_543,
+                               slabs: 98_765_432, depotRounds: 1_234_567)
+        XCTAssertEqual(SlabInfo.line(s),
+                       "huge              123456789 1234567890 1048576 12345 10240 : tunables 65536 65536    0 : slabdata 9876543 98765432 1234567")
+    }
+
+    func test_line_tunablesAndSharedavail_showMagazineSizeAndDepotRounds() throws {
+        let s = try statistics(name: "m", active: 300, total: 336, objectSize: 24, perSlab: 168, pages: 1,
+                               magazine: 128, activeSlabs: 2, slabs: 2, depotRounds: 128)
+        let entry = try ProcSlabInfo.parseEntry(Substring(SlabInfo.line(s)), lineNumber: 3)
+        XCTAssertEqual(entry.limit, 128)
+        XCTAssertEqual(entry.batchCount, 128)
+        XCTAssertEqual(entry.sharedFactor, 0)
+        XCTAssertEqual(entry.sharedAvailable, 128)
+    }
+
+    // MARK: Round trip
+
+    func test_render_liveCache_parsesBackToItsStatistics() throws {
+        let cache = try SlabCache(name: uniqueCacheName("roundtrip"), size: 20, align: 8)
+        var objects: [UnsafeMutableRawPointer] = []
+        for _ in 0..<500 { objects.append(try XCTUnwrap(cache.allocate())) }
+        defer {
+            for object in objects { cache.free(object) }
+            XCTAssertNoThrow(try cache.destroy())
+        }
+
+        // The whole registry parses (whatever other tests left in it) and lists our cache.
+        let all = try ProcSlabInfo.parse(SlabInfo.render())
+        XCTAssertTrue(all.entries.contains { $0.name == cache.name })
+
+        // The cache is quiet, so a snapshot taken right after rendering has the same numbers.
+        let parsed = try ProcSlabInfo.parse(SlabInfo.render([cache]))
+        let s = cache.statistics
+        XCTAssertEqual(parsed.version, "2.1")
+        XCTAssertEqual(parsed.entries, [ProcSlabInfo.Entry(
+            name: cache.name, activeObjects: s.activeObjects, totalObjects: s.totalObjects, objectSize: 24,
+            objectsPerSlab: s.objectsPerSlab, pagesPerSlab: s.pagesPerSlab, limit: s.magazineCapacity,
+            batchCount: s.magazineCapacity, sharedFactor: 0, activeSlabs: s.activeSlabs, totalSlabs: s.totalSlabs,
+            sharedAvailable: s.depotRounds)])
+        let entry = parsed.entries[0]
+        XCTAssertGreaterThanOrEqual(entry.activeObjects, 500)
+        XCTAssertLessThanOrEqual(entry.activeObjects, entry.totalObjects)
+        XCTAssertEqual(entry.totalObjects, entry.totalSlabs * entry.objectsPerSlab)
+    }
+}

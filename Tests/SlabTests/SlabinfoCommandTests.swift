@@ -1,0 +1,228 @@
+// The `slabinfo` executable, run as a child process: the seed lab's steps and slabinfo line,
+// --demo --raw read back by the parser, the system view on a fixed file, and the exit status and
+// message for each way it can fail.
+//
+// The binary is the one SwiftPM built next to this test bundle (the products directory is the
+// bundle's parent); `swift test` builds it with the tests.
+
+import Foundation
+import Slab
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class SlabinfoCommandTests: XCTestCase {
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var summary: String { "exit \(status)\n--- stdout ---\n\(stdout)\n--- stderr ---\n\(stderr)" }
+    }
+
+    struct MissingBinary: Error, CustomStringConvertible {
+        var path: String
+        var description: String { "no slabinfo executable at \(path): build it (swift build) before these tests" }
+    }
+
+    /// The products directory: the parent of the .xctest bundle (on Linux the bundle is the test
+    /// executable itself).
+    static var productsDirectory: URL {
+        if let bundle = Bundle.allBundles.first(where: { $0.bundlePath.hasSuffix(".xctest") }) {
+            return bundle.bundleURL.deletingLastPathComponent()
+        }
+        return URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    }
+
+    func binary() throws -> URL {
+        let url = Self.productsDirectory.appendingPathComponent("slabinfo")
+        guard FileManager.default.isExecutableFile(atPath: url.path) else {
+            throw MissingBinary(path: url.path)
+        }
+        return url
+    }
+
+    /// Runs slabinfo with `arguments`. Output goes to files, not pipes, so a large output can
+    /// never block the child while we wait for it.
+    func run(_ arguments: [String], prefix: [String] = []) throws -> Run {
+        let executable = try binary()
+        let directory = FileManager.default.temporaryDirectory
+        let tag = "slabinfo-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let out = directory.appendingPathComponent(tag + ".out"), err = directory.appendingPathComponent(tag + ".err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: out)
+            try? FileManager.default.removeItem(at: err)
+        }
+        let process = Process()
+        if let launcher = prefix.first {
+            process.executableURL = URL(fileURLWithPath: launcher)
+            process.arguments = Array(prefix.dropFirst()) + [executable.path] + arguments
+        } else {
+            process.executableURL = executable
+            process.arguments = arguments
+        }
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        try process.run()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus,
+                   stdout: try String(contentsOf: out, encoding: .utf8),
+                   stderr: try String(contentsOf: err, encoding: .utf8))
+    }
+
+    func temporaryFile(_ text: String) throws -> String {
+        let path = NSTemporaryDirectory() + "slabinfo-fixture-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        addTeardownBlock { unlink(path) }
+        return path
+    }
+
+    // MARK: The seed lab
+
+    func test_demo_printsEachStepInOrder_andMycacheLineWithObjsize24() throws {
+        let r = try run(["--demo"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stderr, "", r.summary)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        let steps = ["kmem_cache_create ok", "kmem_cache_alloc ok", "slabinfo - version: 2.1", "# name",
+                     "mycache ", "cache mycache:", "kmem_cache_free ok", "kmem_cache_destroy ok", "destroyed mycache"]
+        var previous = -1
+        for step in steps {
+            guard let index = lines.firstIndex(where: { $0.hasPrefix(step) }) else {
+                XCTFail("no line starting \"\(step)\"\n\(r.summary)")
+                continue
+            }
+            XCTAssertGreaterThan(index, previous, "\"\(step)\" out of order\n\(r.summary)")
+            previous = index
+        }
+        XCTAssertEqual(lines.last, "destroyed mycache")
+
+        let create = try XCTUnwrap(lines.first { $0.hasPrefix("kmem_cache_create ok") })
+        for part in ["name=mycache", "size=20", "align=8", "objsize=24"] {
+            XCTAssertTrue(create.contains(part), "\(create) should say \(part)")
+        }
+        let alloc = try XCTUnwrap(lines.first { $0.hasPrefix("kmem_cache_alloc ok") })
+        XCTAssertNotNil(alloc.range(of: "0x[0-9a-f]+", options: .regularExpression), alloc)
+
+        // The slabinfo line, taken while the object is live, in 2.1 format.
+        let line = try XCTUnwrap(lines.first { $0.hasPrefix("mycache ") })
+        let entry = try ProcSlabInfo.parseEntry(Substring(line), lineNumber: 1)
+        XCTAssertEqual(entry.name, "mycache")
+        XCTAssertEqual(entry.objectSize, 24)
+        XCTAssertGreaterThanOrEqual(entry.activeObjects, 1)
+        XCTAssertGreaterThanOrEqual(entry.totalSlabs, 1)
+        XCTAssertTrue(r.stdout.contains("live         1 objects held by callers"), r.summary)
+    }
+
+    func test_demoRaw_printsOnlySlabinfo21_thatTheParserReads() throws {
+        let r = try run(["--demo", "--raw"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertFalse(r.stdout.contains("kmem_cache"), r.summary)
+        XCTAssertTrue(r.stdout.hasPrefix(SlabInfo.header + "\n"), r.summary)
+        let info = try ProcSlabInfo.parse(r.stdout)
+        XCTAssertEqual(info.entries.map(\.name), ["mycache"])
+        let entry = try XCTUnwrap(info.entries.first)
+        XCTAssertEqual(entry.objectSize, 24)
+        XCTAssertGreaterThanOrEqual(entry.activeObjects, 1)
+        XCTAssertLessThanOrEqual(entry.activeObjects, entry.totalObjects)
+        XCTAssertEqual(entry.totalObjects, entry.totalSlabs * entry.objectsPerSlab)
+    }
+
+    // MARK: The system view
+
+    func test_file_fixture_printsSlabtopSummaryAndTable() throws {
+        let path = try temporaryFile(ProcSlabInfoTests.fixture)
+        let r = try run(["--file", path, "--sort", "n"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stdout, ProcSlabInfoTests.slabtopByName, r.summary)
+    }
+
+    func test_file_defaultSort_isCacheSize_andLimitCutsRows() throws {
+        let path = try temporaryFile(ProcSlabInfoTests.fixture)
+        let r = try run(["--file", path, "--limit", "3"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let rows = r.stdout.split(separator: "\n").drop { !$0.hasPrefix("  OBJS") }.dropFirst()
+        XCTAssertEqual(rows.map { String($0.split(separator: " ").last!) }, ["ext4_inode_cache", "dentry", "buffer_head"])
+        let byName = try run(["--file", path, "--sort", "name", "--limit", "1"])
+        XCTAssertTrue(byName.stdout.hasSuffix(" bio-312\n"), byName.summary)
+    }
+
+    func test_raw_printsTheFileUnchanged() throws {
+        let path = try temporaryFile(ProcSlabInfoTests.fixture)
+        let r = try run(["--raw", "--file", path])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stdout, ProcSlabInfoTests.fixture)
+    }
+
+    func test_noArguments_readsThisKernelsSlabinfo() throws {
+        guard access(ProcSlabInfo.defaultPath, R_OK) == 0 else {
+            throw XCTSkip("\(ProcSlabInfo.defaultPath) is not readable here")
+        }
+        let r = try run([])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertTrue(r.stdout.hasPrefix(" Active / Total Objects (% used)    : "), r.summary)
+        XCTAssertTrue(r.stdout.contains("\n" + ProcSlabInfo.tableHeader + "\n"), r.summary)
+        XCTAssertTrue(r.stdout.contains(" dentry\n"), r.summary)
+    }
+
+    // MARK: Failures
+
+    func test_file_nonexistent_exits1_withMessageNamingPath() throws {
+        let path = "/nonexistent/slabinfo-\(getpid())"
+        let r = try run(["--file", path])
+        XCTAssertEqual(r.status, 1, r.summary)
+        XCTAssertEqual(r.stdout, "", r.summary)
+        XCTAssertTrue(r.stderr.contains(path), r.summary)
+        XCTAssertTrue(r.stderr.contains("does not exist"), r.summary)
+        // --raw fails the same way.
+        XCTAssertEqual(try run(["--raw", "--file", path]).status, 1)
+    }
+
+    func test_file_malformed_exits1_namingFileAndLine() throws {
+        let path = try temporaryFile(SlabInfo.header + "\nmycache 1 2 24 168 1 : tunables 0 0 0\n")
+        let r = try run(["--file", path])
+        XCTAssertEqual(r.status, 1, r.summary)
+        XCTAssertTrue(r.stderr.contains("\(path) line 3: "), r.summary)
+    }
+
+    func test_procSlabinfo_asUnprivilegedUser_exits1_sayingItNeedsRoot() throws {
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            throw XCTSkip("needs root and setpriv to run the child as nobody")
+        }
+        let r = try run([], prefix: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        // setpriv's own failures (cannot drop privileges, nobody cannot execute the binary) are
+        // not slabinfo's: only a message from slabinfo itself is checked.
+        guard r.stderr.hasPrefix("slabinfo:") else { throw XCTSkip("cannot run slabinfo as nobody here: \(r.summary)") }
+        XCTAssertEqual(r.status, 1, r.summary)
+        XCTAssertTrue(r.stderr.contains("permission denied"), r.summary)
+        XCTAssertTrue(r.stderr.contains("root"), r.summary)
+        XCTAssertTrue(r.stderr.contains(ProcSlabInfo.defaultPath), r.summary)
+    }
+
+    func test_sort_unknownKey_exits2_listingValidKeys() throws {
+        let r = try run(["--sort", "zz"])
+        XCTAssertEqual(r.status, 2, r.summary)
+        XCTAssertEqual(r.stdout, "", r.summary)
+        XCTAssertTrue(r.stderr.contains("zz"), r.summary)
+        for key in ProcSlabInfo.SortKey.allCases {
+            XCTAssertTrue(r.stderr.contains("\(key.letter) (\(key.rawValue))"), "missing \(key)\n\(r.summary)")
+        }
+    }
+
+    func test_usageErrors_exit2() throws {
+        XCTAssertEqual(try run(["--no-such-option"]).status, 2)
+        XCTAssertEqual(try run(["--limit", "-1"]).status, 2)
+        XCTAssertEqual(try run(["--demo", "--file", "/proc/slabinfo"]).status, 2)
+        XCTAssertEqual(try run(["--raw", "--sort", "c"]).status, 2)
+    }
+
+    func test_help_exits0() throws {
+        let r = try run(["--help"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertTrue(r.stdout.contains("--demo"), r.summary)
+        XCTAssertTrue(r.stdout.contains("--sort"), r.summary)
+    }
+}
