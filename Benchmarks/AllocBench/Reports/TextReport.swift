@@ -104,7 +104,7 @@ public enum TextReport {
                     s.mopsPerSecond.map { fixed($0.median) } ?? "",
                     ratio(Ratio.of(ns.median, to: glibc)), ratio(Ratio.of(ns.median, to: best?.value)),
                     s.peakRSSBytes.map { bytes($0.median) } ?? "",
-                    s.rssOverhead.map { String(format: "%.2f", $0.median) } ?? "",
+                    s.rssOverhead.map { fixed($0.median) } ?? "",
                 ]
                 if hasAfter { row.append(s.rssAfterBytes.map { bytes($0.median) } ?? "") }
                 if hasLatency { row += [s.p50, s.p99, s.p999, s.max].map { $0.map(fixed) ?? "" } }
