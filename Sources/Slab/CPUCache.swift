@@ -108,7 +108,7 @@ struct CPULayerPlatform: Sendable {
 final class SlowPathCounters: @unchecked Sendable {
     enum Event: Int, CaseIterable {
         case exchanges, depotFullTaken, depotEmptyTaken, depotFullReturned, slabFills
-        case bypassAllocations, bypassFrees, commitRetries, slotContention, magazinesMade
+        case bypassAllocations, bypassFrees, commitRetries, slotContention, magazinesMade, depotOverflows
     }
     private let words: UnsafeMutablePointer<UInt64>
 
@@ -189,9 +189,21 @@ extension SlabCache {
         return h
     }
 
+    /// Gives a detached full magazine to the depot; when the depot already holds
+    /// `depotFullLimit` full magazines, its rounds go back to their slabs instead and the
+    /// magazine joins the empty list. This bounds the memory the magazine layer can hold back
+    /// (and the magazines ever made) after a large burst of frees, without waiting for a reap.
     private func returnFullMagazine(_ h: MagazineHandle, rounds: Int) {
-        region.unsafelyUnwrapped.header(h).pointee.rounds = UInt64(rounds)
-        depot.unsafelyUnwrapped.push(h, to: .full)
+        let region = region.unsafelyUnwrapped, depot = depot.unsafelyUnwrapped
+        if depot.count(.full) >= depotFullLimit {
+            slabLayer.free(region.rounds(h), count: rounds)
+            region.header(h).pointee.rounds = 0
+            depot.push(h, to: .empty)
+            counters.bump(.depotOverflows)
+            return
+        }
+        region.header(h).pointee.rounds = UInt64(rounds)
+        depot.push(h, to: .full)
         counters.bump(.depotFullReturned)
     }
 

@@ -1,16 +1,19 @@
-// PageSource: where slabs come from. A binary buddy allocator over 4 MiB arenas mapped from the
-// OS, as the kernel pairs its buddy allocator (pages) with the slab allocator (objects).
+// PageSource: where a cache's slabs come from. Each cache owns one PageSource: a contiguous range
+// of address space reserved at creation, inside which a binary buddy allocator hands out 4 MiB
+// arenas and, within them, blocks of 2^k pages, as the kernel pairs its buddy allocator (pages)
+// with the slab allocator (objects).
 //
 // - Blocks are 2^k pages, k in 0...10, and naturally aligned: a block of 2^k pages starts at a
 //   multiple of its own size. A slab is one block, so a pointer finds its slab header by masking.
 // - A released block is returned to the OS at once (madvise MADV_DONTNEED: its pages leave the
-//   resident set, its address range stays ours) and merged with its free buddy; an arena that
-//   becomes wholly free is unmapped.
-// - The arena map (one byte per 4 MiB of address space, reserved but only touched where arenas
-//   live) answers "is this address inside one of our arenas?" in O(1) without a lock, so a free of
-//   a foreign pointer gets a clear message instead of a fault on an unmapped slab header.
+//   resident set and read as zeros, its address range stays ours) and merged with its free buddy.
+// - Because every slab of a cache lies in its range, "is this pointer one of this cache's
+//   objects?" starts with one subtraction and one comparison on the free fast path, with no
+//   memory access: a pointer from another cache or from malloc is outside the range. The range
+//   is mapped readable from the start (MAP_NORESERVE: no memory is committed until touched), so
+//   reading a slab header anywhere in it never faults; an unused or released block reads zeros.
 //
-// Everything here is the slow path: one lock, Swift collections, system calls.
+// Everything else here is the slow path: one lock, Swift collections, system calls.
 
 import CSlab
 import Synchronization
@@ -22,19 +25,20 @@ import Musl
 #endif
 
 final class PageSource: @unchecked Sendable {
-    static let shared = PageSource()
+    /// Process-wide fault injection for tests (every cache's page source obeys it).
+    static let shared = FaultInjection()
 
     static let pageSize = SlabLayout.pageSize
     static let maxOrder = SlabLayout.maxOrder
     static let arenaShift = 22
     static let arenaBytes = 1 << arenaShift
     static let pagesPerArena = arenaBytes / pageSize
-    /// User-space addresses on x86_64 are below 2^47.
-    static let addressBits = 47
+    /// The range reserved per cache: 64 GiB, halved until the OS agrees (at least 1 GiB).
+    static let preferredRangeBytes = 1 << 36
 
-    /// One byte per arena-sized piece of the address space: non-zero where we have an arena.
-    /// Written under the lock, read without it (a byte load; see `contains`).
-    let arenaMap: UnsafeMutablePointer<UInt8>
+    /// The reserved range: [base, base + size).
+    let base: UInt
+    let size: Int
 
     private final class Arena: @unchecked Sendable {
         let base: UInt
@@ -42,13 +46,11 @@ final class PageSource: @unchecked Sendable {
         var allocatedOrder: [Int8]
         /// Per page: the order of the free block that starts here, or -1.
         var freeOrder: [Int8]
-        var freePages: Int
 
         init(base: UInt) {
             self.base = base
             allocatedOrder = Array(repeating: -1, count: PageSource.pagesPerArena)
             freeOrder = Array(repeating: -1, count: PageSource.pagesPerArena)
-            freePages = PageSource.pagesPerArena
         }
     }
 
@@ -57,20 +59,38 @@ final class PageSource: @unchecked Sendable {
         /// Per order: the addresses of free blocks of that order.
         var freeBlocks: [Set<UInt>] = Array(repeating: [], count: PageSource.maxOrder + 1)
         var allocatedBytes = 0
-        /// Test hook: fail every allocation once this many more have succeeded (nil: never).
-        var failAfter: Int? = nil
+        /// Where the next arena starts (arenas are carved from the range in order).
+        var nextArena: UInt = 0
     }
 
     private let state = Mutex(State())
 
-    init() {
-        let entries = 1 << (Self.addressBits - Self.arenaShift)
-        guard let p = mmap(nil, entries, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
-              p != MAP_FAILED else {
-            fatalError("PageSource: cannot reserve the \(entries)-byte arena map: errno \(errno)")
+    /// Reserves the range, or returns nil when the OS refuses even 1 GiB of address space.
+    init?() {
+        var bytes = Self.preferredRangeBytes
+        while true {
+            // Over-reserve by one arena to align the base to an arena.
+            let p = mmap(nil, bytes + Self.arenaBytes, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+            if let p, p != MAP_FAILED {
+                let start = UInt(bitPattern: p)
+                let aligned = (start + UInt(Self.arenaBytes - 1)) & ~UInt(Self.arenaBytes - 1)
+                let head = Int(aligned - start)
+                if head > 0 { munmap(p, head) }
+                let tail = Self.arenaBytes - head
+                if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(bytes)), tail) }
+                base = aligned
+                size = bytes
+                state.withLock { $0.nextArena = aligned }
+                return
+            }
+            bytes /= 2
+            if bytes < 1 << 30 { return nil }
         }
-        arenaMap = p.assumingMemoryBound(to: UInt8.self)
+    }
+
+    deinit {
+        munmap(UnsafeMutableRawPointer(bitPattern: base), size)
     }
 
     /// Bytes currently handed out as blocks.
@@ -78,34 +98,25 @@ final class PageSource: @unchecked Sendable {
     /// Bytes of address space currently mapped as arenas.
     var mappedBytes: Int { state.withLock { $0.arenas.count * Self.arenaBytes } }
 
-    /// Fault injection for tests: after `n` more successful block allocations, every allocation
-    /// fails as if the OS were out of memory. `nil` turns it off.
-    func injectFailure(afterAllocations n: Int?) { state.withLock { $0.failAfter = n } }
-
-    /// True when `address` lies inside one of our arenas. Lock-free: a stale answer is possible
-    /// only for an address whose arena is being mapped or unmapped by another thread, and such an
-    /// address holds no live object.
+    /// True when `address` lies in this page source's range.
     @inline(__always)
-    func contains(_ address: UInt) -> Bool {
-        address >> Self.addressBits == 0 && arenaMap[Int(address >> Self.arenaShift)] != 0
-    }
+    func contains(_ address: UInt) -> Bool { address &- base < UInt(size) }
 
     /// A naturally aligned block of 2^order pages, or nil when the OS refuses memory.
     func allocate(order: Int) -> UnsafeMutableRawPointer? {
         precondition((0...Self.maxOrder).contains(order), "PageSource: bad order \(order)")
+        guard Self.shared.allowAllocation() else { return nil }
         return state.withLock { s -> UnsafeMutableRawPointer? in
-            if let n = s.failAfter {
-                if n <= 0 { return nil }
-                s.failAfter = n - 1
-            }
             var j = order
             while j <= Self.maxOrder && s.freeBlocks[j].isEmpty { j += 1 }
             if j > Self.maxOrder {
-                guard let arena = mapArena() else { return nil }
+                // A new arena from the range (already mapped; its pages fault in as slabs use them).
+                guard s.nextArena + UInt(Self.arenaBytes) <= base + UInt(size) else { return nil }
+                let arena = Arena(base: s.nextArena)
+                s.nextArena += UInt(Self.arenaBytes)
                 s.arenas[arena.base] = arena
                 arena.freeOrder[0] = Int8(Self.maxOrder)
                 s.freeBlocks[Self.maxOrder].insert(arena.base)
-                arenaMap[Int(arena.base >> Self.arenaShift)] = 1
                 j = Self.maxOrder
             }
             let block = s.freeBlocks[j].removeFirst()
@@ -120,7 +131,6 @@ final class PageSource: @unchecked Sendable {
                 s.freeBlocks[j].insert(arena.base + UInt(buddyIndex * Self.pageSize))
             }
             arena.allocatedOrder[index] = Int8(order)
-            arena.freePages -= 1 << order
             s.allocatedBytes += Self.pageSize << order
             return UnsafeMutableRawPointer(bitPattern: block)
         }
@@ -140,7 +150,6 @@ final class PageSource: @unchecked Sendable {
             precondition(arena.allocatedOrder[index] == Int8(order),
                          "PageSource: release of \(hex(address)) as order \(order), allocated as order \(arena.allocatedOrder[index])")
             arena.allocatedOrder[index] = -1
-            arena.freePages += 1 << order
             s.allocatedBytes -= bytes
             var k = order
             while k < Self.maxOrder {
@@ -151,13 +160,7 @@ final class PageSource: @unchecked Sendable {
                 index = min(index, buddyIndex)
                 k += 1
             }
-            if k == Self.maxOrder {
-                // The whole arena is free: give the address range back too.
-                arenaMap[Int(arena.base >> Self.arenaShift)] = 0
-                s.arenas[arena.base] = nil
-                munmap(UnsafeMutableRawPointer(bitPattern: arena.base), Self.arenaBytes)
-                return
-            }
+            // A wholly free arena stays as one free block: its pages were already returned.
             arena.freeOrder[index] = Int8(k)
             s.freeBlocks[k].insert(arena.base + UInt(index * Self.pageSize))
         }
@@ -178,18 +181,23 @@ final class PageSource: @unchecked Sendable {
         }
     }
 
-    private func mapArena() -> Arena? {
-        // Over-map by one arena and trim, to get an arena-aligned range.
-        let size = 2 * Self.arenaBytes
-        guard let raw = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-              raw != MAP_FAILED else { return nil }
-        let start = UInt(bitPattern: raw)
-        let aligned = (start + UInt(Self.arenaBytes - 1)) & ~UInt(Self.arenaBytes - 1)
-        let head = Int(aligned - start)
-        if head > 0 { munmap(raw, head) }
-        let tail = size - head - Self.arenaBytes
-        if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(Self.arenaBytes)), tail) }
-        return Arena(base: aligned)
+}
+
+/// Makes page sources fail on demand, to test what a cache does when the OS refuses memory.
+final class FaultInjection: @unchecked Sendable {
+    private let failAfter = Mutex<Int?>(nil)
+
+    /// After `n` more successful block allocations (in any cache), every allocation fails as if
+    /// the OS were out of memory. `nil` turns it off.
+    func injectFailure(afterAllocations n: Int?) { failAfter.withLock { $0 = n } }
+
+    func allowAllocation() -> Bool {
+        failAfter.withLock { f in
+            guard let n = f else { return true }
+            if n <= 0 { return false }
+            f = n - 1
+            return true
+        }
     }
 }
 

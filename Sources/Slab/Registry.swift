@@ -8,7 +8,6 @@ public final class Registry: @unchecked Sendable {
 
     private struct Entry: @unchecked Sendable {
         let cache: SlabCache
-        let ownerToken: UnsafeMutableRawPointer
     }
     private let entries = Mutex([Entry]())
 
@@ -24,7 +23,7 @@ public final class Registry: @unchecked Sendable {
     func register(_ cache: SlabCache) throws {
         try entries.withLock { e in
             guard !e.contains(where: { $0.cache.name == cache.name }) else { throw SlabError.duplicateName(cache.name) }
-            e.append(Entry(cache: cache, ownerToken: cache.ownerToken))
+            e.append(Entry(cache: cache))
         }
     }
 
@@ -32,9 +31,9 @@ public final class Registry: @unchecked Sendable {
         entries.withLock { e in e.removeAll { $0.cache === cache } }
     }
 
-    /// The name of the cache whose slabs carry `ownerToken` (for wrong-cache messages).
-    func name(ownerToken: UnsafeMutableRawPointer) -> String? {
-        entries.withLock { e in e.first { $0.ownerToken == ownerToken }?.cache.name }
+    /// The live cache whose address range holds `address` (for wrong-cache messages).
+    func cache(containing address: UInt) -> SlabCache? {
+        entries.withLock { e in e.first { $0.cache.slabLayer.pages.contains(address) }?.cache }
     }
 
     /// Every live cache, in creation order.

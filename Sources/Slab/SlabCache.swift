@@ -147,15 +147,17 @@ public final class SlabCache: @unchecked Sendable {
     /// Rounds per magazine (M); 0 without a CPU layer.
     public var magazineCapacity: Int { Int(capacity) }
 
-    // Fast-path fields: read by the inlinable allocate()/free(), never written after init.
-    @usableFromInline let rseqOffset: Int64
-    @usableFromInline let cpus: UnsafeMutableRawPointer
-    @usableFromInline let magazineBase: UnsafeMutableRawPointer
-    @usableFromInline let capacity: UInt64
-    @usableFromInline let usesRseq: Bool
-    @usableFromInline let slabMask: UInt
-    @usableFromInline let ownerToken: UnsafeMutableRawPointer
-    @usableFromInline let arenaMap: UnsafeMutablePointer<UInt8>
+    /// Everything the inlinable fast paths read, never written after init (FastPath.swift).
+    @usableFromInline let fast: FastPath
+    /// Lets a FastPath (a value, without ARC) reach its cache's slow paths.
+    let backReference: CacheBackReference
+    var rseqOffset: Int64 { fast.rseqOffset }
+    var cpus: UnsafeMutableRawPointer { fast.cpus }
+    var magazineBase: UnsafeMutableRawPointer { fast.magazineBase }
+    var capacity: UInt64 { fast.capacity }
+    var usesRseq: Bool { fast.usesRseq }
+    let slabMask: UInt
+    let ownerToken: UnsafeMutableRawPointer
 
     let slabLayer: SlabLayer
     let region: MagazineRegion?
@@ -163,6 +165,8 @@ public final class SlabCache: @unchecked Sendable {
     /// Slots in `cpus`: possible CPUs (rseq), or a power of two >= 4 x CPUs (fallback).
     let slotCount: Int
     let counters: SlowPathCounters
+    /// Most full magazines the depot keeps before frees overflow to the slab layer.
+    let depotFullLimit: Int
     /// Serialises drains (shrink, reap, destroy) with each other.
     let drainLock = Mutex(())
     private let destroyedFlag = Atomic<Bool>(false)
@@ -172,6 +176,8 @@ public final class SlabCache: @unchecked Sendable {
     public init(name: String, size: Int, align: Int = 8, flags: SlabFlags = [],
                 constructor: ((UnsafeMutableRawPointer) -> Void)? = nil,
                 destructor: ((UnsafeMutableRawPointer) -> Void)? = nil) throws {
+        precondition(MemoryLayout<cslab_slab>.offset(of: \cslab_slab.objects) == FastPath.objectsFieldOffset,
+                     "cslab_slab layout changed: update FastPath.objectsFieldOffset")
         try Registry.validate(name: name)
         let known: SlabFlags = [.hwcacheAlign, .noCPUCache]
         guard flags.subtracting(known).isEmpty else { throw SlabError.unknownFlags(flags.subtracting(known).rawValue) }
@@ -183,11 +189,11 @@ public final class SlabCache: @unchecked Sendable {
         self.name = name
         self.layout = layout
         self.flags = flags
-        let layer = SlabLayer(name: name, layout: layout, constructor: constructor, destructor: destructor)
+        guard let pages = PageSource() else { throw SlabError.outOfMemory(cache: name) }
+        let layer = SlabLayer(name: name, layout: layout, constructor: constructor, destructor: destructor, pages: pages)
         slabLayer = layer
         slabMask = layer.slabMask
         ownerToken = layer.ownerToken
-        arenaMap = layer.pages.arenaMap
         counters = SlowPathCounters()
 
         let platform = CPULayerPlatform.current
@@ -200,21 +206,25 @@ public final class SlabCache: @unchecked Sendable {
         if mode != .none, let region = MagazineRegion(capacity: m) {
             self.region = region
             depot = Depot(region: region)
-            capacity = UInt64(m)
         } else {
             region = nil
             depot = nil
-            capacity = 0
         }
-        usesRseq = mode == .rseq && region != nil
-        rseqOffset = platform.rseqOffset
         slotCount = mode == .fallback ? platform.fallbackSlots : platform.possibleCPUs
+        depotFullLimit = max(64, 32 * platform.possibleCPUs)
         // One 128-byte slot per CPU. With no CPU layer, every slot is owned forever, so the
         // (never taken) fast path would go slow anyway.
         let bytes = slotCount * Int(CSLAB_CPU_STRIDE)
-        cpus = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: Int(CSLAB_CPU_STRIDE))
+        let cpus = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: Int(CSLAB_CPU_STRIDE))
         cpus.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        magazineBase = region?.base ?? cpus
+        backReference = CacheBackReference()
+        fast = FastPath(
+            rseqOffset: platform.rseqOffset, cpus: cpus, magazineBase: region?.base ?? cpus,
+            capacity: region == nil ? 0 : UInt64(m), rangeBase: pages.base, rangeSize: UInt(pages.size),
+            slabMask: layer.slabMask, objectsBytes: UInt(layout.objectsPerSlab * layout.stride),
+            strideReciprocal: layer.divider.c, usesRseq: mode == .rseq && region != nil,
+            back: backReference)
+        backReference.cache = Unmanaged.passUnretained(self)
         if let region {
             // Every CPU starts with two empty magazines, so the state word always names real ones.
             for i in 0..<slotCount {
@@ -239,38 +249,19 @@ public final class SlabCache: @unchecked Sendable {
     /// Allocates one constructed object, or returns nil when memory is exhausted
     /// (kmem_cache_alloc).
     @inlinable @inline(__always)
-    public func allocate() -> UnsafeMutableRawPointer? {
-        if usesRseq, let object = cslab_rseq_magazine_pop(rseqOffset, cpus, magazineBase) {
-            return object
-        }
-        return allocateSlow()
-    }
+    public func allocate() -> UnsafeMutableRawPointer? { fast.allocate() }
 
     /// Frees an object allocated from this cache, in its constructed state (kmem_cache_free).
     /// A pointer that is not an object of this cache stops the process with a message naming the
     /// cache and the pointer (freeing it would corrupt memory).
     @inlinable @inline(__always)
-    public func free(_ object: UnsafeMutableRawPointer) {
-        checkOwnership(object)
-        if usesRseq, cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object) {
-            return
-        }
-        freeSlow(object)
-    }
+    public func free(_ object: UnsafeMutableRawPointer) { fast.free(object) }
 
-    /// The cheap ownership test on every free: the address is in one of our arenas and the slab
-    /// header under it (found by masking) carries this cache's token.
-    @inlinable @inline(__always)
-    func checkOwnership(_ object: UnsafeMutableRawPointer) {
-        let address = UInt(bitPattern: object)
-        guard address >> 47 == 0, arenaMap[Int(truncatingIfNeeded: address >> 22)] != 0 else {
-            diagnoseBadFree(object)
-        }
-        let slab = UnsafePointer<cslab_slab>(bitPattern: address & slabMask).unsafelyUnwrapped
-        guard slab.pointee.cache == ownerToken, slab.pointee.magic == CSLAB_SLAB_MAGIC else {
-            diagnoseBadFree(object)
-        }
-    }
+    /// The fast paths as a value, for hot loops: its fields stay in registers, where the class's
+    /// fields would be reloaded after every store the loop makes through a raw pointer. Same
+    /// behaviour and checks as `allocate()` / `free(_:)`. The cache must outlive it.
+    @inlinable
+    public var fastPath: FastPath { fast }
 
     /// Explains a free that failed the ownership test, then stops the process.
     @usableFromInline
@@ -279,16 +270,18 @@ public final class SlabCache: @unchecked Sendable {
         if destroyedFlag.load(ordering: .acquiring) {
             slabFatal("kmem_cache_free(\(name)): \(hex(address)) freed to a destroyed cache")
         }
-        let pages = slabLayer.pages
-        guard pages.contains(address), let block = pages.block(containing: address) else {
+        guard slabLayer.pages.contains(address) else {
+            if let other = Registry.shared.cache(containing: address) {
+                slabFatal("kmem_cache_free(\(name)): Wrong slab cache. \(name) but object \(hex(address)) is from \(other.name)")
+            }
             slabFatal("kmem_cache_free(\(name)): \(hex(address)) was not allocated from any slab cache")
         }
-        let slab = SlabPointer(bitPattern: block.start)!
-        if slab.pointee.magic == CSLAB_SLAB_MAGIC, let other = slab.pointee.cache,
-           let otherName = Registry.shared.name(ownerToken: other) {
-            slabFatal("kmem_cache_free(\(name)): Wrong slab cache. \(name) but object \(hex(address)) is from \(otherName)")
+        guard let block = slabLayer.pages.block(containing: address),
+              let slab = SlabPointer(bitPattern: block.start), slab.pointee.magic == CSLAB_SLAB_MAGIC else {
+            slabFatal("kmem_cache_free(\(name)): \(hex(address)) is not in a live slab of this cache (freed after shrink, or never allocated)")
         }
-        slabFatal("kmem_cache_free(\(name)): \(hex(address)) is not an allocated slab object")
+        slabFatal("kmem_cache_free(\(name)): \(hex(address)) is not the start of an object "
+                  + "(slab \(hex(slab)), object size \(layout.objectSize))")
     }
 
     // MARK: Shrink, reap, destroy

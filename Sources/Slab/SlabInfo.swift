@@ -52,6 +52,8 @@ public struct SlabCacheStatistics: Sendable, Equatable {
     public var slabFills: Int
     public var bypassAllocations: Int
     public var bypassFrees: Int
+    /// Full magazines whose rounds went to the slab layer because the depot was at its limit.
+    public var depotOverflows: Int
     /// Failed commits (a ladder's transition lost to a migration or another thread on the CPU),
     /// depot CAS retries and fallback slot collisions.
     public var contention: Int
@@ -73,6 +75,15 @@ extension SlabCache {
                 fastFrees += Int(cslab_load_relaxed(slotFreeHits(i)))
             }
         }
+        let depotRounds = depot?.fullRounds ?? 0
+        if mode == .rseq {
+            // rseq sections count frees only. Every allocation and free either used a magazine or
+            // bypassed to the slab layer, so
+            //   magazine pops = live + magazine pushes + bypassed frees - bypassed allocations,
+            // with live = active - cached - depot rounds (exact when the cache is quiet).
+            let live = slab.activeObjects - cached - depotRounds
+            fastAllocs = max(0, live + fastFrees + counters[.bypassFrees] - counters[.bypassAllocations])
+        }
         return SlabCacheStatistics(
             name: name, objectSize: layout.objectSize, align: layout.align,
             objectsPerSlab: layout.objectsPerSlab, pagesPerSlab: layout.pagesPerSlab,
@@ -84,13 +95,13 @@ extension SlabCache {
             cpuCachedObjects: cached,
             depotFullMagazines: depot?.count(.full) ?? 0,
             depotEmptyMagazines: depot?.count(.empty) ?? 0,
-            depotRounds: depot?.fullRounds ?? 0,
+            depotRounds: depotRounds,
             magazinesMade: region?.made ?? 0,
             fastAllocations: fastAllocs, fastFrees: fastFrees,
             exchanges: counters[.exchanges], depotFullTaken: counters[.depotFullTaken],
             depotEmptyTaken: counters[.depotEmptyTaken], depotFullReturned: counters[.depotFullReturned],
             slabFills: counters[.slabFills], bypassAllocations: counters[.bypassAllocations],
-            bypassFrees: counters[.bypassFrees],
+            bypassFrees: counters[.bypassFrees], depotOverflows: counters[.depotOverflows],
             contention: counters[.commitRetries] + counters[.slotContention] + (depot?.contention ?? 0))
     }
 }
@@ -126,7 +137,7 @@ public enum SlabInfo {
             cache \(s.name): object \(s.objectSize) B (align \(s.align)), \(s.objectsPerSlab) per \(s.pagesPerSlab)-page slab, \(s.colours) colour(s), CPU layer \(s.mode.rawValue), M = \(s.magazineCapacity)
               slab layer   slabs \(s.totalSlabs) (\(s.activeSlabs) active, \(s.emptySlabs) empty), objects \(s.activeObjects)/\(s.totalObjects), created \(s.slabsCreated), released \(s.slabsReleased), lock acquisitions \(s.slabLayerLocks)
               cpu layer    cached rounds \(s.cpuCachedObjects), fast allocs \(s.fastAllocations), fast frees \(s.fastFrees), exchanges \(s.exchanges), fast-path hit rate \(pct(s.fastAllocations, fastTotal))
-              depot        full \(s.depotFullMagazines) (\(s.depotRounds) rounds), empty \(s.depotEmptyMagazines), full taken \(s.depotFullTaken), full returned \(s.depotFullReturned), empty taken \(s.depotEmptyTaken), magazines made \(s.magazinesMade)
+              depot        full \(s.depotFullMagazines) (\(s.depotRounds) rounds), empty \(s.depotEmptyMagazines), full taken \(s.depotFullTaken), full returned \(s.depotFullReturned), overflowed \(s.depotOverflows), empty taken \(s.depotEmptyTaken), magazines made \(s.magazinesMade)
               slab calls   fills \(s.slabFills), bypass allocs \(s.bypassAllocations), bypass frees \(s.bypassFrees), contention \(s.contention)
               live         \(s.liveObjects) objects held by callers
             """

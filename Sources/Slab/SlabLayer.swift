@@ -23,6 +23,8 @@ final class SlabLayer: @unchecked Sendable {
     let destructor: ((UnsafeMutableRawPointer) -> Void)?
     /// Masks an object address down to its slab header (slabs are aligned to their size).
     let slabMask: UInt
+    /// Divides slab offsets by the stride without a divide instruction.
+    let divider: ExactDivider
     let pages: PageSource
 
     struct Lists: @unchecked Sendable {
@@ -44,12 +46,13 @@ final class SlabLayer: @unchecked Sendable {
     private let lists = Mutex(Lists())
 
     init(name: String, layout: SlabLayout, constructor: ((UnsafeMutableRawPointer) -> Void)?,
-         destructor: ((UnsafeMutableRawPointer) -> Void)?, pages: PageSource = .shared) {
+         destructor: ((UnsafeMutableRawPointer) -> Void)?, pages: PageSource) {
         self.name = name
         self.layout = layout
         self.constructor = constructor
         self.destructor = destructor
         self.slabMask = ~UInt(layout.slabBytes - 1)
+        self.divider = ExactDivider(layout.stride)
         self.pages = pages
     }
 
@@ -124,7 +127,7 @@ final class SlabLayer: @unchecked Sendable {
             for i in 0..<count {
                 let object = buffer[i]!
                 let slab = SlabPointer(bitPattern: UInt(bitPattern: object) & slabMask)!
-                guard slab.objectIndex(of: object, stride: layout.stride) != nil else {
+                guard slab.objectIndex(of: object, divider: divider) != nil else {
                     slabFatal("kmem_cache_free(\(name)): \(hex(object)) is not the start of an object "
                               + "(slab \(hex(slab)), object size \(layout.objectSize))")
                 }
@@ -212,7 +215,7 @@ final class SlabLayer: @unchecked Sendable {
                     var free = 0
                     var cursor = s.free_list
                     while let object = cursor {
-                        if slab.objectIndex(of: object, stride: layout.stride) == nil {
+                        if slab.objectIndex(of: object, divider: divider) == nil {
                             problems.append("\(hex(slab)): free-list entry \(hex(object)) is not an object")
                             break
                         }

@@ -80,8 +80,9 @@ static inline void cslab_cpu_relax(void) { __asm__ __volatile__("pause" ::: "mem
  *                 bits 40..63  loaded magazine handle
  *    +8   owner   0 when the slot is free; non-zero while a drainer or a fallback-mode thread owns
  *                 it. rseq sections only read it and take the slow path when it is set.
- *    +16  allocHits   fast-path allocations (counted inside the section, before the commit)
- *    +24  freeHits    fast-path frees
+ *    +16  allocHits   fallback mode only: allocations served from the slot's magazines
+ *    +24  freeHits    frees onto the loaded magazine (rseq: counted inside the section,
+ *                     before the commit; fallback: by the slot's owner)
  * Magazine layout: a 64-byte header, then the rounds: round[i] at +64 + 8*i.
  * ------------------------------------------------------------------------------------------- */
 
@@ -115,6 +116,14 @@ static inline uint32_t cslab_rseq_cpu_id(int64_t rseq_off) {
 static inline void *cslab_rseq_magazine_pop(int64_t rseq_off, void *cpus, void *magazines) {
     void *obj;
 retry:
+    /* The round comes out in a register (asm goto with an output, valid on the fall-through
+     * path only), not through memory: a store and reload would add a store-forwarding delay.
+     * No "memory" clobber: the sequence only reads and writes this CPU's slot and magazine,
+     * which no code of this thread touches between asm statements (asm goto is volatile, so it
+     * is never reordered with the push or the ladders' CAS, which do clobber memory). Leaving
+     * it out lets the caller keep the cache's fields in registers across the pop.
+     * Fast-path allocations are not counted here (see SlabInfo.swift: they are derived from
+     * the free count and the live objects, which saves a read-modify-write per allocation). */
     __asm__ goto(
         ".pushsection __rseq_cs, \"aw\"\n\t"
         ".balign 32\n\t"
@@ -138,9 +147,7 @@ retry:
         "shrq $34, %%r8\n\t"
         "andq $-64, %%r8\n\t"
         "addq %[mags], %%r8\n\t"
-        "movq 56(%%r8,%%rdx,8), %%r9\n\t"
-        "movq %%r9, (%[out])\n\t"
-        "incq 16(%%rax)\n\t"
+        "movq 56(%%r8,%%rdx,8), %[obj]\n\t"
         "decq %%rcx\n\t"
         "movq %%rcx, (%%rax)\n\t"
         "2:\n\t"
@@ -150,9 +157,9 @@ retry:
         "4:\n\t"
         "jmp %l[abort]\n\t"
         ".popsection\n\t"
-        :
-        : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines), [out] "r"(&obj)
-        : "rax", "rcx", "rdx", "r8", "r9", "memory", "cc"
+        : [obj] "=&r"(obj)
+        : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines)
+        : "rax", "rcx", "rdx", "r8", "cc"
         : abort, slow);
     return obj;
 abort:

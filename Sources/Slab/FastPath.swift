@@ -1,0 +1,104 @@
+// FastPath: allocate and free as the caller's code runs them, inlined into the caller.
+//
+// The allocation fast path is one rseq critical section (CSlab.h: cslab_rseq_magazine_pop): pop
+// the loaded magazine of the CPU the thread is on. The free fast path checks the pointer, then
+// pushes it onto the loaded magazine (cslab_rseq_magazine_push). Everything else, the Bonwick
+// ladders, the fallback without rseq and the slab layer, is out of line (CPUCache.swift).
+//
+// The fields are a copy of the cache's, in a value: a loop that holds a FastPath keeps them in
+// registers, where fields of a class instance would be reloaded after every store through a raw
+// pointer (the compiler cannot prove the store does not alias them).
+
+import CSlab
+
+/// A cache's allocation and free fast paths as a value (see `SlabCache.fastPath`).
+public struct FastPath {
+    @usableFromInline let rseqOffset: Int64
+    @usableFromInline let cpus: UnsafeMutableRawPointer
+    @usableFromInline let magazineBase: UnsafeMutableRawPointer
+    /// Rounds per magazine (M); 0 without a CPU layer.
+    @usableFromInline let capacity: UInt64
+    /// The cache's address range (PageSource): every object of this cache lies inside it.
+    @usableFromInline let rangeBase: UInt
+    @usableFromInline let rangeSize: UInt
+    /// Masks an object address down to its slab header.
+    @usableFromInline let slabMask: UInt
+    /// objectsPerSlab * stride: an object's offset from its slab's first object is below this.
+    @usableFromInline let objectsBytes: UInt
+    /// ceil(2^64 / stride), for the divisibility test (ExactDivider in Slab.swift).
+    @usableFromInline let strideReciprocal: UInt64
+    @usableFromInline let usesRseq: Bool
+    @usableFromInline unowned(unsafe) let back: CacheBackReference
+
+    /// Offset of `cslab_slab.objects` (a literal, so it folds into the load; SlabCache.init checks
+    /// it against the C layout).
+    @inlinable static var objectsFieldOffset: Int { 48 }
+
+    init(rseqOffset: Int64, cpus: UnsafeMutableRawPointer, magazineBase: UnsafeMutableRawPointer,
+         capacity: UInt64, rangeBase: UInt, rangeSize: UInt, slabMask: UInt, objectsBytes: UInt,
+         strideReciprocal: UInt64, usesRseq: Bool, back: CacheBackReference) {
+        self.rseqOffset = rseqOffset
+        self.cpus = cpus
+        self.magazineBase = magazineBase
+        self.capacity = capacity
+        self.rangeBase = rangeBase
+        self.rangeSize = rangeSize
+        self.slabMask = slabMask
+        self.objectsBytes = objectsBytes
+        self.strideReciprocal = strideReciprocal
+        self.usesRseq = usesRseq
+        self.back = back
+    }
+
+    /// The cache this fast path belongs to.
+    @inlinable public var cache: SlabCache { back.cache.unsafelyUnwrapped.takeUnretainedValue() }
+
+    /// Allocates one constructed object, or returns nil when memory is exhausted.
+    @inlinable @inline(__always)
+    public func allocate() -> UnsafeMutableRawPointer? {
+        if usesRseq, let object = cslab_rseq_magazine_pop(rseqOffset, cpus, magazineBase) {
+            return object
+        }
+        return back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.allocateSlow() }
+    }
+
+    /// Frees an object of this cache; a pointer that is not one stops the process with a message
+    /// naming the cache and the pointer.
+    @inlinable @inline(__always)
+    public func free(_ object: UnsafeMutableRawPointer) {
+        checkOwnership(object)
+        if usesRseq, cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object) {
+            return
+        }
+        back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.freeSlow(object) }
+    }
+
+    /// The ownership test on every free, without a lock and with one memory access: the address
+    /// is inside this cache's range (so not from malloc or another cache), and it is the start of
+    /// an object of the slab it falls in (so not an interior pointer, and not in a released slab,
+    /// whose header reads as zeros).
+    @inlinable @inline(__always)
+    func checkOwnership(_ object: UnsafeMutableRawPointer) {
+        let address = UInt(bitPattern: object)
+        guard address &- rangeBase < rangeSize else { cache.diagnoseBadFree(object) }
+        // The header's `objects` field read as a plain word (a released slab reads 0).
+        let slab = UnsafeRawPointer(bitPattern: address & slabMask).unsafelyUnwrapped
+        let objects = slab.load(fromByteOffset: FastPath.objectsFieldOffset, as: UInt.self)
+        let offset = address &- objects
+        // A multiple of the stride exactly when offset * c mod 2^64 <= c - 1 (ExactDivider);
+        // offsets that pass the first comparison are below 2^22, as the identity requires.
+        guard offset < objectsBytes, UInt64(offset) &* strideReciprocal <= strideReciprocal &- 1 else {
+            cache.diagnoseBadFree(object)
+        }
+    }
+}
+
+/// The one reference from a FastPath back to its cache, for the slow paths. The cache holds it
+/// strongly and points it at itself at the end of init; FastPath holds it unowned, so copying a
+/// FastPath costs no reference counting.
+@usableFromInline
+final class CacheBackReference: @unchecked Sendable {
+    /// Set once, at the end of the cache's init; read only on slow paths.
+    @usableFromInline @exclusivity(unchecked) var cache: Unmanaged<SlabCache>?
+    init() {}
+}
