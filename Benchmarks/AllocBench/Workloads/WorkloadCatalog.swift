@@ -166,9 +166,11 @@ public enum WorkloadCatalog {
                                              constructor: constructor)
                 result.allocatorVersion = AllocatorVersion.current(for: p.allocator, slab: slab.cache)
                 let cellResult = Result { try kind.runCell(slab, context, repetitions: p.repetitions) }
-                // Destroy even after a failure: the cache must not outlive its cell.
-                try slab.destroy()
+                // Destroy even after a failure: the cache must not outlive its cell. A workload's
+                // own error comes first; a refused destroy means the workload leaked objects.
+                let destroyed = Result { try slab.destroy() }
                 result.repetitions = try cellResult.get()
+                try destroyed.get()
             } else {
                 result.allocatorVersion = AllocatorVersion.current(for: p.allocator)
                 result.repetitions = try kind.runCell(MallocAllocator(size: size), context, repetitions: p.repetitions)
