@@ -2,14 +2,16 @@
 // allocates and frees exactly what it claims, frees only what it allocated, and never twice.
 
 @testable import AllocBench
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Every allocation and free a workload made, and what went wrong.
-final class AllocationLedger: Sendable {
+/// Every allocation and free a workload made, and what went wrong. Locked with a pthread mutex,
+/// not Synchronization.Mutex: ThreadSanitizer understands the former (it intercepts it) and
+/// reports false races inside the latter, which would drown real reports from the workloads'
+/// rings when the threaded tests run under --sanitize=thread.
+final class AllocationLedger: @unchecked Sendable {
     struct State {
         var live = Set<UInt>()
         var allocations = 0
@@ -17,10 +19,26 @@ final class AllocationLedger: Sendable {
         var peakLive = 0
         var problems: [String] = []
     }
-    private let state = Mutex(State())
+    private var state = State()
+    private let lock: UnsafeMutablePointer<pthread_mutex_t> = {
+        let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        pthread_mutex_init(m, nil)
+        return m
+    }()
+
+    deinit {
+        pthread_mutex_destroy(lock)
+        lock.deallocate()
+    }
+
+    private func withLock<R>(_ body: (inout State) -> R) -> R {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return body(&state)
+    }
 
     func allocated(_ p: UnsafeMutableRawPointer) {
-        state.withLock { s in
+        withLock { s in
             s.allocations += 1
             if !s.live.insert(UInt(bitPattern: p)).inserted {
                 s.problems.append("allocator returned \(p), which is still live")
@@ -30,7 +48,7 @@ final class AllocationLedger: Sendable {
     }
 
     func freeing(_ p: UnsafeMutableRawPointer) {
-        state.withLock { s in
+        withLock { s in
             s.frees += 1
             if s.live.remove(UInt(bitPattern: p)) == nil {
                 s.problems.append("free of \(p), which is not live (never allocated, or freed twice)")
@@ -38,9 +56,9 @@ final class AllocationLedger: Sendable {
         }
     }
 
-    var snapshot: State { state.withLock { $0 } }
+    var snapshot: State { withLock { $0 } }
 
-    func reset() { state.withLock { $0 = State() } }
+    func reset() { withLock { $0 = State() } }
 }
 
 /// malloc/free through the ledger. `claimsConstructed` lets a test lie about constructed
