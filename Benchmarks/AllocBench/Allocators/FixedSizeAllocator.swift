@@ -81,9 +81,13 @@ public struct MallocAllocator: FixedSizeAllocator {
 /// Serial numbers for cache names: names must be unique in the registry.
 private let slabCacheSerial = Atomic<Int>(0)
 
-/// One SlabCache for the length of a cell.
-public struct SlabAllocator: FixedSizeAllocator {
+/// One SlabCache for the length of a cell. The hot calls go through the cache's `FastPath`
+/// value (its fields stay in registers across the loop's stores through raw pointers, where a
+/// class's fields would be reloaded every iteration); `cache` keeps the cache alive, as
+/// FastPath requires. @unchecked: FastPath holds raw pointers, and the cache is thread-safe.
+public struct SlabAllocator: FixedSizeAllocator, @unchecked Sendable {
     public let cache: SlabCache
+    let fast: FastPath
     public let size: Int
     public let constructsObjects: Bool
 
@@ -95,18 +99,19 @@ public struct SlabAllocator: FixedSizeAllocator {
         let name = String("bench-\(label)-\(size)-\(serial)".prefix(64))
         cache = try SlabCache(name: name, size: size, flags: perCPU ? [] : [.noCPUCache],
                               constructor: constructor)
+        fast = cache.fastPath
         self.size = size
         constructsObjects = constructor != nil
     }
 
     @inline(__always)
     public func allocate() -> UnsafeMutableRawPointer {
-        guard let p = cache.allocate() else { outOfMemory(cache.name, size: size) }
+        guard let p = fast.allocate() else { outOfMemory(cache.name, size: size) }
         return p
     }
 
     @inline(__always)
-    public func free(_ object: UnsafeMutableRawPointer) { cache.free(object) }
+    public func free(_ object: UnsafeMutableRawPointer) { fast.free(object) }
 
     public func drain() { cache.shrink() }
 
