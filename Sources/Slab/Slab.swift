@@ -1,9 +1,15 @@
 // Slab: one slab seen through its header (the C struct `cslab_slab`, so the layout is fixed).
 // All raw pointer arithmetic on slabs lives here.
 //
+// A slab hands out objects in two ways: first from its free list (objects freed since the slab
+// was last empty), then by bumping an index over objects never handed out. A slab that becomes
+// empty simply resets both, so refilling from an empty or fresh slab never reads the objects'
+// memory: the free list is a chain of dependent loads, one cache miss each on a cold slab, while
+// the bump is arithmetic (and first-touch page faults happen as objects are used, not at carve).
+//
 // Invariants (checked by SlabLayer.checkInvariants):
-//   in_use + |free_list| == capacity
-//   objects == slab + header + colour, and every free-list entry is objects + i*stride, i < capacity
+//   in_use + |free_list| + (capacity - bump) == capacity
+//   objects == slab + header + colour; every free-list entry is objects + i*stride with i < bump
 
 import CSlab
 
@@ -15,8 +21,8 @@ enum SlabList: UInt32 {
 }
 
 extension UnsafeMutablePointer where Pointee == cslab_slab {
-    /// Carves a fresh block into a slab: header, colour, objects linked into the free list, each
-    /// constructed once (Bonwick: objects are constructed when their slab is created).
+    /// Carves a fresh block into a slab: header and colour, every object free by the bump index
+    /// and constructed once (Bonwick: objects are constructed when their slab is created).
     static func carve(block: UnsafeMutableRawPointer, layout: SlabLayout, colour: Int,
                       owner: UnsafeMutableRawPointer,
                       constructor: ((UnsafeMutableRawPointer) -> Void)?) -> SlabPointer {
@@ -26,19 +32,10 @@ extension UnsafeMutablePointer where Pointee == cslab_slab {
         slab.pointee = cslab_slab(
             magic: CSLAB_SLAB_MAGIC, cache: owner, free_list: nil, in_use: 0,
             capacity: UInt32(layout.objectsPerSlab), next: nil, prev: nil,
-            objects: objects.assumingMemoryBound(to: CChar.self), list: 0,
-            colour: UInt32(offset - layout.firstObjectOffset))
-        // Link back to front so the free list hands objects out in address order.
-        var next: UnsafeMutableRawPointer? = nil
-        var i = layout.objectsPerSlab - 1
-        while i >= 0 {
-            let object = objects + i * layout.stride
-            constructor?(object)
-            (object + layout.freeLinkOffset).storeBytes(of: next, as: UnsafeMutableRawPointer?.self)
-            next = object
-            i -= 1
+            objects: objects.assumingMemoryBound(to: CChar.self), list: 0, bump: 0)
+        if let constructor {
+            for i in 0..<layout.objectsPerSlab { constructor(objects + i * layout.stride) }
         }
-        slab.pointee.free_list = next
         return slab
     }
 
@@ -46,21 +43,32 @@ extension UnsafeMutablePointer where Pointee == cslab_slab {
         UnsafeMutableRawPointer(pointee.objects)!
     }
 
-    /// Takes one free object. REQUIRES: in_use < capacity.
+    /// Takes one free object: the most recently freed, else the next never handed out.
+    /// REQUIRES: in_use < capacity.
     @inline(__always)
-    func popFree(linkOffset: Int) -> UnsafeMutableRawPointer {
-        let object = pointee.free_list!
-        pointee.free_list = (object + linkOffset).load(as: UnsafeMutableRawPointer?.self)
+    func popFree(linkOffset: Int, stride: Int) -> UnsafeMutableRawPointer {
         pointee.in_use += 1
+        if let object = pointee.free_list {
+            pointee.free_list = (object + linkOffset).load(as: UnsafeMutableRawPointer?.self)
+            return object
+        }
+        let object = objectsStart + Int(pointee.bump) * stride
+        pointee.bump += 1
         return object
     }
 
     /// Returns one object to the slab. REQUIRES: the object belongs to this slab and is in use.
     @inline(__always)
     func pushFree(_ object: UnsafeMutableRawPointer, linkOffset: Int) {
+        pointee.in_use -= 1
+        if pointee.in_use == 0 {
+            // Every object is free again: forget the list, hand them out by bump from the start.
+            pointee.free_list = nil
+            pointee.bump = 0
+            return
+        }
         (object + linkOffset).storeBytes(of: pointee.free_list, as: UnsafeMutableRawPointer?.self)
         pointee.free_list = object
-        pointee.in_use -= 1
     }
 
     /// Runs `body` on every object of the slab (for destructors when the slab is released).

@@ -132,11 +132,14 @@ public enum SlabInfo {
         func pct(_ a: Int, _ b: Int) -> String {
             b == 0 ? "-" : String(Double(Int(Double(a) * 1000 / Double(b))) / 10) + "%"
         }
-        let fastTotal = s.fastAllocations + s.bypassAllocations + s.depotFullTaken + s.slabFills
+        // Every allocation is a magazine pop or a bypass; a pop needed the ladder at most once per
+        // exchange, depot trip or slab fill, so the rest were served by the first pop.
+        let allocations = s.fastAllocations + s.bypassAllocations
+        let ladderTrips = s.depotFullTaken + s.slabFills
         return """
             cache \(s.name): object \(s.objectSize) B (align \(s.align)), \(s.objectsPerSlab) per \(s.pagesPerSlab)-page slab, \(s.colours) colour(s), CPU layer \(s.mode.rawValue), M = \(s.magazineCapacity)
               slab layer   slabs \(s.totalSlabs) (\(s.activeSlabs) active, \(s.emptySlabs) empty), objects \(s.activeObjects)/\(s.totalObjects), created \(s.slabsCreated), released \(s.slabsReleased), lock acquisitions \(s.slabLayerLocks)
-              cpu layer    cached rounds \(s.cpuCachedObjects), fast allocs \(s.fastAllocations), fast frees \(s.fastFrees), exchanges \(s.exchanges), fast-path hit rate \(pct(s.fastAllocations, fastTotal))
+              cpu layer    cached rounds \(s.cpuCachedObjects), fast allocs \(s.fastAllocations), fast frees \(s.fastFrees), exchanges \(s.exchanges), allocations from a magazine \(pct(s.fastAllocations, allocations)), depot or slab trips per 1000 allocations \(allocations == 0 ? "-" : String(ladderTrips * 1000 / allocations))
               depot        full \(s.depotFullMagazines) (\(s.depotRounds) rounds), empty \(s.depotEmptyMagazines), full taken \(s.depotFullTaken), full returned \(s.depotFullReturned), overflowed \(s.depotOverflows), empty taken \(s.depotEmptyTaken), magazines made \(s.magazinesMade)
               slab calls   fills \(s.slabFills), bypass allocs \(s.bypassAllocations), bypass frees \(s.bypassFrees), contention \(s.contention)
               live         \(s.liveObjects) objects held by callers

@@ -78,7 +78,7 @@ final class SlabLayer: @unchecked Sendable {
                     guard let s = slab else { break }
                     let capacity = s.pointee.capacity
                     while got < count && s.pointee.in_use < capacity {
-                        buffer[got] = s.popFree(linkOffset: layout.freeLinkOffset)
+                        buffer[got] = s.popFree(linkOffset: layout.freeLinkOffset, stride: layout.stride)
                         got += 1
                     }
                     if s.pointee.in_use == capacity {
@@ -127,11 +127,13 @@ final class SlabLayer: @unchecked Sendable {
             for i in 0..<count {
                 let object = buffer[i]!
                 let slab = SlabPointer(bitPattern: UInt(bitPattern: object) & slabMask)!
-                guard slab.objectIndex(of: object, divider: divider) != nil else {
+                guard let index = slab.objectIndex(of: object, divider: divider) else {
                     slabFatal("kmem_cache_free(\(name)): \(hex(object)) is not the start of an object "
                               + "(slab \(hex(slab)), object size \(layout.objectSize))")
                 }
-                guard slab.pointee.free_list != object, slab.pointee.in_use > 0 else {
+                // Cheap double-free checks: the object is the last one freed to this slab, or one
+                // the slab never handed out since it was last empty, or the slab has none in use.
+                guard slab.pointee.free_list != object, index < Int(slab.pointee.bump), slab.pointee.in_use > 0 else {
                     slabFatal("kmem_cache_free(\(name)): double free of \(hex(object))")
                 }
                 let wasFull = slab.pointee.in_use == slab.pointee.capacity
@@ -212,18 +214,19 @@ final class SlabLayer: @unchecked Sendable {
                     if s.magic != CSLAB_SLAB_MAGIC { problems.append("\(hex(slab)): bad magic") }
                     if s.cache != ownerToken { problems.append("\(hex(slab)): wrong owner") }
                     if s.list != ring.kind.rawValue { problems.append("\(hex(slab)): on list \(ring.kind) but marked \(s.list)") }
-                    var free = 0
+                    var free = Int(s.capacity) - Int(s.bump)
+                    if s.bump > s.capacity { problems.append("\(hex(slab)): bump \(s.bump) > capacity \(s.capacity)") }
                     var cursor = s.free_list
                     while let object = cursor {
-                        if slab.objectIndex(of: object, divider: divider) == nil {
-                            problems.append("\(hex(slab)): free-list entry \(hex(object)) is not an object")
+                        guard let index = slab.objectIndex(of: object, divider: divider), index < Int(s.bump) else {
+                            problems.append("\(hex(slab)): free-list entry \(hex(object)) is not a handed-out object")
                             break
                         }
                         free += 1
                         if free > Int(s.capacity) { problems.append("\(hex(slab)): free list cycles"); break }
                         cursor = (object + layout.freeLinkOffset).load(as: UnsafeMutableRawPointer?.self)
                     }
-                    // in_use + |free_list| == capacity
+                    // in_use + |free_list| + (capacity - bump) == capacity
                     if Int(s.in_use) + free != Int(s.capacity) {
                         problems.append("\(hex(slab)): in_use \(s.in_use) + free \(free) != capacity \(s.capacity)")
                     }

@@ -285,14 +285,15 @@ int cslab_membarrier_rseq_fence(int cpu);
 typedef struct cslab_slab {
     uint64_t magic;             /* CSLAB_SLAB_MAGIC while the slab belongs to a cache */
     void *cache;                /* the owning slab layer (identity, for wrong-cache checks) */
-    void *free_list;            /* embedded free list of this slab's free objects */
+    void *free_list;            /* embedded free list: objects freed since the slab was last empty */
     uint32_t in_use;            /* objects handed out of this slab */
     uint32_t capacity;          /* objects per slab */
     struct cslab_slab *next;    /* partial / full / empty list links */
     struct cslab_slab *prev;
     char *objects;              /* first object (header + colour offset) */
     uint32_t list;              /* which list the slab is on */
-    uint32_t colour;            /* colour offset in bytes */
+    uint32_t bump;              /* objects at index >= bump are free and on no list (never handed
+                                   out since the slab was carved or last became empty) */
 } cslab_slab;
 
 #define CSLAB_SLAB_MAGIC 0x51AB51AB0B1EC75ULL
