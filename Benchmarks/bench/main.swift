@@ -12,12 +12,14 @@ struct Bench: ParsableCommand {
         abstract: "Compare glibc, jemalloc, mimalloc, tcmalloc and the slab on fixed-size object workloads.",
         discussion: """
         With no arguments, runs the default suite (under 5 minutes on a 2-core machine): every \
-        allocator and workload, sizes 16,20,64,256,1024 for the cheap one-thread workloads, 20 and 256 \
-        for the expensive and the thread workloads, threads 1,2,4,... up to 2x the CPUs, 5 repetitions.
-        Each cell runs in a child process (the bench re-launched with LD_PRELOAD for a peer).
-        Writes latest.csv, latest.txt, latest.json and three SVG charts into the output folder;
-        an interrupted run (Ctrl-C) writes interrupted.* instead and exits with status 130.
-        Unknown allocator or workload names exit with status 2.
+        allocator and workload; sizes 16,20,64,256,1024 for pair, batch-lifo-100, batch-lifo-1000 \
+        and thrash, 20 and 256 for the others (ctor-256 once); threads 1,2,4,... up to 2x the CPUs for \
+        the thread workloads; 5 repetitions after a warm-up.
+
+        Each cell runs in a child process: the bench re-launched with LD_PRELOAD for a peer, without \
+        it for glibc and the slab. Writes latest.txt, latest.csv, latest.json and three SVG charts \
+        into the output folder (atomically); an interrupted run (Ctrl-C) writes interrupted.* instead \
+        and exits with status 130. Unknown allocator or workload names exit with status 2.
         """)
 
     @Option(help: ArgumentHelp("Allocators to measure, comma-separated (default: all).", valueName: "a,b"))
@@ -116,7 +118,7 @@ struct Bench: ParsableCommand {
         out += """
 
         Defaults
-          sizes         \(join(SuitePlan.defaultSizes)) (cheap one-thread workloads); \(join(SuitePlan.reducedSizes)) (thread and expensive workloads)
+          sizes         \(join(SuitePlan.defaultSizes)) (\(SuitePlan.sizeSweepWorkloads.sorted().joined(separator: ", "))); \(join(SuitePlan.reducedSizes)) (the others)
           threads       \(join(SuitePlan.defaultThreads(cores: cores))) (thread workloads; \(cores) CPUs online)
           repetitions   \(SuitePlan.defaultRepetitions) (after one warm-up)
           timeout       \(Int(SuitePlan.defaultTimeout)) s per cell

@@ -6,6 +6,7 @@ final class RunnerPlanTests: XCTestCase {
         workloads: [
             WorkloadSpec(name: "pair", summary: "", measuresLatency: true, usesThreads: false),
             WorkloadSpec(name: "batch-lifo-1m", summary: "", measuresLatency: false, usesThreads: false),
+            WorkloadSpec(name: "batch-fifo-1000", summary: "", measuresLatency: false, usesThreads: false),
             WorkloadSpec(name: "threads", summary: "", measuresLatency: false, usesThreads: true),
             WorkloadSpec(name: "ctor-256", summary: "", measuresLatency: false, usesThreads: false, fixedSize: 256),
         ],
@@ -24,17 +25,18 @@ final class RunnerPlanTests: XCTestCase {
     }
 
     func test_cells_defaultSizesPerKindOfWorkload() {
-        let cells = SuitePlan.cells(options(["pair", "batch-lifo-1m", "threads", "ctor-256"], allocators: [.glibc]),
+        let cells = SuitePlan.cells(options(["pair", "batch-lifo-1m", "batch-fifo-1000", "threads", "ctor-256"], allocators: [.glibc]),
                                     catalog: Self.catalog, cores: 2)
         func sizes(_ w: String) -> [Int] { Array(Set(cells.filter { $0.workload == w }.map(\.size))).sorted() }
         func threads(_ w: String) -> [Int] { Array(Set(cells.filter { $0.workload == w }.map(\.threads))).sorted() }
         XCTAssertEqual(sizes("pair"), [16, 20, 64, 256, 1024])
         XCTAssertEqual(sizes("batch-lifo-1m"), [20, 256])
+        XCTAssertEqual(sizes("batch-fifo-1000"), [20, 256])
         XCTAssertEqual(sizes("threads"), [20, 256])
         XCTAssertEqual(threads("threads"), [1, 2, 4])
         XCTAssertEqual(threads("pair"), [1])
         XCTAssertEqual(sizes("ctor-256"), [256])
-        XCTAssertEqual(cells.count, 5 + 2 + 6 + 1)
+        XCTAssertEqual(cells.count, 5 + 2 + 2 + 6 + 1)
     }
 
     func test_cells_quick_oneSizeFewThreads() {
@@ -73,7 +75,7 @@ final class RunnerPlanTests: XCTestCase {
         XCTAssertThrowsError(try SuitePlan.parseWorkloads("pair,nope,zip", catalog: Self.catalog)) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("unknown workloads 'nope', 'zip'"), text)
-            XCTAssertTrue(text.contains("pair, batch-lifo-1m, threads, ctor-256"), text)
+            XCTAssertTrue(text.contains("pair, batch-lifo-1m, batch-fifo-1000, threads, ctor-256"), text)
             XCTAssertFalse(text.contains("_crash"), text)
         }
     }
