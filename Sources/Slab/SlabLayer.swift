@@ -92,9 +92,12 @@ final class SlabLayer: @unchecked Sendable {
             }
             if satisfied { break }
             // Grow outside the lock: the page source has its own lock, constructors run user code.
+            // The new slab joins the empty list (it is empty): if another thread's objects satisfy
+            // us first, it must still be found by shrink(), and the partial list only ever holds
+            // slabs with 0 < in_use < capacity when the lock is free.
             guard let slab = grow() else { break }
             lists.withLock { l in
-                l.partial.insert(slab)
+                l.empty.insert(slab)
                 l.slabsCreated += 1
             }
         }
@@ -233,7 +236,8 @@ final class SlabLayer: @unchecked Sendable {
                     switch ring.kind {
                     case .full where s.in_use != s.capacity: problems.append("\(hex(slab)): not full on full list")
                     case .empty where s.in_use != 0: problems.append("\(hex(slab)): not empty on empty list")
-                    case .partial where s.in_use == s.capacity: problems.append("\(hex(slab)): full on partial list")
+                    case .partial where s.in_use == s.capacity || s.in_use == 0:
+                        problems.append("\(hex(slab)): \(s.in_use == 0 ? "empty" : "full") on partial list")
                     default: break
                     }
                     inUse += Int(s.in_use)
