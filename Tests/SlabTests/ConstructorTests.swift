@@ -1,0 +1,163 @@
+// Bonwick's object caching: the constructor runs once per object when its slab is created, objects
+// stay constructed while cached (in magazines or slabs), and the destructor runs once per object
+// when its slab is released by shrink() or destroy().
+
+import Slab
+import Synchronization
+import TestSupport
+import XCTest
+
+/// Constructs objects with a pattern and tracks each object's life: constructed exactly once
+/// before it is destroyed, destroyed only when constructed (swift-collections' lifetime tracker,
+/// for raw objects).
+final class LifetimeTracker: @unchecked Sendable {
+    let size: Int
+    let constructed = Counter()
+    let destroyed = Counter()
+    private let live = Mutex(Set<UInt>())
+    let problems = ProblemLog()
+
+    init(size: Int) { self.size = size }
+
+    static func pattern(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: 0xC0 &+ i &* 7) }
+
+    func construct(_ p: UnsafeMutableRawPointer) {
+        constructed.add()
+        for i in 0..<size { p.storeBytes(of: Self.pattern(i), toByteOffset: i, as: UInt8.self) }
+        let a = UInt(bitPattern: p)
+        let fresh = live.withLock { $0.insert(a).inserted }
+        if !fresh { problems.add("constructed twice without a destructor: \(p)") }
+    }
+
+    func destruct(_ p: UnsafeMutableRawPointer) {
+        destroyed.add()
+        if let damage = damage(p) { problems.add("destructor got an object that is not constructed: \(damage)") }
+        let a = UInt(bitPattern: p)
+        let known = live.withLock { $0.remove(a) != nil }
+        if !known { problems.add("destructor on an object never constructed: \(p)") }
+        p.initializeMemory(as: UInt8.self, repeating: 0xDD, count: size)
+    }
+
+    /// nil when `p` holds the constructed pattern.
+    func damage(_ p: UnsafeMutableRawPointer) -> String? {
+        for i in 0..<size where p.load(fromByteOffset: i, as: UInt8.self) != Self.pattern(i) {
+            return "\(p) byte \(i) is 0x\(String(p.load(fromByteOffset: i, as: UInt8.self), radix: 16))"
+        }
+        return nil
+    }
+
+    var liveCount: Int { live.withLock { $0.count } }
+
+    func makeCache(_ base: String, flags: SlabFlags = []) throws -> SlabCache {
+        try SlabCache(name: uniqueCacheName(base), size: size, align: 8, flags: flags,
+                      constructor: { [self] in construct($0) }, destructor: { [self] in destruct($0) })
+    }
+}
+
+final class ConstructorTests: XCTestCase {
+    static let flagCases: [SlabFlags] = [[], .noCPUCache]
+
+    func test_constructor_runsObjectsPerSlabTimesPerSlabCreated_notPerAllocation() throws {
+        for flags in Self.flagCases {
+            let t = LifetimeTracker(size: 40)
+            let cache = try t.makeCache("ctor", flags: flags)
+            XCTAssertEqual(t.constructed.value, 0, "no slab yet, no constructor call")
+            var held: [UnsafeMutableRawPointer] = []
+            for round in 0..<5 {
+                for _ in 0..<(137 * (round + 1)) { held.append(cache.allocate()!) }
+                let s = cache.statistics
+                XCTAssertEqual(t.constructed.value, s.slabsCreated * s.objectsPerSlab, "\(flags) round \(round)")
+                // Free half and reallocate: served from cached, constructed objects.
+                let before = t.constructed.value
+                for _ in 0..<(held.count / 2) { cache.free(held.removeLast()) }
+                for _ in 0..<(held.count / 2) { held.append(cache.allocate()!) }
+                XCTAssertEqual(t.constructed.value, before, "reallocation must not construct again (\(flags))")
+            }
+            for p in held { if let d = t.damage(p) { XCTFail("\(flags): allocated object not constructed: \(d)") } }
+            held.forEach(cache.free)
+            try cache.destroy()
+            XCTAssertEqual(t.destroyed.value, t.constructed.value, "destroy destructs every object (\(flags))")
+            XCTAssertEqual(t.liveCount, 0)
+            XCTAssertEqual(t.problems.all, [])
+        }
+    }
+
+    func test_objects_comeBackConstructed_throughCPULayerSlabLayerAndShrink() throws {
+        for flags in Self.flagCases {
+            let t = LifetimeTracker(size: 20)
+            let cache = try t.makeCache("constructed", flags: flags)
+            XCTAssertEqual(cache.layout.freeLinkOffset, cache.objectSize, "with a constructor the link is past the object")
+            // Many objects, so that frees overflow the magazines into the depot and the slabs.
+            var held = (0..<5000).map { _ in cache.allocate()! }
+            for p in held { if let d = t.damage(p) { return XCTFail("\(flags) first allocation: \(d)") } }
+            // Keep one object per slab-ish alive so that shrink() keeps some slabs (objects
+            // then come back from the slab layer's free lists, not from fresh slabs).
+            let keep = stride(from: 0, to: held.count, by: 97).map { held[$0] }
+            let keepSet = Set(keep)
+            held.filter { !keepSet.contains($0) }.forEach(cache.free)
+            held = keep
+            for pass in 0..<3 {
+                var again = (0..<4000).map { _ in cache.allocate()! }
+                for p in again { if let d = t.damage(p) { return XCTFail("\(flags) pass \(pass): \(d)") } }
+                again.shuffle()
+                again.forEach(cache.free)
+                if pass == 1 {
+                    cache.shrink()
+                    XCTAssertGreaterThan(cache.statistics.totalSlabs, 0, "live objects keep their slabs")
+                }
+            }
+            XCTAssertEqual(t.problems.all, [])
+            held.forEach(cache.free)
+            try cache.destroy()
+            XCTAssertEqual(t.destroyed.value, t.constructed.value)
+            XCTAssertEqual(t.problems.all, [])
+        }
+    }
+
+    func test_destructor_runsForEveryObject_whenShrinkReleasesSlabs() throws {
+        for flags in Self.flagCases {
+            let t = LifetimeTracker(size: 64)
+            let cache = try t.makeCache("dtor", flags: flags)
+            var held = (0..<3000).map { _ in cache.allocate()! }
+            XCTAssertEqual(t.destroyed.value, 0)
+            held.forEach(cache.free)
+            held.removeAll()
+            let before = cache.statistics
+            let released = cache.shrink()
+            let after = cache.statistics
+            let slabsReleased = after.slabsReleased - before.slabsReleased
+            XCTAssertEqual(after.totalSlabs, 0, "\(flags)")
+            XCTAssertEqual(slabsReleased, before.totalSlabs, "\(flags)")
+            XCTAssertEqual(released, slabsReleased * after.pagesPerSlab * SlabLayout.pageSize, "shrink returns the bytes it released")
+            XCTAssertEqual(t.destroyed.value, slabsReleased * after.objectsPerSlab, "\(flags)")
+            XCTAssertEqual(t.destroyed.value, t.constructed.value, "\(flags)")
+            XCTAssertEqual(t.liveCount, 0)
+            // The cache grows again after shrinking, constructing anew.
+            held = (0..<100).map { _ in cache.allocate()! }
+            for p in held { if let d = t.damage(p) { XCTFail("after shrink: \(d)") } }
+            held.forEach(cache.free)
+            try cache.destroy()
+            XCTAssertEqual(t.destroyed.value, t.constructed.value, "\(flags)")
+            XCTAssertEqual(t.liveCount, 0)
+            XCTAssertEqual(t.problems.all, [])
+        }
+    }
+
+    func test_destructor_notRun_forSlabsThatStillHoldLiveObjects() throws {
+        let t = LifetimeTracker(size: 24)
+        let cache = try t.makeCache("partial")
+        let held = (0..<2000).map { _ in cache.allocate()! }
+        let before = cache.statistics
+        cache.shrink()
+        let after = cache.statistics
+        // Only slabs left empty (rounds cached beyond the last held object) may be released.
+        XCTAssertEqual(t.destroyed.value, (after.slabsReleased - before.slabsReleased) * after.objectsPerSlab)
+        XCTAssertEqual(after.activeObjects, held.count)
+        XCTAssertLessThanOrEqual(after.totalSlabs * after.objectsPerSlab - held.count, 2 * after.objectsPerSlab)
+        for p in held { if let d = t.damage(p) { return XCTFail("shrink damaged a live object: \(d)") } }
+        held.forEach(cache.free)
+        try cache.destroy()
+        XCTAssertEqual(t.destroyed.value, t.constructed.value)
+        XCTAssertEqual(t.problems.all, [])
+    }
+}

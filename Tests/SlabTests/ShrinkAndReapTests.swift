@@ -1,0 +1,133 @@
+// shrink() gives memory back to the OS (measured in the resident set), reap() returns only the
+// depot's full magazines outside the working set, and the memory overhead at 1M live 20-byte
+// objects stays within 3% of 24 bytes per object.
+
+import Slab
+import TestSupport
+import XCTest
+
+final class ShrinkAndReapTests: XCTestCase {
+    func test_shrink_afterFreeingEverything_returnsMostSlabBytesToTheOS() throws {
+        for flags in [SlabFlags(), .noCPUCache] {
+            let count = 200_000
+            let cache = try SlabCache(name: uniqueCacheName("rss"), size: 256, flags: flags)
+            let held = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: count)
+            held.initialize(repeating: nil, count: count)
+            defer { held.deallocate() }
+            let rss0 = try XCTUnwrap(ResidentMemory.bytes())
+            for i in 0..<count {
+                let p = try XCTUnwrap(cache.allocate())
+                p.initializeMemory(as: UInt8.self, repeating: 0x5A, count: 256)
+                held[i] = p
+            }
+            let rss1 = try XCTUnwrap(ResidentMemory.bytes())
+            let slabBytes = cache.statistics.slabBytes
+            XCTAssertGreaterThanOrEqual(slabBytes, count * 256)
+            XCTAssertGreaterThan(Double(rss1 - rss0), 0.9 * Double(count * 256),
+                                 "\(flags): allocating \(count) x 256 B should have grown RSS (measurement sanity)")
+            for i in 0..<count { cache.free(held[i]!) }
+            let released = cache.shrink()
+            let rss2 = try XCTUnwrap(ResidentMemory.bytes())
+            let s = cache.statistics
+            XCTAssertEqual(s.slabBytes, 0, "\(flags)")
+            XCTAssertEqual(s.activeObjects, 0, "\(flags)")
+            XCTAssertEqual(released, slabBytes, "\(flags): shrink reports the bytes of every slab")
+            let dropped = rss1 - rss2
+            print("shrink \(flags.rawValue): slab bytes \(slabBytes), RSS +\(rss1 - rss0) on allocation, -\(dropped) after shrink")
+            XCTAssertGreaterThan(Double(dropped), 0.85 * Double(slabBytes),
+                                 "\(flags): RSS fell by \(dropped) of \(slabBytes) slab bytes")
+            XCTAssertEqual(cache.checkInvariants(), [])
+            try cache.destroy()
+        }
+    }
+
+    /// Fills the depot with full magazines: allocate `n` objects on this thread, free them all.
+    private func fillDepot(_ cache: SlabCache, objects n: Int) -> [UnsafeMutableRawPointer] {
+        let held = (0..<n).map { _ in cache.allocate()! }
+        held.forEach(cache.free)
+        return held
+    }
+
+    func test_reap_secondReapWithNoActivity_returnsTheDepotsIdleFullMagazines() throws {
+        let cache = try SlabCache(name: uniqueCacheName("reap"), size: 20)
+        let m = cache.magazineCapacity
+        XCTAssertGreaterThan(m, 0)
+        _ = fillDepot(cache, objects: 20 * m)
+        let filled = cache.statistics
+        XCTAssertGreaterThanOrEqual(filled.depotFullMagazines, 10, "frees beyond two magazines per CPU go to the depot")
+        XCTAssertEqual(filled.depotRounds, filled.depotFullMagazines * m)
+
+        // The first reap starts the interval: the depot held no idle magazine before it.
+        cache.reap()
+        let first = cache.statistics
+        XCTAssertEqual(first.depotFullMagazines, filled.depotFullMagazines, "no interval has passed yet")
+        XCTAssertEqual(first.activeObjects, filled.activeObjects)
+
+        // No activity for a whole interval: every full magazine in the depot is idle.
+        let bytes = cache.reap()
+        let second = cache.statistics
+        XCTAssertEqual(second.depotFullMagazines, 0)
+        XCTAssertEqual(second.depotRounds, 0)
+        XCTAssertEqual(second.activeObjects, filled.activeObjects - filled.depotRounds, "rounds go back to their slabs")
+        XCTAssertEqual(second.cpuCachedObjects, filled.cpuCachedObjects, "reap leaves the CPUs' magazines alone")
+        XCTAssertEqual(second.depotEmptyMagazines, filled.depotEmptyMagazines + filled.depotFullMagazines)
+        XCTAssertEqual(bytes, (filled.totalSlabs - second.totalSlabs) * second.pagesPerSlab * SlabLayout.pageSize)
+        XCTAssertGreaterThan(bytes, 0, "slabs emptied by the reap are released")
+        XCTAssertEqual(cache.checkInvariants(), [])
+        cache.shrink()
+        XCTAssertEqual(cache.statistics.activeObjects, 0)
+        try cache.destroy()
+    }
+
+    func test_reap_keepsTheWorkingSet_andReturnsOnlyMagazinesNotNeededInTheInterval() throws {
+        let cache = try SlabCache(name: uniqueCacheName("workingset"), size: 20)
+        let m = cache.magazineCapacity
+        _ = fillDepot(cache, objects: 20 * m)
+        cache.reap()                                   // start an interval
+        let start = cache.statistics
+        // Use some of the depot in this interval: more than the CPUs' own magazines can serve.
+        let used = (0..<(6 * m)).map { _ in cache.allocate()! }
+        let taken = cache.statistics.depotFullTaken - start.depotFullTaken
+        XCTAssertGreaterThanOrEqual(taken, 1)
+        used.forEach(cache.free)
+        let beforeReap = cache.statistics
+        cache.reap()
+        let after = cache.statistics
+        // The low-water mark of the interval was start - taken: exactly those were never needed.
+        XCTAssertEqual(beforeReap.depotFullMagazines - after.depotFullMagazines, start.depotFullMagazines - taken,
+                       "reap returns the magazines outside the working set")
+        XCTAssertGreaterThanOrEqual(after.depotFullMagazines, 1, "the working set stays in the depot")
+        XCTAssertEqual(cache.checkInvariants(), [])
+        cache.shrink()
+        try cache.destroy()
+    }
+
+    func test_memoryOverhead_at1MLive20ByteObjects_isWithin3PercentOf24BytesEach() throws {
+        let count = 1_000_000
+        let cache = try SlabCache(name: uniqueCacheName("overhead"), size: 20, align: 8)
+        XCTAssertEqual(cache.objectSize, 24)
+        // The array that holds the pointers is touched before the baseline: it is not the cache's.
+        let held = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: count)
+        held.initialize(repeating: nil, count: count)
+        defer { held.deallocate() }
+        let rss0 = try XCTUnwrap(ResidentMemory.bytes())
+        for i in 0..<count {
+            let p = try XCTUnwrap(cache.allocate())
+            p.storeBytes(of: UInt64(i), as: UInt64.self)
+            held[i] = p
+        }
+        let rss1 = try XCTUnwrap(ResidentMemory.bytes())
+        let s = cache.statistics
+        let delta = rss1 - rss0
+        let overhead = Double(delta) / Double(count * 24) - 1
+        let geometry = cache.layout.overheadRatio - 1
+        print(String(format: "memory overhead at 1M live 20-byte objects: RSS delta %d B = %.2f B/object, overhead %.2f%% (slab geometry %.2f%%, %d slabs of %d objects, %d cached rounds, mode %@)",
+                     delta, Double(delta) / Double(count), overhead * 100, geometry * 100,
+                     s.totalSlabs, s.objectsPerSlab, s.cpuCachedObjects + s.depotRounds, cache.mode.rawValue))
+        XCTAssertLessThanOrEqual(overhead, 0.03)
+        for i in 0..<count { cache.free(held[i]!) }
+        cache.shrink()
+        XCTAssertEqual(cache.statistics.totalSlabs, 0)
+        try cache.destroy()
+    }
+}
