@@ -14,7 +14,8 @@ final class LifetimeTracker: @unchecked Sendable {
     let size: Int
     let constructed = Counter()
     let destroyed = Counter()
-    private let live = Mutex(Set<UInt>())
+    private let lock = NSLock()
+    private var live = Set<UInt>()
     let problems = ProblemLog()
 
     init(size: Int) { self.size = size }
@@ -25,7 +26,7 @@ final class LifetimeTracker: @unchecked Sendable {
         constructed.add()
         for i in 0..<size { p.storeBytes(of: Self.pattern(i), toByteOffset: i, as: UInt8.self) }
         let a = UInt(bitPattern: p)
-        let fresh = live.withLock { $0.insert(a).inserted }
+        lock.lock(); let fresh = live.insert(a).inserted; lock.unlock()
         if !fresh { problems.add("constructed twice without a destructor: \(p)") }
     }
 
@@ -33,7 +34,7 @@ final class LifetimeTracker: @unchecked Sendable {
         destroyed.add()
         if let damage = damage(p) { problems.add("destructor got an object that is not constructed: \(damage)") }
         let a = UInt(bitPattern: p)
-        let known = live.withLock { $0.remove(a) != nil }
+        lock.lock(); let known = live.remove(a) != nil; lock.unlock()
         if !known { problems.add("destructor on an object never constructed: \(p)") }
         p.initializeMemory(as: UInt8.self, repeating: 0xDD, count: size)
     }
@@ -46,7 +47,7 @@ final class LifetimeTracker: @unchecked Sendable {
         return nil
     }
 
-    var liveCount: Int { live.withLock { $0.count } }
+    var liveCount: Int { lock.lock(); defer { lock.unlock() }; return live.count }
 
     func makeCache(_ base: String, flags: SlabFlags = []) throws -> SlabCache {
         try SlabCache(name: uniqueCacheName(base), size: size, align: 8, flags: flags,

@@ -33,7 +33,7 @@ final class ShrinkAndReapTests: XCTestCase {
             XCTAssertEqual(s.activeObjects, 0, "\(flags)")
             XCTAssertEqual(released, slabBytes, "\(flags): shrink reports the bytes of every slab")
             let dropped = rss1 - rss2
-            print("shrink \(flags.rawValue): slab bytes \(slabBytes), RSS +\(rss1 - rss0) on allocation, -\(dropped) after shrink")
+            print("shrink \(flags.isEmpty ? "default" : "noCPUCache") (mode \(cache.mode.rawValue)): slab bytes \(slabBytes), RSS +\(rss1 - rss0) on allocation, -\(dropped) after shrink")
             XCTAssertGreaterThan(Double(dropped), 0.85 * Double(slabBytes),
                                  "\(flags): RSS fell by \(dropped) of \(slabBytes) slab bytes")
             XCTAssertEqual(cache.checkInvariants(), [])

@@ -112,7 +112,7 @@ extension Array {
 
 final class StressTests: XCTestCase {
     static var threads: Int { 8 }
-    static var iterations: Int { scaled(12_000) }
+    static var iterations: Int { scaled(20_000) }
 
     /// When a parent runs us in a child, the mode it expects (rseq/fallback).
     func checkExpectedMode(_ cache: SlabCache) {

@@ -214,9 +214,12 @@ public enum Stamp {
 /// The set of objects currently handed out, sharded by address so that many threads can use it.
 /// `insert` fails if the object is already live (the allocator handed it out twice); `remove`
 /// fails if it is not (freed twice, or never allocated).
-public final class LiveSet: Sendable {
-    private final class Shard: Sendable {
-        let set = Mutex(Set<UInt>())
+public final class LiveSet: @unchecked Sendable {
+    /// NSLock (a pthread mutex), not Synchronization.Mutex: ThreadSanitizer sees pthread locks.
+    private final class Shard: @unchecked Sendable {
+        private let lock = NSLock()
+        private var set = Set<UInt>()
+        func withLock<R>(_ body: (inout Set<UInt>) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(&set) }
     }
     private let shards: [Shard]
 
@@ -230,15 +233,15 @@ public final class LiveSet: Sendable {
 
     public func insert(_ object: UnsafeMutableRawPointer) -> Bool {
         let a = UInt(bitPattern: object)
-        return shards[shard(a)].set.withLock { $0.insert(a).inserted }
+        return shards[shard(a)].withLock { $0.insert(a).inserted }
     }
 
     public func remove(_ object: UnsafeMutableRawPointer) -> Bool {
         let a = UInt(bitPattern: object)
-        return shards[shard(a)].set.withLock { $0.remove(a) != nil }
+        return shards[shard(a)].withLock { $0.remove(a) != nil }
     }
 
-    public var count: Int { shards.reduce(0) { n, s in n + s.set.withLock { $0.count } } }
+    public var count: Int { shards.reduce(0) { n, s in n + s.withLock { $0.count } } }
 }
 
 // MARK: Counters and problems
@@ -253,11 +256,12 @@ public final class Counter: @unchecked Sendable {
 }
 
 /// Problems found on worker threads, reported by the test thread (XCTest assertions belong there).
-public final class ProblemLog: Sendable {
-    private let problems = Mutex([String]())
+public final class ProblemLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var problems: [String] = []
     public init() {}
-    public func add(_ p: String) { problems.withLock { if $0.count < 50 { $0.append(p) } } }
-    public var all: [String] { problems.withLock { $0 } }
+    public func add(_ p: String) { lock.lock(); if problems.count < 50 { problems.append(p) }; lock.unlock() }
+    public var all: [String] { lock.lock(); defer { lock.unlock() }; return problems }
 }
 
 /// Objects that threads hand back to the test thread at the end of their work.

@@ -1,0 +1,30 @@
+// The CPU layer's mode is chosen once per process, at start-up: rseq when glibc registered it,
+// the CAS-owned fallback otherwise. These tests re-run whole suites of this binary in a child
+// process with rseq disabled (GLIBC_TUNABLES=glibc.pthread.rseq=0, as under valgrind), so that
+// every behaviour tested in rseq mode is tested in fallback mode too. (The stress tests have their
+// own fallback children in StressTests.)
+
+import TestSupport
+import XCTest
+
+final class FallbackModeTests: XCTestCase {
+    static let suites = ["SlabTests.SlabCacheTests", "SlabTests.ConstructorTests",
+                         "SlabTests.ShrinkAndReapTests", "SlabTests.FaultInjectionTests"]
+
+    func test_coreSuites_passInFallbackMode_withRseqDisabledByGlibcTunable() throws {
+        if ChildProcess.isChild { throw XCTSkip("already a child") }
+        let result = try ChildProcess.runTest(Self.suites.joined(separator: ","),
+                                              environment: ["GLIBC_TUNABLES": "glibc.pthread.rseq=0",
+                                                            "SLAB_TEST_CHILD": "1"])
+        XCTAssertTrue(result.succeeded, "\(result)")
+        let output = result.stdout + result.stderr
+        // The last summary line covers every suite the child ran.
+        let summaries = output.split(separator: "\n").filter { $0.contains("Executed ") }
+        let last = try XCTUnwrap(summaries.last, "no XCTest summary in the child's output\n\(result)")
+        XCTAssertTrue(last.contains("with 0 failures"), "\(last)\n\(result)")
+        let executed = Int(last.split(separator: " ").dropFirst().first { Int($0) != nil } ?? "") ?? 0
+        XCTAssertGreaterThanOrEqual(executed, 20, "the child ran the four suites: \(last)")
+        // SlabCacheTests.test_modes... asserts .fallback under this tunable; the overhead test logs the mode.
+        XCTAssertTrue(output.contains("mode fallback"), "the child's caches ran in fallback mode\n\(result)")
+    }
+}
