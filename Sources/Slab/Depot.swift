@@ -46,6 +46,9 @@ final class Depot: @unchecked Sendable {
     func push(_ h: MagazineHandle, to list: List) {
         let head = words + Self.headWord[list.rawValue]
         let link = UnsafeMutableRawPointer(region.header(h)).assumingMemoryBound(to: UInt64.self)
+        // Read before the CAS: once pushed, the magazine may be popped, used and pushed again
+        // with another count before this thread reads its header.
+        let rounds = list == .full ? region.header(h).pointee.rounds : 0
         var old = cslab_load_relaxed(head)
         while true {
             cslab_store_relaxed(link, old & Self.handleMask)
@@ -55,7 +58,7 @@ final class Depot: @unchecked Sendable {
             cslab_fetch_add_relaxed(words + Self.contentionWord, 1)
         }
         cslab_fetch_add_relaxed(words + Self.countWord[list.rawValue], 1)
-        if list == .full { cslab_fetch_add_relaxed(words + Self.fullRoundsWord, region.header(h).pointee.rounds) }
+        if list == .full { cslab_fetch_add_relaxed(words + Self.fullRoundsWord, rounds) }
     }
 
     /// Pops a magazine, or nil when the list is empty.
@@ -74,6 +77,7 @@ final class Depot: @unchecked Sendable {
                 let remaining = cslab_fetch_sub_relaxed(words + Self.countWord[list.rawValue], 1) &- 1
                 if list == .full {
                     noteFullLevel(remaining)
+                    // Ours now: no other thread can change its count until we push it again.
                     cslab_fetch_sub_relaxed(words + Self.fullRoundsWord, region.header(h).pointee.rounds)
                 }
                 return h

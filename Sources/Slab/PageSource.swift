@@ -16,7 +16,7 @@
 // Everything else here is the slow path: one lock, Swift collections, system calls.
 
 import CSlab
-import Synchronization
+
 
 #if canImport(Glibc)
 import Glibc
@@ -63,7 +63,7 @@ final class PageSource: @unchecked Sendable {
         var nextArena: UInt = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     /// Reserves the range, or returns nil when the OS refuses even 1 GiB of address space.
     init?() {
@@ -185,7 +185,7 @@ final class PageSource: @unchecked Sendable {
 
 /// Makes page sources fail on demand, to test what a cache does when the OS refuses memory.
 final class FaultInjection: @unchecked Sendable {
-    private let failAfter = Mutex<Int?>(nil)
+    private let failAfter = Lock<Int?>(nil)
 
     /// After `n` more successful block allocations (in any cache), every allocation fails as if
     /// the OS were out of memory. `nil` turns it off.

@@ -1,7 +1,7 @@
 // Registry: every live cache, as the kernel's slab_caches list. A cache registers when created and
 // leaves when destroyed; SlabInfo renders the registry in /proc/slabinfo format.
 
-import Synchronization
+
 
 public final class Registry: @unchecked Sendable {
     public static let shared = Registry()
@@ -9,7 +9,7 @@ public final class Registry: @unchecked Sendable {
     private struct Entry: @unchecked Sendable {
         let cache: SlabCache
     }
-    private let entries = Mutex([Entry]())
+    private let entries = Lock([Entry]())
 
     /// A slabinfo name is one whitespace-free field; tools split the file on whitespace.
     static func validate(name: String) throws {

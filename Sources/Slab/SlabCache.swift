@@ -168,7 +168,7 @@ public final class SlabCache: @unchecked Sendable {
     /// Most full magazines the depot keeps before frees overflow to the slab layer.
     let depotFullLimit: Int
     /// Serialises drains (shrink, reap, destroy) with each other.
-    let drainLock = Mutex(())
+    let drainLock = Lock(())
     private let destroyedFlag = Atomic<Bool>(false)
 
     /// Creates a cache. `align` must be a power of two (1...4096); the object size is `size`

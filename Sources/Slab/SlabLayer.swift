@@ -1,6 +1,6 @@
 // SlabLayer: the bottom of a cache. Slabs on partial / full / empty lists, objects taken from and
 // returned to the slabs' embedded free lists, slabs created from the page source when the cache
-// grows and released back to it when the cache shrinks. One lock (a Mutex) protects the lists and
+// grows and released back to it when the cache shrinks. One lock (Subtle/Lock.swift) protects the lists and
 // every slab header; constructors and destructors never run under it.
 //
 // The per-CPU layer calls this layer in batches (a magazine's worth at a time), so the lock is
@@ -10,7 +10,7 @@
 // source's lock only after dropping ours).
 
 import CSlab
-import Synchronization
+
 
 #if canImport(Glibc)
 import Glibc
@@ -43,7 +43,7 @@ final class SlabLayer: @unchecked Sendable {
         var slabCount: Int { partial.count + full.count + empty.count }
     }
 
-    private let lists = Mutex(Lists())
+    private let lists = Lock(Lists())
 
     init(name: String, layout: SlabLayout, constructor: ((UnsafeMutableRawPointer) -> Void)?,
          destructor: ((UnsafeMutableRawPointer) -> Void)?, pages: PageSource) {
