@@ -24,7 +24,8 @@
 //   releases the slot. Threads that find a slot owned go to the slab layer for that one object:
 //   nobody waits.
 //   fallback mode (no rseq). A thread owns a slot for the length of one operation: CAS `owner`
-//   0 -> 1 (acquire), plain loads and stores of the state, store `owner` = 0 (release, pairs with
+//   0 -> 1 (acquire), relaxed loads and stores of the state (relaxed, not plain, only because
+//   `statistics` reads the word without owning the slot), store `owner` = 0 (release, pairs with
 //   the next owner's acquire). A thread that finds its slot taken tries the others, then goes to
 //   the slab layer; there are 4x as many slots as CPUs, so that is rare. A drainer takes slots the
 //   same way and may spin (yielding) only on a slot held by a running operation, which ends.
@@ -312,12 +313,12 @@ extension SlabCache {
         guard let i = acquireSlot() else { return allocateFromSlabLayer() }
         defer { releaseSlot(i) }
         let region = region.unsafelyUnwrapped
-        var s = CPUState(word: slotState(i).pointee)
+        var s = CPUState(word: cslab_load_relaxed(slotState(i)))
         while true {
             if s.loadedRounds > 0 {
                 let object = region.rounds(s.loaded)[s.loadedRounds - 1]
                 s.word -= 1
-                slotState(i).pointee = s.word
+                cslab_store_relaxed(slotState(i), s.word)
                 cslab_bump_single_writer(slotAllocHits(i), 1)
                 return object
             }
@@ -327,7 +328,7 @@ extension SlabCache {
                 continue
             }
             guard let (full, rounds) = takeFullMagazine() else {
-                slotState(i).pointee = s.word
+                cslab_store_relaxed(slotState(i), s.word)
                 return allocateFromSlabLayer()
             }
             depot.unsafelyUnwrapped.push(s.previous, to: .empty)
@@ -339,12 +340,12 @@ extension SlabCache {
         guard let i = acquireSlot() else { return freeToSlabLayer(object) }
         defer { releaseSlot(i) }
         let region = region.unsafelyUnwrapped
-        var s = CPUState(word: slotState(i).pointee)
+        var s = CPUState(word: cslab_load_relaxed(slotState(i)))
         while true {
             if s.loadedRounds < Int(capacity) {
                 region.rounds(s.loaded)[s.loadedRounds] = object
                 s.word += 1
-                slotState(i).pointee = s.word
+                cslab_store_relaxed(slotState(i), s.word)
                 cslab_bump_single_writer(slotFreeHits(i), 1)
                 return
             }
@@ -354,7 +355,7 @@ extension SlabCache {
                 continue
             }
             guard let empty = takeEmptyMagazine() else {
-                slotState(i).pointee = s.word
+                cslab_store_relaxed(slotState(i), s.word)
                 return freeToSlabLayer(object)
             }
             returnFullMagazine(s.previous, rounds: s.previousRounds)
