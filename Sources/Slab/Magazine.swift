@@ -1,5 +1,6 @@
 // Magazine: an array of M rounds (object pointers) with a 64-byte header, living in a per-cache
-// magazine region. A magazine is named by its handle: its offset in the region divided by 64. The
+// magazine region. A magazine is named by its handle: its offset in the region divided by 8 (so
+// the rseq sections reach round i at base + 8 * (handle + i) + 64 with one addressing mode). The
 // handle, not a pointer, is what the per-CPU state word and the depot's list heads hold, because
 // it is small (24 bits) and the region is never unmapped while the cache lives: a stale handle
 // always names readable memory, which is what makes the depot's lock-free pop safe.
@@ -13,13 +14,14 @@ import CSlab
 import Glibc
 #endif
 
-/// A magazine's name: its offset in the magazine region / 64. 0 is no magazine.
+/// A magazine's name: its offset in the magazine region / 8. 0 is no magazine.
 typealias MagazineHandle = UInt64
 
 final class MagazineRegion: @unchecked Sendable {
-    /// Handles are 24 bits of 64-byte units: a 1 GiB region, reserved, touched as magazines are made.
+    /// Handles are 24 bits of 8-byte units: a 128 MiB region, reserved, touched as magazines are
+    /// made (over 100,000 magazines; the depot's limit keeps a cache to a few hundred).
     static let handleBits = 24
-    static let regionBytes = 64 << handleBits
+    static let regionBytes = 8 << handleBits
     static let maxCapacity = 255
 
     let base: UnsafeMutableRawPointer
@@ -49,7 +51,8 @@ final class MagazineRegion: @unchecked Sendable {
         self.capacity = capacity
         magazineBytes = roundUp(Int(CSLAB_MAGAZINE_HEADER) + capacity * 8, 64)
         nextHandle = .allocate(capacity: 1)
-        nextHandle.initialize(to: 1)   // handle 0 means "no magazine"
+        // Handle 0 means "no magazine": the first magazine-sized slot stays unused.
+        nextHandle.initialize(to: UInt64(magazineBytes / 8))
     }
 
     deinit {
@@ -60,22 +63,22 @@ final class MagazineRegion: @unchecked Sendable {
     /// A new, empty magazine, or nil when the region is exhausted (the caller then bypasses the
     /// magazine layer for this object).
     func make() -> MagazineHandle? {
-        let units = UInt64(magazineBytes / 64)
+        let units = UInt64(magazineBytes / 8)
         let h = cslab_fetch_add_relaxed(nextHandle, units)
         guard h + units <= UInt64(1) << Self.handleBits else { return nil }
         return h
     }
 
     /// Magazines made so far.
-    var made: Int { Int((cslab_load_relaxed(nextHandle) - 1) / UInt64(magazineBytes / 64)) }
+    var made: Int { Int(cslab_load_relaxed(nextHandle) / UInt64(magazineBytes / 8)) - 1 }
 
     @inline(__always)
     func header(_ h: MagazineHandle) -> UnsafeMutablePointer<cslab_magazine> {
-        (base + Int(h) * 64).assumingMemoryBound(to: cslab_magazine.self)
+        (base + Int(h) * 8).assumingMemoryBound(to: cslab_magazine.self)
     }
 
     @inline(__always)
     func rounds(_ h: MagazineHandle) -> UnsafeMutablePointer<UnsafeMutableRawPointer?> {
-        (base + Int(h) * 64 + Int(CSLAB_MAGAZINE_HEADER)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+        (base + Int(h) * 8 + Int(CSLAB_MAGAZINE_HEADER)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
     }
 }

@@ -13,6 +13,7 @@
 import CSlab
 import Foundation
 import Slab
+import XCTest
 import Synchronization
 
 #if canImport(Glibc)
@@ -46,6 +47,20 @@ public func scaled(_ base: Int) -> Int { max(1, Int(Double(base) * stressScale))
 // MARK: Memory
 
 public enum ResidentMemory {
+    /// True when ThreadSanitizer is in the process: its shadow memory grows the resident set
+    /// along with the program's, so RSS-based assertions are meaningless there and skip.
+    public static let isDistortedBySanitizer: Bool = {
+        dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") != nil
+            || dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_init") != nil
+    }()
+
+    /// Skips the calling test when a sanitizer distorts RSS.
+    public static func skipIfDistorted() throws {
+        if isDistortedBySanitizer {
+            throw XCTSkip("RSS is not measurable under a sanitizer (its shadow memory is resident too)")
+        }
+    }
+
     /// The process's resident set in bytes: the Rss line of /proc/self/smaps_rollup, or else the
     /// second field of /proc/self/statm times the page size. nil if neither can be read.
     public static func bytes() -> Int? {

@@ -76,7 +76,7 @@ static inline void cslab_cpu_relax(void) { __asm__ __volatile__("pause" ::: "mem
  *    +0   state   the CPU's magazines, one word (see Sources/Slab/CPUCache.swift):
  *                 bits  0..7   rounds in the loaded magazine
  *                 bits  8..15  rounds in the previous magazine
- *                 bits 16..39  previous magazine handle (offset / 64 into the magazine region)
+ *                 bits 16..39  previous magazine handle (offset / 8 into the magazine region)
  *                 bits 40..63  loaded magazine handle
  *    +8   owner   0 when the slot is free; non-zero while a drainer or a fallback-mode thread owns
  *                 it. rseq sections only read it and take the slow path when it is set.
@@ -144,10 +144,9 @@ retry:
         "testl %%edx, %%edx\n\t"
         "jz %l[slow]\n\t"
         "movq %%rcx, %%r8\n\t"
-        "shrq $34, %%r8\n\t"
-        "andq $-64, %%r8\n\t"
-        "addq %[mags], %%r8\n\t"
-        "movq 56(%%r8,%%rdx,8), %[obj]\n\t"
+        "shrq $40, %%r8\n\t"                 /* loaded handle: magazine offset / 8 */
+        "addq %%rdx, %%r8\n\t"               /* + n: round[n-1] is at 8 * (h + n) + 56 */
+        "movq 56(%[mags],%%r8,8), %[obj]\n\t"
         "decq %%rcx\n\t"
         "movq %%rcx, (%%rax)\n\t"
         "2:\n\t"
@@ -196,10 +195,9 @@ retry:
         "cmpq %[cap], %%rdx\n\t"
         "jae %l[slow]\n\t"
         "movq %%rcx, %%r8\n\t"
-        "shrq $34, %%r8\n\t"
-        "andq $-64, %%r8\n\t"
-        "addq %[mags], %%r8\n\t"
-        "movq %[obj], 64(%%r8,%%rdx,8)\n\t"
+        "shrq $40, %%r8\n\t"                 /* loaded handle: magazine offset / 8 */
+        "addq %%rdx, %%r8\n\t"               /* + n: round[n] is at 8 * (h + n) + 64 */
+        "movq %[obj], 64(%[mags],%%r8,8)\n\t"
         "incq 24(%%rax)\n\t"
         "incq %%rcx\n\t"
         "movq %%rcx, (%%rax)\n\t"
