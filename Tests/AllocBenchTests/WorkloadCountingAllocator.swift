@@ -72,6 +72,10 @@ struct CountingAllocator: FixedSizeAllocator {
 
     func allocate() -> UnsafeMutableRawPointer {
         let p = malloc(size)!
+        // A liar hands out memory that is certainly raw: a recycled chunk may still hold a
+        // constructed object's bytes (glibc overwrites the first words with its free-list links,
+        // other mallocs, such as ThreadSanitizer's, do not).
+        if claimsConstructed { memset(p, 0xA5, size) }
         ledger.allocated(p)
         return p
     }

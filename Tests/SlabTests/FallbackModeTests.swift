@@ -21,10 +21,10 @@ final class FallbackModeTests: XCTestCase {
         // The last summary line covers every suite the child ran.
         let summaries = output.split(separator: "\n").filter { $0.contains("Executed ") }
         let last = try XCTUnwrap(summaries.last, "no XCTest summary in the child's output\n\(result)")
-        XCTAssertTrue(last.contains("with 0 failures"), "\(last)\n\(result)")
+        XCTAssertTrue(last.contains(" 0 failures"), "\(last)\n\(result)")  // "with 0 failures" or "with N tests skipped and 0 failures"
         let executed = Int(last.split(separator: " ").dropFirst().first { Int($0) != nil } ?? "") ?? 0
         XCTAssertGreaterThanOrEqual(executed, 20, "the child ran the four suites: \(last)")
-        // SlabCacheTests.test_modes... asserts .fallback under this tunable; the overhead test logs the mode.
+        // SlabCacheTests' mode test asserts .fallback under this tunable and prints the mode.
         XCTAssertTrue(output.contains("mode fallback"), "the child's caches ran in fallback mode\n\(result)")
     }
 }

@@ -193,6 +193,8 @@ final class SlabCacheTests: XCTestCase {
         let cache = try SlabCache(name: uniqueCacheName("mode"), size: 20)
         defer { try? cache.destroy() }
         XCTAssertGreaterThan(cache.magazineCapacity, 0)
+        // Parent tests that run this in a child look for this line.
+        print("mode \(cache.mode.rawValue)")
         let env = ProcessInfo.processInfo.environment
         if env["SLAB_CPU_LAYER"] == "fallback" || (env["GLIBC_TUNABLES"] ?? "").contains("glibc.pthread.rseq=0") {
             XCTAssertEqual(cache.mode, .fallback)
