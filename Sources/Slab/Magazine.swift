@@ -33,12 +33,14 @@ final class MagazineRegion: @unchecked Sendable {
 
     /// M for objects of `objectSize` bytes.
     static func capacity(forObjectSize size: Int) -> Int {
+        // Measured on the batch-1000 workload (20-byte objects): M = 128 cost 4.1-4.8 ns/op,
+        // M = 255 (the most the state word's 8-bit counts hold) 3.7-4.0: fewer ladder trips.
         switch size {
-        case ...64: return 128
-        case ...256: return 64
-        case ...1024: return 32
-        case ...4096: return 16
-        default: return 8
+        case ...64: return 255
+        case ...256: return 128
+        case ...1024: return 64
+        case ...4096: return 32
+        default: return 16
         }
     }
 

@@ -7,7 +7,7 @@
 //
 // Op counts per repetition (full / quick / test), T = threads:
 //   threads        8M / 800K / 2000 in total, split evenly over T (remainder dropped)
-//   prodcons-*     400K / 40K / 2000 objects, split over the producers
+//   prodcons-*     1.6M / 160K / 2000 objects, split over the producers
 //   larson         per thread: 1000 slots prefilled, R = 2M/T (200K/T, 2000/T) replacements, and
 //                  every 128 replacements a chunk of 32 objects handed to the next thread:
 //                  ops = T x (1000 + R + R / 128 x 32)   (test: 100 slots)
@@ -244,7 +244,9 @@ struct ProdConsWorkload<Shape: ProdConsShape>: Workload {
     init(_ c: WorkloadContext) {
         size = c.size
         (producers, consumers) = Shape.split(threads: c.threads)
-        let objects = c.scale.pick(full: 400_000, quick: 40_000, test: 2000)
+        // Long enough (tens of ms per repetition) that a scheduling hiccup of the 2 vCPUs does not
+        // decide the median: with 400K objects, medians of the same cell varied 3x between runs.
+        let objects = c.scale.pick(full: 1_600_000, quick: 160_000, test: 2000)
         total = objects / producers * producers
     }
 

@@ -132,7 +132,7 @@ public enum WorkloadCatalog {
         WorkloadInfo("thrash", "Bonwick's 2-alloc/2-free at every depth 0..255 of extra live objects"),
         WorkloadInfo("steady-random", "10,000 live objects, a random one replaced each op", latency: true),
         WorkloadInfo("threads", "independent threads, each a hot alloc/free pair", threads: true),
-        WorkloadInfo("prodcons-1x1", "one producer allocates, one consumer frees (SPSC ring)", threads: true),
+        WorkloadInfo("prodcons-1x1", "one producer allocates, one consumer frees (SPSC ring; always 2 threads)", threads: false),
         WorkloadInfo("prodcons-nxn", "threads/2 producers to threads/2 consumers, a ring per pair", threads: true),
         WorkloadInfo("larson", "threads replace random slots and hand chunks to the next thread to free", threads: true),
         WorkloadInfo("sawtooth", "fill to 16 MiB of objects, drain to 0, 4 cycles; RSS over time and after drain"),
