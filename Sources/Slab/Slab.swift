@@ -57,14 +57,21 @@ extension UnsafeMutablePointer where Pointee == cslab_slab {
         return object
     }
 
-    /// Returns one object to the slab. REQUIRES: the object belongs to this slab and is in use.
+    /// Returns object number `index` to the slab. REQUIRES: the object belongs to this slab and is
+    /// in use.
     @inline(__always)
-    func pushFree(_ object: UnsafeMutableRawPointer, linkOffset: Int) {
+    func pushFree(_ object: UnsafeMutableRawPointer, index: Int, linkOffset: Int) {
         pointee.in_use -= 1
         if pointee.in_use == 0 {
             // Every object is free again: forget the list, hand them out by bump from the start.
             pointee.free_list = nil
             pointee.bump = 0
+            return
+        }
+        if index == Int(pointee.bump) - 1 {
+            // The newest object the bump handed out: retract the bump instead of writing a link
+            // into the object (a freed batch returns newest first, so none of it is touched).
+            pointee.bump -= 1
             return
         }
         (object + linkOffset).storeBytes(of: pointee.free_list, as: UnsafeMutableRawPointer?.self)

@@ -140,7 +140,7 @@ final class SlabLayer: @unchecked Sendable {
                     slabFatal("kmem_cache_free(\(name)): double free of \(hex(object))")
                 }
                 let wasFull = slab.pointee.in_use == slab.pointee.capacity
-                slab.pushFree(object, linkOffset: layout.freeLinkOffset)
+                slab.pushFree(object, index: index, linkOffset: layout.freeLinkOffset)
                 if wasFull {
                     l.full.remove(slab)
                     l.partial.insert(slab)
