@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
         discussion: """
         With no arguments, runs the default suite (under 5 minutes on a 2-core machine): every \
         allocator and workload; sizes 16,20,64,256,1024 for pair, batch-lifo-100, batch-lifo-1000 \
-        and thrash, 20 and 256 for the others (ctor-256 once); threads 1,2,4,... up to 2x the CPUs for \
+        and thrash, 20 and 256 for the others (ctor-256 once); threads 1,2,4,... up to 4x the CPUs for \
         the thread workloads; 5 repetitions after a warm-up.
 
         Each cell runs in a child process: the bench re-launched with LD_PRELOAD for a peer, without \
@@ -31,7 +31,7 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Object sizes in bytes, comma-separated (default: per workload, see above).", valueName: "n,m"))
     var sizes: String?
 
-    @Option(help: ArgumentHelp("Thread counts for the thread workloads, comma-separated (default: 1,2,4,... up to 2x CPUs).", valueName: "n,m"))
+    @Option(help: ArgumentHelp("Thread counts for the thread workloads, comma-separated (default: 1,2,4,... up to 4x CPUs).", valueName: "n,m"))
     var threads: String?
 
     @Option(help: "Timed repetitions per cell, after one warm-up (default: 5; 3 with --quick).")

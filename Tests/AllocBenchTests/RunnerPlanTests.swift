@@ -18,10 +18,10 @@ final class RunnerPlanTests: XCTestCase {
                      quick: quick, timeout: 60, outputDirectory: "results")
     }
 
-    func test_defaultThreads_upToTwiceTheCores() {
-        XCTAssertEqual(SuitePlan.defaultThreads(cores: 2), [1, 2, 4])
-        XCTAssertEqual(SuitePlan.defaultThreads(cores: 1), [1, 2])
-        XCTAssertEqual(SuitePlan.defaultThreads(cores: 6), [1, 2, 4, 8, 12])
+    func test_defaultThreads_upToFourTimesTheCores() {
+        XCTAssertEqual(SuitePlan.defaultThreads(cores: 2), [1, 2, 4, 8])
+        XCTAssertEqual(SuitePlan.defaultThreads(cores: 1), [1, 2, 4])
+        XCTAssertEqual(SuitePlan.defaultThreads(cores: 6), [1, 2, 4, 8, 16, 24])
     }
 
     func test_cells_defaultSizesPerKindOfWorkload() {
@@ -33,10 +33,10 @@ final class RunnerPlanTests: XCTestCase {
         XCTAssertEqual(sizes("batch-lifo-1m"), [20, 256])
         XCTAssertEqual(sizes("batch-fifo-1000"), [20, 256])
         XCTAssertEqual(sizes("threads"), [20, 256])
-        XCTAssertEqual(threads("threads"), [1, 2, 4])
+        XCTAssertEqual(threads("threads"), [1, 2, 4, 8])
         XCTAssertEqual(threads("pair"), [1])
         XCTAssertEqual(sizes("ctor-256"), [256])
-        XCTAssertEqual(cells.count, 5 + 2 + 2 + 6 + 1)
+        XCTAssertEqual(cells.count, 5 + 2 + 2 + 8 + 1)
     }
 
     func test_cells_quick_oneSizeFewThreads() {
