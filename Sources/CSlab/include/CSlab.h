@@ -109,6 +109,47 @@ static inline uint32_t cslab_rseq_cpu_id(int64_t rseq_off) {
 }
 
 /*
+ * The pieces every sequence shares (the pattern of the kernel's selftests, rseq-x86.h):
+ *   BEGIN   emits the sequence's descriptor (label 3: version, flags, start = label 1,
+ *           length up to label 2, abort handler = label 4) into the __rseq_cs section, and
+ *           points this thread's rseq area at it (rseq->rseq_cs, at offset 8) before label 1.
+ *   END     marks the end of the sequence (label 2, just after the commit store) and emits the
+ *           abort handler out of line: the 4-byte signature the kernel checks right before the
+ *           handler's address, then a jump to the C label `abort` (each caller retries).
+ *   LOAD_SLOT  rax = this CPU's slot (cpu_id read inside the sequence, so a migration restarts
+ *           it), slow path if someone owns the slot, rcx = state, rdx = loaded rounds.
+ * Operands every user provides: [rseq] (glibc's __rseq_offset), and for LOAD_SLOT [cpus].
+ */
+#define CSLAB_STR_(x) #x
+#define CSLAB_STR(x) CSLAB_STR_(x)
+#define CSLAB_RSEQ_BEGIN                                                                         \
+    ".pushsection __rseq_cs, \"aw\"\n\t"                                                          \
+    ".balign 32\n\t"                                                                              \
+    "3:\n\t"                                                                                      \
+    ".long 0x0, 0x0\n\t"                                                                          \
+    ".quad 1f, (2f - 1f), 4f\n\t"                                                                 \
+    ".popsection\n\t"                                                                             \
+    "leaq 3b(%%rip), %%rax\n\t"                                                                   \
+    "movq %%rax, %%fs:8(%[rseq])\n\t"                                                             \
+    "1:\n\t"
+#define CSLAB_RSEQ_END                                                                           \
+    "2:\n\t"                                                                                      \
+    ".pushsection __rseq_failure, \"ax\"\n\t"                                                     \
+    ".byte 0x0f, 0xb9, 0x3d\n\t"                                                                  \
+    ".long " CSLAB_STR(CSLAB_RSEQ_SIG) "\n\t"                                                     \
+    "4:\n\t"                                                                                      \
+    "jmp %l[abort]\n\t"                                                                           \
+    ".popsection\n\t"
+#define CSLAB_RSEQ_LOAD_SLOT                                                                     \
+    "movl %%fs:4(%[rseq]), %%eax\n\t"                                                             \
+    "shlq $" CSLAB_STR(CSLAB_CPU_STRIDE_SHIFT) ", %%rax\n\t"                                      \
+    "addq %[cpus], %%rax\n\t"                                                                     \
+    "cmpq $0, 8(%%rax)\n\t"                                                                       \
+    "jne %l[slow]\n\t"                                                                            \
+    "movq (%%rax), %%rcx\n\t"                                                                     \
+    "movzbl %%cl, %%edx\n\t"
+
+/*
  * Pop one round from this CPU's loaded magazine. Returns NULL when the loaded magazine is empty or
  * the slot is owned (the caller then takes the slow path). Restarted by the kernel on preemption,
  * migration or signal delivery before the commit (the single store of the decremented state).
@@ -125,22 +166,8 @@ retry:
      * Fast-path allocations are not counted here (see SlabInfo.swift: they are derived from
      * the free count and the live objects, which saves a read-modify-write per allocation). */
     __asm__ goto(
-        ".pushsection __rseq_cs, \"aw\"\n\t"
-        ".balign 32\n\t"
-        "3:\n\t"
-        ".long 0x0, 0x0\n\t"
-        ".quad 1f, (2f - 1f), 4f\n\t"
-        ".popsection\n\t"
-        "leaq 3b(%%rip), %%rax\n\t"
-        "movq %%rax, %%fs:8(%[rseq])\n\t"
-        "1:\n\t"
-        "movl %%fs:4(%[rseq]), %%eax\n\t"
-        "shlq $" "7" ", %%rax\n\t"
-        "addq %[cpus], %%rax\n\t"
-        "cmpq $0, 8(%%rax)\n\t"
-        "jne %l[slow]\n\t"
-        "movq (%%rax), %%rcx\n\t"
-        "movzbl %%cl, %%edx\n\t"
+        CSLAB_RSEQ_BEGIN
+        CSLAB_RSEQ_LOAD_SLOT
         "testl %%edx, %%edx\n\t"
         "jz %l[slow]\n\t"
         "movq %%rcx, %%r8\n\t"
@@ -149,13 +176,7 @@ retry:
         "movq 56(%[mags],%%r8,8), %[obj]\n\t"
         "decq %%rcx\n\t"
         "movq %%rcx, (%%rax)\n\t"
-        "2:\n\t"
-        ".pushsection __rseq_failure, \"ax\"\n\t"
-        ".byte 0x0f, 0xb9, 0x3d\n\t"
-        ".long 0x53053053\n\t"
-        "4:\n\t"
-        "jmp %l[abort]\n\t"
-        ".popsection\n\t"
+        CSLAB_RSEQ_END
         : [obj] "=&r"(obj)
         : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines)
         : "rax", "rcx", "rdx", "r8", "cc"
@@ -176,22 +197,8 @@ static inline bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *
                                             uint64_t capacity, void *obj) {
 retry:
     __asm__ goto(
-        ".pushsection __rseq_cs, \"aw\"\n\t"
-        ".balign 32\n\t"
-        "3:\n\t"
-        ".long 0x0, 0x0\n\t"
-        ".quad 1f, (2f - 1f), 4f\n\t"
-        ".popsection\n\t"
-        "leaq 3b(%%rip), %%rax\n\t"
-        "movq %%rax, %%fs:8(%[rseq])\n\t"
-        "1:\n\t"
-        "movl %%fs:4(%[rseq]), %%eax\n\t"
-        "shlq $" "7" ", %%rax\n\t"
-        "addq %[cpus], %%rax\n\t"
-        "cmpq $0, 8(%%rax)\n\t"
-        "jne %l[slow]\n\t"
-        "movq (%%rax), %%rcx\n\t"
-        "movzbl %%cl, %%edx\n\t"
+        CSLAB_RSEQ_BEGIN
+        CSLAB_RSEQ_LOAD_SLOT
         "cmpq %[cap], %%rdx\n\t"
         "jae %l[slow]\n\t"
         "movq %%rcx, %%r8\n\t"
@@ -201,17 +208,11 @@ retry:
         "incq 24(%%rax)\n\t"
         "incq %%rcx\n\t"
         "movq %%rcx, (%%rax)\n\t"
-        "2:\n\t"
-        ".pushsection __rseq_failure, \"ax\"\n\t"
-        ".byte 0x0f, 0xb9, 0x3d\n\t"
-        ".long 0x53053053\n\t"
-        "4:\n\t"
-        "jmp %l[abort]\n\t"
-        ".popsection\n\t"
+        CSLAB_RSEQ_END
         :
         : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines), [cap] "r"(capacity),
           [obj] "r"(obj)
-        : "rax", "rcx", "rdx", "r8", "r9", "memory", "cc"
+        : "rax", "rcx", "rdx", "r8", "memory", "cc"
         : abort, slow);
     return true;
 abort:
@@ -231,15 +232,7 @@ static inline bool cslab_rseq_cpu_cas(int64_t rseq_off, void *cpus, uint32_t cpu
     uint64_t *slot = (uint64_t *)((char *)cpus + ((uint64_t)cpu << CSLAB_CPU_STRIDE_SHIFT));
 retry:
     __asm__ goto(
-        ".pushsection __rseq_cs, \"aw\"\n\t"
-        ".balign 32\n\t"
-        "3:\n\t"
-        ".long 0x0, 0x0\n\t"
-        ".quad 1f, (2f - 1f), 4f\n\t"
-        ".popsection\n\t"
-        "leaq 3b(%%rip), %%rax\n\t"
-        "movq %%rax, %%fs:8(%[rseq])\n\t"
-        "1:\n\t"
+        CSLAB_RSEQ_BEGIN
         "cmpl %%fs:4(%[rseq]), %[cpu]\n\t"
         "jne %l[fail]\n\t"
         "cmpq $0, 8(%[slot])\n\t"
@@ -247,13 +240,7 @@ retry:
         "cmpq %[exp], (%[slot])\n\t"
         "jne %l[fail]\n\t"
         "movq %[des], (%[slot])\n\t"
-        "2:\n\t"
-        ".pushsection __rseq_failure, \"ax\"\n\t"
-        ".byte 0x0f, 0xb9, 0x3d\n\t"
-        ".long 0x53053053\n\t"
-        "4:\n\t"
-        "jmp %l[abort]\n\t"
-        ".popsection\n\t"
+        CSLAB_RSEQ_END
         :
         : [rseq] "r"(rseq_off), [slot] "r"(slot), [cpu] "r"(cpu), [exp] "r"(expected),
           [des] "r"(desired)
