@@ -12,6 +12,25 @@
 
 _Thread_local uint64_t cslab_tls_slot_hint = 0;
 
+/* ThreadSanitizer cannot see the ordering that rseq commits and membarrier fences provide (both
+ * are inline assembly or system calls), so a thread that publishes a magazine through a CPU's
+ * state word tells TSan with a release on the slot, and a drainer that read the word after its
+ * fence tells it with an acquire. Without TSan these are empty functions, on slow paths only. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CSLAB_TSAN 1
+#endif
+#endif
+#ifdef CSLAB_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+void cslab_tsan_release(void *addr) { __tsan_release(addr); }
+void cslab_tsan_acquire(void *addr) { __tsan_acquire(addr); }
+#else
+void cslab_tsan_release(void *addr) { (void)addr; }
+void cslab_tsan_acquire(void *addr) { (void)addr; }
+#endif
+
 int64_t cslab_rseq_offset(void) { return (int64_t)__rseq_offset; }
 uint32_t cslab_rseq_size(void) { return (uint32_t)__rseq_size; }
 

@@ -220,6 +220,15 @@ extension SlabCache {
 
     // MARK: rseq ladders
 
+    /// The ladders' single-store transition of this CPU's state (cslab_rseq_cpu_cas), after a
+    /// release that ThreadSanitizer can see: the magazine contents this thread wrote are published
+    /// by the commit, which only the hardware and membarrier order (drainAllCPUs acquires).
+    @inline(__always)
+    private func commit(_ cpu: UInt32, _ expected: UInt64, _ desired: UInt64) -> Bool {
+        cslab_tsan_release(slotState(Int(cpu)))
+        return cslab_rseq_cpu_cas(rseqOffset, cpus, cpu, expected, desired)
+    }
+
     private func allocateLadderRseq() -> UnsafeMutableRawPointer? {
         while true {
             let cpu = cslab_rseq_cpu_id(rseqOffset)
@@ -231,7 +240,7 @@ extension SlabCache {
             if s.loadedRounds == 0 {
                 if s.previousRounds > 0 {
                     // The loaded magazine is empty and the previous one is full: exchange them.
-                    if cslab_rseq_cpu_cas(rseqOffset, cpus, cpu, s.word, s.exchanged.word) {
+                    if commit(cpu, s.word, s.exchanged.word) {
                         counters.bump(.exchanges)
                     } else {
                         counters.bump(.commitRetries)
@@ -242,7 +251,7 @@ extension SlabCache {
                     // (empty) goes back to the depot.
                     guard let (full, rounds) = takeFullMagazine() else { return allocateFromSlabLayer() }
                     let new = CPUState(loaded: full, loadedRounds: rounds, previous: s.loaded, previousRounds: 0)
-                    if cslab_rseq_cpu_cas(rseqOffset, cpus, cpu, s.word, new.word) {
+                    if commit(cpu, s.word, new.word) {
                         depot.unsafelyUnwrapped.push(s.previous, to: .empty)
                     } else {
                         returnFullMagazine(full, rounds: rounds)
@@ -265,7 +274,7 @@ extension SlabCache {
             if s.loadedRounds >= Int(capacity) {
                 if s.previousRounds == 0 {
                     // The loaded magazine is full and the previous one is empty: exchange them.
-                    if cslab_rseq_cpu_cas(rseqOffset, cpus, cpu, s.word, s.exchanged.word) {
+                    if commit(cpu, s.word, s.exchanged.word) {
                         counters.bump(.exchanges)
                     } else {
                         counters.bump(.commitRetries)
@@ -275,7 +284,7 @@ extension SlabCache {
                     // previous, and the old previous (full) goes to the depot.
                     guard let empty = takeEmptyMagazine() else { return freeToSlabLayer(object) }
                     let new = CPUState(loaded: empty, loadedRounds: 0, previous: s.loaded, previousRounds: s.loadedRounds)
-                    if cslab_rseq_cpu_cas(rseqOffset, cpus, cpu, s.word, new.word) {
+                    if commit(cpu, s.word, new.word) {
                         returnFullMagazine(s.previous, rounds: s.previousRounds)
                     } else {
                         depot.unsafelyUnwrapped.push(empty, to: .empty)
@@ -395,6 +404,7 @@ extension SlabCache {
                 let r = cslab_membarrier_rseq_fence(-1)
                 precondition(r == 0, "SlabCache(\(name)): membarrier RSEQ fence failed (\(r)); cannot drain safely")
             }
+            cslab_tsan_acquire(slotState(i))
             let s = CPUState(word: cslab_load_acquire(slotState(i)))
             if s.loadedRounds > 0 {
                 slabLayer.free(region.rounds(s.loaded), count: s.loadedRounds)

@@ -253,6 +253,11 @@ fail:
     return false;
 }
 
+/* Happens-before edges ThreadSanitizer cannot infer from rseq commits and membarrier fences
+ * (no-ops unless the package is built with --sanitize=thread). */
+void cslab_tsan_release(void *addr);
+void cslab_tsan_acquire(void *addr);
+
 /* ---------------------------------------------------------------------------------------------
  * membarrier: restart every rseq critical section in flight on one CPU (or all CPUs).
  * ------------------------------------------------------------------------------------------- */
