@@ -51,8 +51,6 @@ int cslab_membarrier_rseq_fence(int cpu) {
     return r == 0 ? 0 : -errno;
 }
 
-int32_t cslab_gettid(void) { return (int32_t)syscall(SYS_gettid); }
-
 int32_t cslab_possible_cpus(void) {
     // /sys/devices/system/cpu/possible reads like "0-1" or "0-3,8-11": the largest id + 1 bounds
     // every cpu_id the kernel can write into an rseq area.

@@ -57,7 +57,6 @@ static inline bool cslab_cas_acquire(uint64_t *p, uint64_t *expected, uint64_t d
     return atomic_compare_exchange_strong_explicit((_Atomic uint64_t *)p, expected, desired,
                                                    memory_order_acquire, memory_order_relaxed);
 }
-static inline void cslab_fence_seq_cst(void) { atomic_thread_fence(memory_order_seq_cst); }
 
 /* A relaxed increment that is *not* atomic: a plain load and store, for counters with a single
  * writer (one CPU's statistics, updated by the thread that owns that CPU's state). */
@@ -302,9 +301,6 @@ typedef struct cslab_magazine {
 extern _Thread_local uint64_t cslab_tls_slot_hint;
 static inline uint64_t cslab_tls_get_slot_hint(void) { return cslab_tls_slot_hint; }
 static inline void cslab_tls_set_slot_hint(uint64_t v) { cslab_tls_slot_hint = v; }
-
-/* A small id for the calling thread (gettid). */
-int32_t cslab_gettid(void);
 
 /* Number of CPUs the kernel may ever report (possible CPUs), at least 1. */
 int32_t cslab_possible_cpus(void);
