@@ -229,6 +229,18 @@ func touch(_ p: UnsafeMutableRawPointer, size: Int, stamp: UInt64) {
     }
 }
 
+/// Frees the object in a random one of `slots[0..<count]` and puts a new, touched one in its place:
+/// the step of the random-replacement workloads (steady-random, larson).
+@inline(__always)
+func replaceRandomSlot<A: FixedSizeAllocator>(_ a: A, slots: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
+                                              count: Int, rng: inout SplitMix64, size: Int, stamp: UInt64) {
+    let j = rng.next(below: count)
+    a.free(slots[j].unsafelyUnwrapped)
+    let p = a.allocate()
+    touch(p, size: size, stamp: stamp)
+    slots[j] = p
+}
+
 /// The first word of an object written by `touch` (for checks across threads).
 @inline(__always)
 func stampOf(_ p: UnsafeMutableRawPointer, size: Int) -> UInt64 {

@@ -274,11 +274,7 @@ struct SteadyRandomWorkload: Workload {
         let slots = self.slots, k = self.k, size = self.size
         var i = 0
         while i < count {
-            let j = rng.next(below: k)
-            a.free(slots[j].unsafelyUnwrapped)
-            let p = a.allocate()
-            touch(p, size: size, stamp: UInt64(truncatingIfNeeded: i))
-            slots[j] = p
+            replaceRandomSlot(a, slots: slots, count: k, rng: &rng, size: size, stamp: UInt64(truncatingIfNeeded: i))
             i &+= 1
         }
     }

@@ -402,11 +402,7 @@ struct LarsonWorkload: Workload {
         }
         var r = 0
         while r < replacements {
-            let j = rng.next(below: n)
-            a.free(slots[j].unsafelyUnwrapped)
-            let p = a.allocate()
-            touch(p, size: size, stamp: UInt64(truncatingIfNeeded: r))
-            slots[j] = p
+            replaceRandomSlot(a, slots: slots, count: n, rng: &rng, size: size, stamp: UInt64(truncatingIfNeeded: r))
             r &+= 1
             if r % handOffEvery == 0 {
                 for _ in 0..<chunk {
