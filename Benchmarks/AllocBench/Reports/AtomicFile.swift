@@ -24,7 +24,7 @@ public enum AtomicFile {
         var template = Array(((dir.isEmpty ? "." : dir) + "/." + base + ".tmp.XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw WriteError(description: "cannot create a temporary file beside \(path): \(errnoText())") }
-        let tmp = String(cString: template)
+        let tmp = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         var closed = false
         do {
             try body { bytes in
