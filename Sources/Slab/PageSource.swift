@@ -58,7 +58,6 @@ final class PageSource: @unchecked Sendable {
         var arenas: [UInt: Arena] = [:]
         /// Per order: the addresses of free blocks of that order.
         var freeBlocks: [Set<UInt>] = Array(repeating: [], count: PageSource.maxOrder + 1)
-        var allocatedBytes = 0
         /// Where the next arena starts (arenas are carved from the range in order).
         var nextArena: UInt = 0
     }
@@ -93,11 +92,6 @@ final class PageSource: @unchecked Sendable {
         munmap(UnsafeMutableRawPointer(bitPattern: base), size)
     }
 
-    /// Bytes currently handed out as blocks.
-    var allocatedBytes: Int { state.withLock { $0.allocatedBytes } }
-    /// Bytes of address space currently mapped as arenas.
-    var mappedBytes: Int { state.withLock { $0.arenas.count * Self.arenaBytes } }
-
     /// True when `address` lies in this page source's range.
     @inline(__always)
     func contains(_ address: UInt) -> Bool { address &- base < UInt(size) }
@@ -131,7 +125,6 @@ final class PageSource: @unchecked Sendable {
                 s.freeBlocks[j].insert(arena.base + UInt(buddyIndex * Self.pageSize))
             }
             arena.allocatedOrder[index] = Int8(order)
-            s.allocatedBytes += Self.pageSize << order
             return UnsafeMutableRawPointer(bitPattern: block)
         }
     }
@@ -150,7 +143,6 @@ final class PageSource: @unchecked Sendable {
             precondition(arena.allocatedOrder[index] == Int8(order),
                          "PageSource: release of \(hex(address)) as order \(order), allocated as order \(arena.allocatedOrder[index])")
             arena.allocatedOrder[index] = -1
-            s.allocatedBytes -= bytes
             var k = order
             while k < Self.maxOrder {
                 let buddyIndex = index ^ (1 << k)

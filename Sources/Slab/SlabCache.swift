@@ -162,8 +162,6 @@ public final class SlabCache: @unchecked Sendable {
     var magazineBase: UnsafeMutableRawPointer { fast.magazineBase }
     var capacity: UInt64 { fast.capacity }
     var usesRseq: Bool { fast.usesRseq }
-    let slabMask: UInt
-    let ownerToken: UnsafeMutableRawPointer
 
     let slabLayer: SlabLayer
     let region: MagazineRegion?
@@ -198,8 +196,6 @@ public final class SlabCache: @unchecked Sendable {
         guard let pages = PageSource() else { throw SlabError.outOfMemory(cache: name) }
         let layer = SlabLayer(name: name, layout: layout, constructor: constructor, destructor: destructor, pages: pages)
         slabLayer = layer
-        slabMask = layer.slabMask
-        ownerToken = layer.ownerToken
         counters = SlowPathCounters()
 
         let platform = CPULayerPlatform.current
