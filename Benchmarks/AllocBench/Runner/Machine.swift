@@ -79,7 +79,7 @@ public enum Machine {
     static func glibcVersion() -> String {
         var buf = [CChar](repeating: 0, count: 64)
         guard confstr(Int32(_CS_GNU_LIBC_VERSION), &buf, buf.count) > 0 else { return "unknown" }
-        let s = String(cString: buf)
+        let s = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         return s.hasPrefix("glibc ") ? String(s.dropFirst(6)) : s
     }
 

@@ -48,7 +48,7 @@ public struct SuiteRunner {
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
         guard n > 0 else { return CommandLine.arguments[0] }
         buf[n] = 0
-        return String(cString: buf)
+        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     public struct Outcome {
