@@ -1,133 +1,20 @@
 // `bench`: the allocator benchmark suite's command line. Argument parsing only; the runner is
-// AllocBench/Runner, the reports AllocBench/Reports, the workloads AllocBench/Workloads.
+// AllocBench/Runner, the reports AllocBench/Reports, the workloads AllocBench/Workloads, the
+// regression tooling AllocBench/Regression and AllocBench/Instructions.
+//
+//   bench [run] [options]        the wall-clock suite (the default subcommand)
+//   bench instructions           instruction counts under callgrind
+//   bench compare OLD NEW        statistics between two result files of the same kind
+//   bench baseline update        rewrite the committed baseline
 import AllocBench
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Compare glibc, jemalloc, mimalloc, tcmalloc and the slab on fixed-size object workloads.",
-        discussion: """
-        With no arguments, runs the default suite (under 5 minutes on a 2-core machine): every \
-        allocator and workload; sizes 16,20,64,256,1024 for pair, batch-lifo-100, batch-lifo-1000 \
-        and thrash, 20 and 256 for the others (ctor-256 once); threads 1,2,4,... up to 4x the CPUs for \
-        the thread workloads; 5 repetitions after a warm-up.
-
-        Each cell runs in a child process: the bench re-launched with LD_PRELOAD for a peer, without \
-        it for glibc and the slab. Writes latest.txt, latest.csv, latest.json and three SVG charts \
-        into the output folder (atomically); an interrupted run (Ctrl-C) writes interrupted.* instead \
-        and exits with status 130. Unknown allocator or workload names exit with status 2.
-        """)
-
-    @Option(help: ArgumentHelp("Allocators to measure, comma-separated (default: all).", valueName: "a,b"))
-    var allocators: String?
-
-    @Option(help: ArgumentHelp("Workloads to run, comma-separated (default: all; see --list).", valueName: "w1,w2"))
-    var workloads: String?
-
-    @Option(help: ArgumentHelp("Object sizes in bytes, comma-separated (default: per workload, see above).", valueName: "n,m"))
-    var sizes: String?
-
-    @Option(help: ArgumentHelp("Thread counts for the thread workloads, comma-separated (default: 1,2,4,... up to 4x CPUs).", valueName: "n,m"))
-    var threads: String?
-
-    @Option(help: "Timed repetitions per cell, after one warm-up (default: 5; 3 with --quick).")
-    var repetitions: Int?
-
-    @Option(help: ArgumentHelp("Folder for the reports.", valueName: "dir"))
-    var output: String = SuitePlan.defaultOutput
-
-    @Option(help: ArgumentHelp("Seconds a cell may run before its child is killed and the cell recorded as timeout.", valueName: "seconds"))
-    var timeout: Double = SuitePlan.defaultTimeout
-
-    @Flag(help: "CI mode, under 90 s: 20-byte objects, threads 1 and 2, the workloads' quick scale, 3 repetitions.")
-    var quick = false
-
-    @Flag(help: "List the allocators (installed or missing), the workloads and the defaults, then exit.")
-    var list = false
-
-    @Option(help: .hidden)
-    var child: String?
-
-    func run() throws {
-        let catalog = BenchCatalog.standard
-        if let child {
-            throw ExitCode(ChildCell.main(json: child, catalog: catalog))
-        }
-        let options: SuiteOptions
-        do {
-            options = SuiteOptions(
-                allocators: try SuitePlan.parseAllocators(allocators),
-                workloads: try SuitePlan.parseWorkloads(workloads, catalog: catalog),
-                sizes: try sizes.map { try SuitePlan.parsePositiveIntegers($0, what: "--sizes") },
-                threads: try threads.map { try SuitePlan.parsePositiveIntegers($0, what: "--threads") },
-                repetitions: repetitions ?? (quick ? SuitePlan.quickRepetitions : SuitePlan.defaultRepetitions),
-                quick: quick, timeout: timeout, outputDirectory: output)
-            guard options.repetitions >= 1 else { throw InvalidValueError(description: "--repetitions must be at least 1") }
-            guard timeout > 0 else { throw InvalidValueError(description: "--timeout must be positive") }
-        } catch {
-            printError("bench: error: \(error)\n")
-            throw ExitCode(2)
-        }
-        if list {
-            printList(catalog)
-            return
-        }
-        let interrupt = Interrupt()
-        interrupt.install()
-        let runner = SuiteRunner(options: options, catalog: catalog, executable: SuiteRunner.currentExecutable(),
-                                 interrupt: interrupt)
-        let outcome = try runner.run()
-        if outcome.exitStatus != 0 { throw ExitCode(outcome.exitStatus) }
-    }
-
-    func printList(_ catalog: BenchCatalog) {
-        var out = "Allocators\n"
-        for a in AllocatorID.allCases {
-            let state: String
-            if let p = a.preload {
-                if let path = PeerLibraries.locate(a) {
-                    state = "installed: \(path)"
-                } else {
-                    state = "MISSING: apt-get install \(p.debianPackage)"
-                }
-            } else {
-                switch a {
-                case .glibc: state = "built in: the system malloc"
-                case .slab: state = "built in: SlabCache with the per-CPU magazine layer"
-                default: state = "built in: SlabCache, slab layer only (.noCPUCache)"
-                }
-            }
-            out += "  " + a.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0) + state + "\n"
-        }
-        out += "\nWorkloads\n"
-        let width = (catalog.workloads.map(\.name.count).max() ?? 0) + 2
-        for w in catalog.workloads {
-            var tags: [String] = []
-            if w.usesThreads { tags.append("threads") }
-            if w.measuresLatency { tags.append("latency") }
-            if let f = w.fixedSize { tags.append("always \(f) B") }
-            let tagText = tags.isEmpty ? "" : " [" + tags.joined(separator: ", ") + "]"
-            out += "  " + w.name.padding(toLength: width, withPad: " ", startingAt: 0) + w.summary + tagText + "\n"
-        }
-        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        let join: ([Int]) -> String = { $0.map(String.init).joined(separator: ",") }
-        out += """
-
-        Defaults
-          sizes         \(join(SuitePlan.defaultSizes)) (\(SuitePlan.sizeSweepWorkloads.sorted().joined(separator: ", "))); \(join(SuitePlan.reducedSizes)) (the others)
-          threads       \(join(SuitePlan.defaultThreads(cores: cores))) (thread workloads; \(cores) CPUs online)
-          repetitions   \(SuitePlan.defaultRepetitions) (after one warm-up)
-          timeout       \(Int(SuitePlan.defaultTimeout)) s per cell
-          output        \(SuitePlan.defaultOutput)/
-          --quick       sizes \(join(SuitePlan.quickSizes)), threads \(join(SuitePlan.quickThreads(cores: cores))), \(SuitePlan.quickRepetitions) repetitions, quick scale
-
-        """
-        print(out, terminator: "")
-    }
+        subcommands: [RunCommand.self, InstructionsCommand.self, CompareCommand.self, BaselineCommand.self],
+        defaultSubcommand: RunCommand.self)
 }
 
 Bench.main()

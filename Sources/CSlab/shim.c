@@ -34,6 +34,12 @@ void cslab_tsan_acquire(void *addr) { (void)addr; }
 int64_t cslab_rseq_offset(void) { return (int64_t)__rseq_offset; }
 uint32_t cslab_rseq_size(void) { return (uint32_t)__rseq_size; }
 
+void cslab_rseq_simulate_cpu0(int64_t rseq_off) {
+    struct rseq *area = (struct rseq *)(cslab_thread_pointer() + (uint64_t)rseq_off);
+    area->cpu_id_start = 0;
+    area->cpu_id = 0;
+}
+
 int cslab_membarrier_register_rseq(void) {
     long r = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
     if (r < 0) return -errno;

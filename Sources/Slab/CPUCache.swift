@@ -79,6 +79,10 @@ struct CPULayerPlatform: Sendable {
     let fallbackSlots: Int
     /// Why the fallback was chosen, or "rseq".
     let reason: String
+    /// rseq sections run without a kernel registration (SLAB_CPU_LAYER=rseq-simulated): nothing
+    /// restarts them and no membarrier fence is available, which is sound only for a process
+    /// whose one thread uses the caches.
+    var simulated = false
 
     static let current = detect()
 
@@ -90,8 +94,23 @@ struct CPULayerPlatform: Sendable {
         func fallback(_ why: String) -> CPULayerPlatform {
             CPULayerPlatform(usesRseq: false, rseqOffset: offset, possibleCPUs: cpus, fallbackSlots: slots, reason: why)
         }
-        if let forced = getenv("SLAB_CPU_LAYER"), String(cString: forced) == "fallback" {
+        switch getenv("SLAB_CPU_LAYER").map({ String(cString: $0) }) {
+        case "fallback":
             return fallback("forced by SLAB_CPU_LAYER=fallback")
+        case "rseq-simulated":
+            // For counting the rseq path's instructions under valgrind, which does not implement
+            // rseq (glibc's registration fails, __rseq_size reads 0). An rseq critical section is
+            // ordinary code: if this thread's area names CPU 0, it runs through to its commit, and
+            // with one thread nothing can interleave with it. Refused where glibc did register
+            // rseq: there the kernel owns cpu_id, and the real mode is available anyway.
+            guard cslab_rseq_size() == 0 else { break }
+            cslab_rseq_simulate_cpu0(offset)
+            var p = CPULayerPlatform(usesRseq: true, rseqOffset: offset, possibleCPUs: cpus, fallbackSlots: slots,
+                                     reason: "rseq simulated on CPU 0 (SLAB_CPU_LAYER=rseq-simulated; one thread only)")
+            p.simulated = true
+            return p
+        default:
+            break
         }
         guard cslab_rseq_size() >= 20 else {
             return fallback("rseq is not registered by glibc (GLIBC_TUNABLES=glibc.pthread.rseq=0, valgrind, or glibc < 2.35)")
@@ -416,7 +435,8 @@ extension SlabCache {
                 spins += 1
                 if spins < 64 { cslab_cpu_relax() } else { sched_yield() }
             }
-            if usesRseq && cslab_membarrier_rseq_fence(Int32(i)) != 0 {
+            // (A simulated rseq mode has one thread, which is this one: nothing is in flight.)
+            if usesRseq && !CPULayerPlatform.current.simulated && cslab_membarrier_rseq_fence(Int32(i)) != 0 {
                 // An offline CPU cannot be fenced alone; fence them all.
                 let r = cslab_membarrier_rseq_fence(-1)
                 precondition(r == 0, "SlabCache(\(name)): membarrier RSEQ fence failed (\(r)); cannot drain safely")

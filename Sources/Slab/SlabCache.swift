@@ -152,6 +152,9 @@ public final class SlabCache: @unchecked Sendable {
     public var objectSize: Int { layout.objectSize }
     /// Rounds per magazine (M); 0 without a CPU layer.
     public var magazineCapacity: Int { Int(capacity) }
+    /// Why this process's caches run their CPU layer as they do ("rseq", or the reason for the
+    /// fallback, or the simulated mode used for instruction counting). Decided once per process.
+    public static var cpuLayerReason: String { CPULayerPlatform.current.reason }
 
     /// Everything the inlinable fast paths read, never written after init (FastPath.swift).
     @usableFromInline let fast: FastPath

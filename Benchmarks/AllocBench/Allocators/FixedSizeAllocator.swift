@@ -157,11 +157,12 @@ public enum AllocatorVersion {
                                            UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> UnsafePointer<CChar>?
             guard let s = unsafeBitCast(sym, to: Fn.self)(nil, nil, nil) else { return nil }
             return String(cString: s)
-        case .slab, .slabNoCPU:
+        case .slab, .slabNoCPU, .slabFallback:
             // Our own code has no release number; record the CPU layer's mode, which is what
             // decides the fast path (rseq, or the fallback under valgrind / rseq=0).
             guard let slab else { return nil }
-            return "slab mode=\(slab.mode.rawValue) magazine=\(slab.magazineCapacity)"
+            let simulated = slab.mode == .rseq && SlabCache.cpuLayerReason.hasPrefix("rseq simulated") ? "-simulated" : ""
+            return "slab mode=\(slab.mode.rawValue)\(simulated) magazine=\(slab.magazineCapacity)"
         }
     }
 }

@@ -17,6 +17,13 @@ public enum AllocatorID: String, CaseIterable, Codable, Sendable {
     case slab
     /// Our cache with the slab layer only (flag .noCPUCache): what the magazine layer is worth.
     case slabNoCPU = "slab-nocpu"
+    /// Our cache with its per-CPU layer forced into the fallback mode (no rseq: what valgrind,
+    /// `GLIBC_TUNABLES=glibc.pthread.rseq=0` and other architectures get). Not in the default
+    /// suite; ask for it with `--allocators`.
+    case slabFallback = "slab-fallback"
+
+    /// The allocators a run measures when `--allocators` is not given.
+    public static let defaultSuite: [AllocatorID] = [.glibc, .jemalloc, .mimalloc, .tcmalloc, .slab, .slabNoCPU]
 
     /// For peers: the shared library to preload, and the Debian package that installs it.
     public var preload: (library: String, debianPackage: String)? {
@@ -24,12 +31,16 @@ public enum AllocatorID: String, CaseIterable, Codable, Sendable {
         case .jemalloc: return ("libjemalloc.so.2", "libjemalloc2")
         case .mimalloc: return ("libmimalloc.so.2", "libmimalloc2.0")
         case .tcmalloc: return ("libtcmalloc_minimal.so.4", "libgoogle-perftools4")
-        case .glibc, .slab, .slabNoCPU: return nil
+        case .glibc, .slab, .slabNoCPU, .slabFallback: return nil
         }
     }
 
     /// True for our own allocators.
-    public var isSlab: Bool { self == .slab || self == .slabNoCPU }
+    public var isSlab: Bool { self == .slab || self == .slabNoCPU || self == .slabFallback }
+
+    /// The value of `SLAB_CPU_LAYER` the child runs with (nil: the variable is removed, so the
+    /// slab picks its mode from the machine as a user's program would).
+    public var slabCPULayer: String? { self == .slabFallback ? "fallback" : nil }
 }
 
 /// What a workload is asked to do in one cell.

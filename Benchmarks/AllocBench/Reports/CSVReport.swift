@@ -8,7 +8,8 @@ import Foundation
 public enum CSVReport {
     /// The columns, in order. Units are in the README.
     public static let columns = [
-        "run_id", "date", "commit", "allocator", "allocator_version", "workload", "size", "threads",
+        "run_id", "date", "commit", "allocator", "allocator_version", "workload", "workload_version", "size",
+        "threads",
         "repetition", "quick", "status", "message", "ops", "seconds", "ns_per_op", "mops_per_s",
         "p50_ns", "p99_ns", "p999_ns", "max_ns", "latency_samples", "peak_rss_bytes", "live_bytes",
         "rss_overhead", "rss_after_bytes",
@@ -20,7 +21,8 @@ public enum CSVReport {
             let p = result.parameters
             let common: [String] = [
                 record.runID, record.machine.date, record.machine.commitLabel, p.allocator.rawValue,
-                record.version(of: p.allocator) ?? "", p.workload, String(p.size), String(p.threads),
+                record.version(of: p.allocator) ?? "", p.workload,
+                record.spec(of: p.workload).map { String($0.version) } ?? "", String(p.size), String(p.threads),
             ]
             if result.status != .ok || result.repetitions.isEmpty {
                 let status = result.status == .ok ? "failed" : result.status.rawValue

@@ -13,13 +13,18 @@ public struct WorkloadSpec: Codable, Sendable, Equatable {
     /// The one object size the workload always uses whatever `size` says (ctor-256), if any: the
     /// runner plans it once, at that size.
     public var fixedSize: Int?
+    /// The workload's version (WorkloadInfo.version): results of different versions measured
+    /// different work, and `bench compare` refuses to judge them against each other.
+    public var version: Int
 
-    public init(name: String, summary: String, measuresLatency: Bool, usesThreads: Bool, fixedSize: Int? = nil) {
+    public init(name: String, summary: String, measuresLatency: Bool, usesThreads: Bool, fixedSize: Int? = nil,
+                version: Int = 1) {
         self.name = name
         self.summary = summary
         self.measuresLatency = measuresLatency
         self.usesThreads = usesThreads
         self.fixedSize = fixedSize
+        self.version = version
     }
 }
 
@@ -65,6 +70,13 @@ public struct MachineInfo: Codable, Sendable, Equatable {
 
 /// Everything one run produced.
 public struct RunRecord: Codable, Sendable {
+    /// What kind of bench file this is ("run"), so that a reader never mistakes one kind for another.
+    public var kind: String = RunRecord.kind
+    /// The file format's version; readers refuse versions they do not know.
+    public var schemaVersion: Int = RunRecord.schemaVersion
+    public static let kind = "run"
+    /// 2: workload versions, kind and schema fields (version 1 had neither and is not read).
+    public static let schemaVersion = 2
     /// `<UTC date>-<commit>`, the same in every CSV row of the run.
     public var runID: String
     public var machine: MachineInfo
@@ -72,6 +84,13 @@ public struct RunRecord: Codable, Sendable {
     /// The run was stopped by Ctrl-C before every cell ran.
     public var interrupted: Bool
     public var durationSeconds: Double
+    /// How the repetitions of a cell were taken: "repetitions" (all in one child process, after one
+    /// warm-up: the ordinary run) or "processes" (one child process per sample, the two sides of an
+    /// A/B interleaved). Samples of the first kind share their process and their moment, so they
+    /// understate the drift between two runs; `bench compare` adds its between-run allowance then.
+    public var sampling: String = RunRecord.samplingRepetitions
+    public static let samplingRepetitions = "repetitions"
+    public static let samplingProcesses = "processes"
     public var workloads: [WorkloadSpec]
     public var results: [CellResult]
 

@@ -37,6 +37,7 @@ enum SVGChart {
         case .tcmalloc: return "#9467bd"
         case .slab: return "#d62728"
         case .slabNoCPU: return "#ff7f0e"
+        case .slabFallback: return "#8c564b"
         }
     }
 

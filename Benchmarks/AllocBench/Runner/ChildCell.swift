@@ -24,7 +24,7 @@ public struct BenchCatalog: Sendable {
         BenchCatalog(
             workloads: WorkloadCatalog.all.map {
                 WorkloadSpec(name: $0.name, summary: $0.summary, measuresLatency: $0.measuresLatency,
-                             usesThreads: $0.usesThreads, fixedSize: $0.fixedSize)
+                             usesThreads: $0.usesThreads, fixedSize: $0.fixedSize, version: $0.version)
             },
             run: { WorkloadCatalog.run($0) })
     }
@@ -111,6 +111,9 @@ public enum ChildCell {
         } else if let stray = AllocatorID.allCases.first(where: { $0.preload != nil && AllocatorVersion.current(for: $0) != nil }) {
             result.status = .failed
             result.message = "\(stray.rawValue) is loaded in a \(a.rawValue) cell (LD_PRELOAD leaked into the child?)"
+        } else if a == .slabFallback, let v = result.allocatorVersion, !v.contains("mode=fallback") {
+            result.status = .failed
+            result.message = "slab-fallback ran in another mode (\(v)): SLAB_CPU_LAYER=fallback did not reach the child"
         }
     }
 

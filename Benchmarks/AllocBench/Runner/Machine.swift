@@ -53,7 +53,7 @@ public enum Machine {
         for a in allocators {
             switch a {
             case .glibc: versions[a.rawValue] = "glibc " + glibc
-            case .slab, .slabNoCPU: break  // the child reports the mode and magazine size
+            case .slab, .slabNoCPU, .slabFallback: break  // the child reports the mode and magazine size
             case .jemalloc, .mimalloc, .tcmalloc:
                 if let v = PeerLibraries.debianVersion(a.preload!.debianPackage) {
                     versions[a.rawValue] = "\(a.preload!.debianPackage) \(v)"

@@ -115,9 +115,9 @@ public enum SuitePlan {
 
     // MARK: Command-line lists
 
-    /// "a,b" -> allocators; nil or empty -> all.
+    /// "a,b" -> allocators; nil or empty -> the default suite (every allocator but slab-fallback).
     public static func parseAllocators(_ list: String?) throws -> [AllocatorID] {
-        guard let list, !list.isEmpty else { return AllocatorID.allCases }
+        guard let list, !list.isEmpty else { return AllocatorID.defaultSuite }
         let names = split(list)
         let unknown = names.filter { AllocatorID(rawValue: $0) == nil }
         guard unknown.isEmpty else {

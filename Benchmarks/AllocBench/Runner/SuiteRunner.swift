@@ -137,10 +137,12 @@ public struct SuiteRunner {
         return f.string(from: date) + "-" + commit
     }
 
-    /// The child's environment: ours, with LD_PRELOAD set to the peer's library or removed.
-    static func environment(library: String?) -> [String] {
+    /// The child's environment: ours, with LD_PRELOAD set to the peer's library or removed, and
+    /// SLAB_CPU_LAYER set for slab-fallback or removed (so a stray value cannot change the mode).
+    static func environment(library: String?, allocator: AllocatorID) -> [String] {
         var env = ProcessInfo.processInfo.environment
         env["LD_PRELOAD"] = library
+        env["SLAB_CPU_LAYER"] = allocator.slabCPULayer
         return env.map { "\($0.key)=\($0.value)" }.sorted()
     }
 
@@ -151,7 +153,7 @@ public struct SuiteRunner {
         }
         let json = String(decoding: try! JSONEncoder().encode(cell), as: UTF8.self)
         let outcome = ChildProcess.run(executable: executable, arguments: ["--child", json],
-                                       environment: Self.environment(library: library),
+                                       environment: Self.environment(library: library, allocator: cell.allocator),
                                        timeout: options.timeout, interrupt: interrupt)
         let tail = outcome.stderrTail
         let withTail: (String) -> String = { tail.isEmpty ? $0 : $0 + "; stderr: " + tail }

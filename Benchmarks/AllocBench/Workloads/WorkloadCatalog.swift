@@ -42,13 +42,19 @@ public struct WorkloadInfo: Sendable {
     /// (ctor-256 is a 256-byte object whatever `size` says), so a runner can run it once
     /// instead of once per size.
     public let fixedSize: Int?
+    /// The version of the workload's work: bump it in the same commit as any change to what the
+    /// workload does (op counts, order, touching rule, set-up), so that `bench compare` never
+    /// reads a harness change as an allocator change. Results record it with every cell.
+    public let version: Int
 
-    init(_ name: String, _ summary: String, latency: Bool = false, threads: Bool = false, fixedSize: Int? = nil) {
+    init(_ name: String, _ summary: String, latency: Bool = false, threads: Bool = false, fixedSize: Int? = nil,
+         version: Int = 1) {
         self.name = name
         self.summary = summary
         measuresLatency = latency
         usesThreads = threads
         self.fixedSize = fixedSize
+        self.version = version
     }
 }
 
@@ -162,7 +168,7 @@ public enum WorkloadCatalog {
             if p.allocator.isSlab {
                 let constructor: ((UnsafeMutableRawPointer) -> Void)? =
                     kind == .ctor256 ? { CtorObject.construct($0) } : nil
-                let slab = try SlabAllocator(size: size, perCPU: p.allocator == .slab, label: p.workload,
+                let slab = try SlabAllocator(size: size, perCPU: p.allocator != .slabNoCPU, label: p.workload,
                                              constructor: constructor)
                 result.allocatorVersion = AllocatorVersion.current(for: p.allocator, slab: slab.cache)
                 let cellResult = Result { try kind.runCell(slab, context, repetitions: p.repetitions) }

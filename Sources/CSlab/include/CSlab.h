@@ -100,6 +100,11 @@ static inline uint64_t cslab_thread_pointer(void) {
     return tp;
 }
 
+/* Writes CPU 0 into this thread's (unregistered) rseq area, so that the rseq sections run as if
+ * on CPU 0. Only for counting instructions under valgrind, which has no rseq: see
+ * SLAB_CPU_LAYER=rseq-simulated in Sources/Slab/CPUCache.swift. */
+void cslab_rseq_simulate_cpu0(int64_t rseq_off);
+
 /* The current CPU as the kernel last wrote it into this thread's rseq area. Only meaningful when
  * rseq is registered; otherwise reads 0xFFFFFFFF (uninitialised) or 0xFFFFFFFE (failed). */
 static inline uint32_t cslab_rseq_cpu_id(int64_t rseq_off) {
