@@ -25,10 +25,12 @@ let package = Package(
             name: "slabinfo",
             dependencies: ["Slab", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // valgrind's client requests for `bench instructions` (no-ops when valgrind's headers are missing).
+        .target(name: "CAllocBench", path: "Benchmarks/CAllocBench"),
         // The benchmark suite: workloads, allocator adapters, runner, reports.
         .target(
             name: "AllocBench",
-            dependencies: ["Slab", "CSlab", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: ["Slab", "CSlab", "CAllocBench", .product(name: "Histogram", package: "hdrhistogram-swift")],
             path: "Benchmarks/AllocBench"
         ),
         .executableTarget(
@@ -38,6 +40,7 @@ let package = Package(
         ),
         .target(name: "TestSupport", dependencies: ["Slab", "CSlab"], path: "Tests/TestSupport"),
         .testTarget(name: "SlabTests", dependencies: ["Slab", "CSlab", "TestSupport"]),
-        .testTarget(name: "AllocBenchTests", dependencies: ["AllocBench", "TestSupport"]),
+        // Fixtures/ holds the script that generated RankStatisticsFixtures.swift (with scipy).
+        .testTarget(name: "AllocBenchTests", dependencies: ["AllocBench", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

@@ -2,6 +2,7 @@
 // point every cell's child process runs.
 import AllocBench
 import ArgumentParser
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,6 +53,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "List the allocators (installed or missing), the workloads and the defaults, then exit.")
     var list = false
 
+    @Flag(help: "Do not append this run's key figures to <output>/history.jsonl.")
+    var noHistory = false
+
     @Option(help: .hidden)
     var child: String?
 
@@ -84,6 +88,9 @@ struct RunCommand: ParsableCommand {
         let runner = SuiteRunner(options: options, catalog: catalog, executable: SuiteRunner.currentExecutable(),
                                  interrupt: interrupt)
         let outcome = try runner.run()
+        if !noHistory && !quick && !outcome.record.interrupted {
+            try appendHistory(HistoryEntry(run: outcome.record), directory: output)
+        }
         if outcome.exitStatus != 0 { throw ExitCode(outcome.exitStatus) }
     }
 
@@ -134,3 +141,9 @@ struct RunCommand: ParsableCommand {
     }
 }
 
+/// Appends a history line to `<directory>/history.jsonl` and says so on stderr.
+func appendHistory(_ entry: HistoryEntry, directory: String) throws {
+    let path = (directory as NSString).appendingPathComponent("history.jsonl")
+    try History.append(entry, to: path)
+    printError("history: appended to \(path): \(entry.line)\n")
+}

@@ -5,7 +5,9 @@
 //   bench [run] [options]        the wall-clock suite (the default subcommand)
 //   bench instructions           instruction counts under callgrind
 //   bench compare OLD NEW        statistics between two result files of the same kind
+//   bench ab [--base REF]        REF's allocator against the working tree's, interleaved, same machine
 //   bench baseline update        rewrite the committed baseline
+//   bench history                the trend of the key figures across commits
 import AllocBench
 import ArgumentParser
 
@@ -13,7 +15,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Compare glibc, jemalloc, mimalloc, tcmalloc and the slab on fixed-size object workloads.",
-        subcommands: [RunCommand.self, InstructionsCommand.self, CompareCommand.self, BaselineCommand.self],
+        subcommands: [RunCommand.self, InstructionsCommand.self, CompareCommand.self, ABCommand.self, BaselineCommand.self,
+                      HistoryCommand.self],
         defaultSubcommand: RunCommand.self)
 }
 

@@ -66,6 +66,12 @@ public struct FastPath {
     /// naming the cache and the pointer.
     @inlinable @inline(__always)
     public func free(_ object: UnsafeMutableRawPointer) {
+        #if SLAB_INJECT_DELAY  // never in a normal build: proves the time gate (CSlab.h)
+        let object = UnsafeMutableRawPointer(cslab_inject_delay(object)).unsafelyUnwrapped
+        #endif
+        #if SLAB_INJECT_INSTRUCTIONS  // never in a normal build: proves the instruction gate
+        cslab_inject_instructions()
+        #endif
         checkOwnership(object)
         if usesRseq, cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object) {
             return

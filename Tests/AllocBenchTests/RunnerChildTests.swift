@@ -17,20 +17,6 @@ final class RunnerChildTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
-    /// The bench executable: products dir = the directory holding the .xctest bundle.
-    func benchPath() throws -> String {
-        var url = URL(fileURLWithPath: SuiteRunner.currentExecutable())
-        while url.path != "/" && !url.lastPathComponent.hasSuffix(".xctest") { url.deleteLastPathComponent() }
-        let products = url.path == "/" ? URL(fileURLWithPath: SuiteRunner.currentExecutable()).deletingLastPathComponent()
-                                       : url.deletingLastPathComponent()
-        let bench = products.appendingPathComponent("bench").path
-        guard FileManager.default.isExecutableFile(atPath: bench) else {
-            XCTFail("no bench executable at \(bench): build it first (swift build)")
-            throw XCTSkip("bench not built")
-        }
-        return bench
-    }
-
     func runner(timeout: Double = 10) throws -> SuiteRunner {
         let options = SuiteOptions(allocators: [.glibc], workloads: [], repetitions: 2, quick: true, timeout: timeout,
                                    outputDirectory: dir)
@@ -42,52 +28,9 @@ final class RunnerChildTests: XCTestCase {
         CellParameters(allocator: a, workload: workload, size: 20, threads: 1, repetitions: 2, quick: true)
     }
 
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var seconds: Double
-    }
-
-    /// Runs the bench binary as a child and waits (at most `limit` seconds).
-    func bench(_ arguments: [String], limit: Double = 120, sigintAfter: Double? = nil) throws -> Run {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try benchPath())
-        p.arguments = arguments
-        p.currentDirectoryURL = URL(fileURLWithPath: dir)
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        let t0 = Date()
-        try p.run()
-        // Read both pipes concurrently so neither can fill and block the child.
-        let errData = LockedData()
-        let errThread = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
-        errThread.start()
-        if let after = sigintAfter {
-            Thread.sleep(forTimeInterval: after)
-            kill(p.processIdentifier, SIGINT)
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        while p.isRunning {
-            if Date().timeIntervalSince(t0) > limit {
-                p.terminate()
-                XCTFail("bench \(arguments) ran longer than \(limit) s")
-                break
-            }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        p.waitUntilExit()
-        while errData.get() == nil { Thread.sleep(forTimeInterval: 0.01) }
-        return Run(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                   stderr: String(decoding: errData.get()!, as: UTF8.self), seconds: Date().timeIntervalSince(t0))
-    }
-
-    final class LockedData: @unchecked Sendable {
-        private let lock = NSLock()
-        private var data: Data?
-        func set(_ d: Data) { lock.lock(); data = d; lock.unlock() }
-        func get() -> Data? { lock.lock(); defer { lock.unlock() }; return data }
+    /// Runs the bench binary in this test's folder (BenchCLI.swift).
+    func bench(_ arguments: [String], limit: Double = 120, sigintAfter: Double? = nil) throws -> BenchRun {
+        try runBench(arguments, in: dir, limit: limit, sigintAfter: sigintAfter)
     }
 
     // MARK: One cell in a child

@@ -62,7 +62,8 @@ final class RunnerPlanTests: XCTestCase {
 
     func test_parseAllocators_unknownName_listsValidOnes() {
         XCTAssertEqual(try SuitePlan.parseAllocators("glibc, slab-nocpu,glibc"), [.glibc, .slabNoCPU])
-        XCTAssertEqual(try SuitePlan.parseAllocators(nil), AllocatorID.allCases)
+        XCTAssertEqual(try SuitePlan.parseAllocators(nil), AllocatorID.defaultSuite)
+        XCTAssertEqual(try SuitePlan.parseAllocators("slab-fallback"), [.slabFallback])
         XCTAssertThrowsError(try SuitePlan.parseAllocators("glibc,hoard")) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("unknown allocator 'hoard'"), text)
@@ -87,11 +88,22 @@ final class RunnerPlanTests: XCTestCase {
     }
 
     func test_childEnvironment_setsOrRemovesLDPreload() {
-        let peer = SuiteRunner.environment(library: "/usr/lib/libmimalloc.so.2")
+        let peer = SuiteRunner.environment(library: "/usr/lib/libmimalloc.so.2", allocator: .mimalloc)
         XCTAssertEqual(peer.filter { $0.hasPrefix("LD_PRELOAD=") }, ["LD_PRELOAD=/usr/lib/libmimalloc.so.2"])
         setenv("LD_PRELOAD", "", 1)
         defer { unsetenv("LD_PRELOAD") }
-        XCTAssertTrue(SuiteRunner.environment(library: nil).allSatisfy { !$0.hasPrefix("LD_PRELOAD=") })
+        XCTAssertTrue(SuiteRunner.environment(library: nil, allocator: .glibc).allSatisfy { !$0.hasPrefix("LD_PRELOAD=") })
+    }
+
+    func test_childEnvironment_setsSlabCPULayerOnlyForSlabFallback() {
+        setenv("SLAB_CPU_LAYER", "fallback", 1)
+        defer { unsetenv("SLAB_CPU_LAYER") }
+        XCTAssertTrue(SuiteRunner.environment(library: nil, allocator: .slab).allSatisfy { !$0.hasPrefix("SLAB_CPU_LAYER=") },
+                      "a stray SLAB_CPU_LAYER must not change the slab cell's mode")
+        XCTAssertEqual(SuiteRunner.environment(library: nil, allocator: .slabFallback).filter { $0.hasPrefix("SLAB_CPU_LAYER=") },
+                       ["SLAB_CPU_LAYER=fallback"])
+        XCTAssertFalse(AllocatorID.defaultSuite.contains(.slabFallback))
+        XCTAssertEqual(try SuitePlan.parseAllocators(nil), AllocatorID.defaultSuite)
     }
 
     func test_peerLibraries_missingNoteNamesTheDebianPackage() {

@@ -54,15 +54,31 @@ public struct CellParameters: Codable, Sendable, Equatable {
     public var repetitions: Int
     /// Scale the work down (CI).
     public var quick: Bool
+    /// Set by `bench instructions` only: run the cell in count mode under callgrind (set-up, one
+    /// warm-up, then exactly one repetition with collection switched on around its measured
+    /// region; see Instructions/CountedRegion.swift), at this scale; `repetitions` and `quick`
+    /// are then ignored. nil, and absent from the JSON, for the timed suite, so files written
+    /// before this field existed still decode and those written since are unchanged.
+    public var countScale: CountScale?
 
-    public init(allocator: AllocatorID, workload: String, size: Int, threads: Int, repetitions: Int, quick: Bool) {
+    public init(allocator: AllocatorID, workload: String, size: Int, threads: Int, repetitions: Int, quick: Bool,
+                countScale: CountScale? = nil) {
         self.allocator = allocator
         self.workload = workload
         self.size = size
         self.threads = threads
         self.repetitions = repetitions
         self.quick = quick
+        self.countScale = countScale
     }
+}
+
+/// The op counts of a counted cell (see CellParameters.countScale).
+public enum CountScale: String, Codable, Sendable {
+    /// The workloads' count scale: a few seconds per cell under callgrind.
+    case standard
+    /// The workloads' test scale (a few thousand ops): for the unit tests.
+    case test
 }
 
 /// Latency percentiles of single operations, in nanoseconds (sampled into an HDR histogram).

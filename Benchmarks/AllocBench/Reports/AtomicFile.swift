@@ -61,14 +61,8 @@ public enum ReportWriter {
     public static func write(_ record: RunRecord, to directory: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let stem = record.interrupted ? "interrupted" : "latest"
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        // NaN cannot appear in JSON: a workload reporting 0 seconds gives nsPerOp = NaN, but only
-        // stored properties are encoded, and those are finite by construction.
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        let json = String(decoding: try encoder.encode(record), as: UTF8.self) + "\n"
         var files: [(String, String)] = [
-            ("\(stem).json", json),
+            ("\(stem).json", try json(record)),
             ("\(stem).csv", CSVReport.render(record)),
             ("\(stem).txt", TextReport.render(record)),
         ]
@@ -80,5 +74,14 @@ public enum ReportWriter {
             written.append(path)
         }
         return written
+    }
+
+    /// Every JSON file the bench writes: pretty, keys sorted (so files diff well), non-finite
+    /// numbers as strings (JSON has none; the readers decode them back).
+    public static func json<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
     }
 }

@@ -16,15 +16,25 @@ public struct WorkloadSpec: Codable, Sendable, Equatable {
     /// The workload's version (WorkloadInfo.version): results of different versions measured
     /// different work, and `bench compare` refuses to judge them against each other.
     public var version: Int
+    /// The fewest threads the workload runs whatever `threads` says (2 for the producer/consumer
+    /// workloads: a producer and a consumer). With `usesThreads` it tells one-thread cells, the
+    /// ones steady enough to gate on, from the rest.
+    public var minimumThreads: Int
 
     public init(name: String, summary: String, measuresLatency: Bool, usesThreads: Bool, fixedSize: Int? = nil,
-                version: Int = 1) {
+                version: Int = 1, minimumThreads: Int = 1) {
         self.name = name
         self.summary = summary
         self.measuresLatency = measuresLatency
         self.usesThreads = usesThreads
         self.fixedSize = fixedSize
         self.version = version
+        self.minimumThreads = minimumThreads
+    }
+
+    /// True when a cell of this workload runs on one thread at `threads`.
+    public func isSingleThreaded(threads: Int) -> Bool {
+        minimumThreads == 1 && (!usesThreads || threads == 1)
     }
 }
 

@@ -20,6 +20,8 @@ struct ChartPanel {
     var xTicks: [Double]
     var logX: Bool
     var series: [ChartSeries]
+    /// Labels for `xTicks` (same count) when the numbers themselves mean nothing (commits).
+    var xTickLabels: [String]? = nil
 }
 
 enum SVGChart {
@@ -100,10 +102,11 @@ enum SVGChart {
             s += "<line x1=\"\(n(plotX))\" y1=\"\(n(y))\" x2=\"\(n(plotX + plotW))\" y2=\"\(n(y))\" stroke=\"#eee\"/>"
             s += "<text x=\"\(n(plotX - 6))\" y=\"\(n(y + 4))\" text-anchor=\"end\">\(escape(tick(v)))</text>\n"
         }
-        for t in p.xTicks {
+        for (i, t) in p.xTicks.enumerated() {
             let x = px(t)
+            let label = p.xTickLabels.map { i < $0.count ? $0[i] : "" } ?? tick(t)
             s += "<line x1=\"\(n(x))\" y1=\"\(n(plotY + plotH))\" x2=\"\(n(x))\" y2=\"\(n(plotY + plotH + 4))\" stroke=\"#888\"/>"
-            s += "<text x=\"\(n(x))\" y=\"\(n(plotY + plotH + 16))\" text-anchor=\"middle\">\(escape(tick(t)))</text>\n"
+            s += "<text x=\"\(n(x))\" y=\"\(n(plotY + plotH + 16))\" text-anchor=\"middle\">\(escape(label))</text>\n"
         }
         s += "<text x=\"\(n(plotX + plotW / 2))\" y=\"\(n(oy + panelHeight - 8))\" text-anchor=\"middle\" fill=\"#555\">\(escape(p.xLabel))</text>\n"
         let ly = plotY + plotH / 2

@@ -24,7 +24,8 @@ public struct BenchCatalog: Sendable {
         BenchCatalog(
             workloads: WorkloadCatalog.all.map {
                 WorkloadSpec(name: $0.name, summary: $0.summary, measuresLatency: $0.measuresLatency,
-                             usesThreads: $0.usesThreads, fixedSize: $0.fixedSize, version: $0.version)
+                             usesThreads: $0.usesThreads, fixedSize: $0.fixedSize, version: $0.version,
+                             minimumThreads: $0.minimumThreads)
             },
             run: { WorkloadCatalog.run($0) })
     }

@@ -127,7 +127,7 @@ public enum Machine {
 
     /// The short commit of the tree the bench was started in (else the one its sources live in)
     /// and whether tracked files had changes.
-    static func gitCommit() -> (String, Bool) {
+    public static func gitCommit() -> (String, Bool) {
         let sourceDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path
         for dir in [FileManager.default.currentDirectoryPath, sourceDir] {
             guard let c = capture(["git", "-C", dir, "rev-parse", "--short", "HEAD"])?

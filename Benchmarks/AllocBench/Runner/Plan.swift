@@ -150,7 +150,7 @@ public enum SuitePlan {
         return values
     }
 
-    static func split(_ list: String) -> [String] {
+    public static func split(_ list: String) -> [String] {
         list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 

@@ -148,19 +148,25 @@ public struct SuiteRunner {
 
     /// Runs one cell in a child and turns whatever happened into a CellResult.
     public func runCell(_ cell: CellParameters, library: String?) -> CellResult {
-        func failure(_ status: CellResult.Status, _ message: String) -> CellResult {
-            CellResult(parameters: cell, status: status, message: message, repetitions: [], allocatorVersion: nil)
-        }
         let json = String(decoding: try! JSONEncoder().encode(cell), as: UTF8.self)
         let outcome = ChildProcess.run(executable: executable, arguments: ["--child", json],
                                        environment: Self.environment(library: library, allocator: cell.allocator),
                                        timeout: options.timeout, interrupt: interrupt)
+        return Self.result(of: outcome, for: cell, timeout: options.timeout)
+    }
+
+    /// What a finished child means for its cell: its CellResult, or a failure naming the cause.
+    /// Shared with `bench instructions`, whose children run under valgrind.
+    static func result(of outcome: ChildOutcome, for cell: CellParameters, timeout: Double) -> CellResult {
+        func failure(_ status: CellResult.Status, _ message: String) -> CellResult {
+            CellResult(parameters: cell, status: status, message: message, repetitions: [], allocatorVersion: nil)
+        }
         let tail = outcome.stderrTail
         let withTail: (String) -> String = { tail.isEmpty ? $0 : $0 + "; stderr: " + tail }
         switch outcome.ending {
         case .spawnFailed(let m): return failure(.failed, "could not launch the child: \(m)")
         case .interrupted: return failure(.failed, "interrupted")
-        case .timedOut: return failure(.timeout, withTail("timed out after \(TextReport.duration(options.timeout)) (child killed)"))
+        case .timedOut: return failure(.timeout, withTail("timed out after \(TextReport.duration(timeout)) (child killed)"))
         case .signaled(let s): return failure(.failed, withTail("child killed by \(ChildProcess.signalName(s))"))
         case .exited(let code) where code != 0: return failure(.failed, withTail("child exited with status \(code)"))
         case .exited: break

@@ -6,20 +6,28 @@
 // precomputed, each object gets its first and last word written (`touch`), and `cslab_black_hole`
 // keeps the pointers observable so the optimiser cannot delete an allocation it sees freed.
 //
-// Op counts per repetition (full / quick / test):
-//   pair              8M / 800K / 2000; sampling pass: 1M (125K timed) / 100K / 640
-//   batch-*-100       6M / 600K / 1000 (60,000 / 6,000 / 10 batches)
-//   batch-*-1000      6M / 600K / 2000
-//   batch-lifo/fifo-1m  3.1M / 1M / 2000 (3 / 1 batches of 1,048,576; test: batches of 1000)
-//   batch-random-1m   1M / 1M / 2000 (one batch: its cache misses make it 100-300 ms already)
-//   thrash            256 depths x (2 x T pairs) + 32,640 depth objects: T = 8192 / 819 / 2
-//                     -> 4.23M / 452K / 33,664
-//   steady-random     3M / 300K / 2000 replacements (+10,000 untimed prefill; test: K = 100);
-//                     sampling pass: 1M / 100K / 640
+// Op counts per repetition (full / quick / test / count):
+//   pair              8M / 800K / 2000 / 200K; sampling pass: 1M (125K timed) / 100K / 640 / none
+//   batch-*-100       6M / 600K / 1000 / 200K (60,000 / 6,000 / 10 / 2,000 batches)
+//   batch-*-1000      6M / 600K / 2000 / 200K
+//   batch-lifo/fifo-1m  3.1M / 1M / 2000 / 1M (3 / 1 / - / 1 batches of 1,048,576; test: batches
+//                     of 1000)
+//   batch-random-1m   1M / 1M / 2000 / 1M (one batch: its cache misses make it 100-300 ms already)
+//   thrash            256 depths x (2 x T pairs) + 32,640 depth objects: T = 8192 / 819 / 2 / 400
+//                     -> 4.23M / 452K / 33,664 / 237K
+//   steady-random     3M / 300K / 2000 / 200K replacements (+10,000 untimed prefill; test:
+//                     K = 100); sampling pass: 1M / 100K / 640 / none
 //   sawtooth          4 cycles of N = 16 MiB / size objects (min 1000): 4.2M / 419K (size 16),
-//                     262K / 26K (size 256);
+//                     262K / 26K (size 256); count: as quick;
 //                     test: 4 x 500
-//   ctor-256          3M / 300K / 2000 in batches of 32
+//   ctor-256          3M / 300K / 2000 / 200K in batches of 32
+//
+// The count scale (`bench instructions`) is sized for callgrind: the slowest allocator here
+// (slab-fallback, about 330 instructions per pair) runs a warm-up and the counted repetition of
+// 200K ops in about a second at callgrind's 130M instructions/s. Each repetition brackets its
+// measured region with measuredRegionBegins/Ends (Instructions/CountedRegion.swift): the clock
+// reads that time it, and under callgrind the switches that count it. Set-up, prefills and final
+// frees outside the bracket are neither timed nor counted.
 
 import CSlab
 
@@ -37,14 +45,14 @@ struct PairWorkload: Workload {
 
     init(_ c: WorkloadContext) {
         size = c.size
-        ops = c.scale.pick(full: 8_000_000, quick: 800_000, test: 2000)
-        samplingOps = c.scale.pick(full: 1_000_000, quick: 100_000, test: 640)
+        ops = c.scale.pick(full: 8_000_000, quick: 800_000, test: 2000, count: 200_000)
+        samplingOps = c.scale.pick(full: 1_000_000, quick: 100_000, test: 640, count: 640)
     }
 
     func repetition<A: FixedSizeAllocator>(_ a: A) throws -> Measured {
-        let t0 = monotonicNanoseconds()
+        let t0 = measuredRegionBegins()
         pairLoop(a, count: ops, size: size)
-        let t1 = monotonicNanoseconds()
+        let t1 = measuredRegionEnds()
         return Measured(ops: ops, seconds: seconds(from: t0, to: t1), peakLiveObjects: 1)
     }
 
@@ -111,9 +119,9 @@ struct BatchWorkload<O: FreeOrder, L: BatchLength>: Workload {
         if L.full >= 1 << 20 {
             // A random free order over 64 MiB misses the cache on every free (glibc: ~280 ns/op
             // here), so random-1m does one batch even in the full suite.
-            ops = c.scale.pick(full: (O.isRandom ? 1 : 3) * n, quick: n, test: 2 * n)
+            ops = c.scale.pick(full: (O.isRandom ? 1 : 3) * n, quick: n, test: 2 * n, count: n)
         } else {
-            ops = c.scale.pick(full: 6_000_000, quick: 600_000, test: 2000)
+            ops = c.scale.pick(full: 6_000_000, quick: 600_000, test: 2000, count: 200_000)
         }
         batches = max(1, ops / n)
         slots = .allocate(capacity: n)
@@ -127,11 +135,11 @@ struct BatchWorkload<O: FreeOrder, L: BatchLength>: Workload {
     }
 
     func repetition<A: FixedSizeAllocator>(_ a: A) throws -> Measured {
-        let t0 = monotonicNanoseconds()
+        let t0 = measuredRegionBegins()
         for b in 0..<batches {
             batchOnce(a, permutation: orders?.permutation(b))
         }
-        let t1 = monotonicNanoseconds()
+        let t1 = measuredRegionEnds()
         return Measured(ops: n * batches, seconds: seconds(from: t0, to: t1), peakLiveObjects: n)
     }
 
@@ -185,7 +193,7 @@ struct ThrashWorkload: Workload {
 
     init(_ c: WorkloadContext) {
         size = c.size
-        rounds = c.scale.pick(full: 8192, quick: 819, test: 2)
+        rounds = c.scale.pick(full: 8192, quick: 819, test: 2, count: 400)
         held = .allocate(capacity: Self.depths)
         held.initialize(repeating: nil, count: Self.depths)
     }
@@ -196,11 +204,11 @@ struct ThrashWorkload: Workload {
     var ops: Int { Self.depths * 2 * rounds + Self.depths * (Self.depths - 1) / 2 }
 
     func repetition<A: FixedSizeAllocator>(_ a: A) throws -> Measured {
-        let t0 = monotonicNanoseconds()
+        let t0 = measuredRegionBegins()
         for d in 0..<Self.depths {
             thrashAtDepth(a, depth: d)
         }
-        let t1 = monotonicNanoseconds()
+        let t1 = measuredRegionEnds()
         return Measured(ops: ops, seconds: seconds(from: t0, to: t1), peakLiveObjects: Self.depths - 1 + 2)
     }
 
@@ -248,8 +256,8 @@ struct SteadyRandomWorkload: Workload {
     init(_ c: WorkloadContext) {
         size = c.size
         k = c.scale == .test ? 100 : 10_000
-        ops = c.scale.pick(full: 3_000_000, quick: 300_000, test: 2000)
-        samplingOps = c.scale.pick(full: 1_000_000, quick: 100_000, test: 640)
+        ops = c.scale.pick(full: 3_000_000, quick: 300_000, test: 2000, count: 200_000)
+        samplingOps = c.scale.pick(full: 1_000_000, quick: 100_000, test: 640, count: 640)
         slots = .allocate(capacity: k)
         slots.initialize(repeating: nil, count: k)
     }
@@ -282,9 +290,9 @@ struct SteadyRandomWorkload: Workload {
     func repetition<A: FixedSizeAllocator>(_ a: A) throws -> Measured {
         fill(a)
         var rng = SplitMix64(seed: 0x57EA_D7)
-        let t0 = monotonicNanoseconds()
+        let t0 = measuredRegionBegins()
         replace(a, count: ops, rng: &rng)
-        let t1 = monotonicNanoseconds()
+        let t1 = measuredRegionEnds()
         empty(a)
         return Measured(ops: ops, seconds: seconds(from: t0, to: t1), peakLiveObjects: k, untimedObjects: k)
     }
@@ -322,7 +330,7 @@ struct SawtoothWorkload: Workload {
 
     init(_ c: WorkloadContext) {
         size = c.size
-        let bytes = c.scale.pick(full: 16 << 20, quick: 16 << 20 / 10, test: 0)
+        let bytes = c.scale.pick(full: 16 << 20, quick: 16 << 20 / 10, test: 0, count: 16 << 20 / 10)
         n = c.scale == .test ? 500 : max(1000, bytes / c.size)
         slots = .allocate(capacity: n)
         slots.initialize(repeating: nil, count: n)
@@ -335,7 +343,7 @@ struct SawtoothWorkload: Workload {
         var series: [RSSPoint] = []
         series.reserveCapacity(Self.cycles * (2 * (n / step + 2)) + 4)
         let slots = self.slots, n = self.n, size = self.size
-        let t0 = monotonicNanoseconds()
+        let t0 = measuredRegionBegins()
         @inline(__always) func sample(live: Int) {
             series.append(RSSPoint(seconds: seconds(from: t0, to: monotonicNanoseconds()),
                                    rssBytes: ProcessMemory.currentRSS(), liveBytes: live * size))
@@ -364,7 +372,7 @@ struct SawtoothWorkload: Workload {
                 sample(live: n - i)
             }
         }
-        let t1 = monotonicNanoseconds()
+        let t1 = measuredRegionEnds()
         a.drain()
         let after = ProcessMemory.currentRSS()
         series.append(RSSPoint(seconds: seconds(from: t0, to: monotonicNanoseconds()), rssBytes: after, liveBytes: 0))
@@ -420,7 +428,7 @@ struct Ctor256Workload: Workload {
 
     init(_ c: WorkloadContext) {
         precondition(c.size == CtorObject.size, "ctor-256 runs with 256-byte objects")
-        ops = c.scale.pick(full: 3_000_000, quick: 300_000, test: 2000) / Self.group * Self.group
+        ops = c.scale.pick(full: 3_000_000, quick: 300_000, test: 2000, count: 200_000) / Self.group * Self.group
         slots = .allocate(capacity: Self.group)
         slots.initialize(repeating: nil, count: Self.group)
     }
@@ -428,9 +436,9 @@ struct Ctor256Workload: Workload {
     func tearDown() { slots.deallocate() }
 
     func repetition<A: FixedSizeAllocator>(_ a: A) throws -> Measured {
-        let t0 = monotonicNanoseconds()
+        let t0 = measuredRegionBegins()
         let bad = ctorLoop(a, groups: ops / Self.group)
-        let t1 = monotonicNanoseconds()
+        let t1 = measuredRegionEnds()
         guard bad == 0 else {
             throw WorkloadFailure(description: "ctor-256: \(bad) of \(ops) objects were not in their constructed state")
         }

@@ -13,9 +13,17 @@
 // 2. Op counts
 // ------------
 //   An op is one object allocated and freed. Each workload's counts per repetition are in its
-//   own file; `Scale` picks full (50-200 ms per repetition for glibc here), quick (about a tenth)
-//   or test (tiny, for the unit tests). Counts are fixed per workload and scale, never
-//   calibrated by time, so that every allocator does exactly the same work.
+//   own file; `Scale` picks full (50-200 ms per repetition for glibc here), quick (about a tenth),
+//   test (tiny, for the unit tests) or count (`bench instructions`: about 200K ops, so that a
+//   cell takes a few seconds under callgrind, which runs some 50x slower than the CPU). Counts
+//   are fixed per workload and scale, never calibrated by time, so that every allocator does
+//   exactly the same work, and so that instruction counts stay comparable between runs.
+//
+// 4. Count mode
+// -------------
+//   A cell whose parameters carry `countScale` (only `bench instructions` sets it) runs under
+//   callgrind: set-up, one warm-up repetition, then exactly one repetition whose measured region
+//   alone is counted (Instructions/CountedRegion.swift). No latency pass, no RSS figures.
 //
 // 3. Static dispatch
 // ------------------
@@ -46,9 +54,13 @@ public struct WorkloadInfo: Sendable {
     /// workload does (op counts, order, touching rule, set-up), so that `bench compare` never
     /// reads a harness change as an allocator change. Results record it with every cell.
     public let version: Int
+    /// The fewest threads the workload runs whatever the `threads` parameter says (2 for the
+    /// producer/consumer workloads).
+    public let minimumThreads: Int
 
     init(_ name: String, _ summary: String, latency: Bool = false, threads: Bool = false, fixedSize: Int? = nil,
-         version: Int = 1) {
+         version: Int = 1, minimumThreads: Int = 1) {
+        self.minimumThreads = minimumThreads
         self.name = name
         self.summary = summary
         measuresLatency = latency
@@ -66,13 +78,18 @@ enum Scale: Sendable, Equatable {
     case quick
     /// Unit tests: a few thousand ops.
     case test
+    /// `bench instructions`: a few seconds per cell under callgrind.
+    case count
 
+    /// The op count for this scale. A workload that cannot be counted (the thread workloads: see
+    /// Instructions/CountedRegion.swift) names no count, and gets its quick count if asked.
     @inline(__always)
-    func pick(full f: Int, quick q: Int, test t: Int) -> Int {
+    func pick(full f: Int, quick q: Int, test t: Int, count c: Int? = nil) -> Int {
         switch self {
         case .full: return f
         case .quick: return q
         case .test: return t
+        case .count: return c ?? q
         }
     }
 }
@@ -138,8 +155,9 @@ public enum WorkloadCatalog {
         WorkloadInfo("thrash", "Bonwick's 2-alloc/2-free at every depth 0..255 of extra live objects"),
         WorkloadInfo("steady-random", "10,000 live objects, a random one replaced each op", latency: true),
         WorkloadInfo("threads", "independent threads, each a hot alloc/free pair", threads: true),
-        WorkloadInfo("prodcons-1x1", "one producer allocates, one consumer frees (SPSC ring; always 2 threads)", threads: false),
-        WorkloadInfo("prodcons-nxn", "threads/2 producers to threads/2 consumers, a ring per pair", threads: true),
+        WorkloadInfo("prodcons-1x1", "one producer allocates, one consumer frees (SPSC ring; always 2 threads)", threads: false,
+                     minimumThreads: 2),
+        WorkloadInfo("prodcons-nxn", "threads/2 producers to threads/2 consumers, a ring per pair", threads: true, minimumThreads: 2),
         WorkloadInfo("larson", "threads replace random slots and hand chunks to the next thread to free", threads: true),
         WorkloadInfo("sawtooth", "fill to 16 MiB of objects, drain to 0, 4 cycles; RSS over time and after drain"),
         WorkloadInfo("ctor-256", "256-byte constructed object: slab constructor vs malloc + initialise", fixedSize: 256),
@@ -149,7 +167,11 @@ public enum WorkloadCatalog {
 
     /// Runs one cell in this process (the child). Never prints.
     public static func run(_ p: CellParameters) -> CellResult {
-        run(p, scale: p.quick ? .quick : .full)
+        switch p.countScale {
+        case .standard?: return run(p, scale: .count)
+        case .test?: return run(p, scale: .test)
+        case nil: return run(p, scale: p.quick ? .quick : .full)
+        }
     }
 
     static func run(_ p: CellParameters, scale: Scale) -> CellResult {
@@ -158,7 +180,7 @@ public enum WorkloadCatalog {
             result.message = "unknown workload \"\(p.workload)\"; valid: \(names.joined(separator: ", "))"
             return result
         }
-        guard p.size >= 1, p.threads >= 1, p.repetitions >= 1 else {
+        guard p.size >= 1, p.threads >= 1, p.repetitions >= 1 || p.countScale != nil else {
             result.message = "invalid parameters: size \(p.size), threads \(p.threads), repetitions \(p.repetitions)"
             return result
         }
@@ -171,7 +193,9 @@ public enum WorkloadCatalog {
                 let slab = try SlabAllocator(size: size, perCPU: p.allocator != .slabNoCPU, label: p.workload,
                                              constructor: constructor)
                 result.allocatorVersion = AllocatorVersion.current(for: p.allocator, slab: slab.cache)
-                let cellResult = Result { try kind.runCell(slab, context, repetitions: p.repetitions) }
+                let cellResult = Result {
+                    try kind.runCell(slab, context, repetitions: p.repetitions, counted: p.countScale != nil)
+                }
                 // Destroy even after a failure: the cache must not outlive its cell. A workload's
                 // own error comes first; a refused destroy means the workload leaked objects.
                 let destroyed = Result { try slab.destroy() }
@@ -179,7 +203,8 @@ public enum WorkloadCatalog {
                 try destroyed.get()
             } else {
                 result.allocatorVersion = AllocatorVersion.current(for: p.allocator)
-                result.repetitions = try kind.runCell(MallocAllocator(size: size), context, repetitions: p.repetitions)
+                result.repetitions = try kind.runCell(MallocAllocator(size: size), context, repetitions: p.repetitions,
+                                                      counted: p.countScale != nil)
             }
             result.status = .ok
         } catch {
@@ -235,9 +260,12 @@ enum WorkloadKind: String, CaseIterable {
         }
     }
 
-    /// A whole cell: warm-up, then timed repetitions.
-    func runCell<A: FixedSizeAllocator>(_ a: A, _ context: WorkloadContext, repetitions: Int) throws -> [Repetition] {
-        try accept(CellVisitor(allocator: a, context: context, repetitions: repetitions))
+    /// A whole cell: warm-up, then timed repetitions; counted (under callgrind), warm-up and the
+    /// one counted repetition instead.
+    func runCell<A: FixedSizeAllocator>(_ a: A, _ context: WorkloadContext, repetitions: Int,
+                                        counted: Bool = false) throws -> [Repetition] {
+        if counted { return try accept(CountedCellVisitor(allocator: a, context: context)) }
+        return try accept(CellVisitor(allocator: a, context: context, repetitions: repetitions))
     }
 
     /// For the tests: one repetition, then one sampling pass, with fresh set-up.

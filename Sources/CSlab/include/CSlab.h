@@ -310,6 +310,20 @@ static inline void cslab_tls_set_slot_hint(uint64_t v) { cslab_tls_slot_hint = v
 /* Number of CPUs the kernel may ever report (possible CPUs), at least 1. */
 int32_t cslab_possible_cpus(void);
 
+/* Deliberate slowdowns that prove the regression gate catches what it claims to catch. Each is
+ * compiled into the free fast path only when the build passes its flag on the command line
+ * (`swift build -c release -Xswiftc -DSLAB_INJECT_INSTRUCTIONS`, likewise SLAB_INJECT_DELAY);
+ * no normal build has them (FastPath.swift).
+ *   instructions: four `nop`s, about 10% more instructions on the rseq pair and almost no time.
+ *   delay: one `imul $1` on the object pointer, an identity with a 3-cycle latency on the
+ *   loop-carried chain (pushed pointer -> next pop -> next free), so about 15% more time on the
+ *   pair and a single instruction. */
+static inline void cslab_inject_instructions(void) { __asm__ __volatile__("nop\n\tnop\n\tnop\n\tnop"); }
+static inline void *cslab_inject_delay(void *p) {
+    __asm__ __volatile__("imulq $1, %0, %0" : "+r"(p));
+    return p;
+}
+
 /* An optimisation barrier for benchmarks: the compiler must assume `p` is read and escapes. */
 static inline void cslab_black_hole(const void *p) { __asm__ __volatile__("" : : "r"(p) : "memory"); }
 

@@ -1,0 +1,69 @@
+/*
+ * CAllocBench: valgrind's client requests for the benchmark suite (`bench instructions`).
+ *
+ *  1. Why C
+ *     A client request is a magic instruction sequence that valgrind recognises and a real CPU
+ *     executes as a few no-op rotates: it exists only as macros in <valgrind/valgrind.h> and
+ *     <valgrind/callgrind.h>, which Swift cannot import. These `static inline` wrappers inline
+ *     into the Swift caller, so switching collection on or off adds a handful of instructions at
+ *     the edge of the counted region and none inside it.
+ *  2. Without valgrind's headers
+ *     The package must build on a machine without valgrind. When the headers are missing the
+ *     wrappers do nothing, `callocbench_running_on_valgrind` returns 0 and
+ *     `callocbench_client_requests_available` returns 0, which is how `bench instructions` knows
+ *     to refuse (install the Debian package `valgrind` and rebuild).
+ *  3. The requests used
+ *     START_INSTRUMENTATION: the parent runs callgrind with --instr-atstart=no, so process
+ *     start-up (the Swift runtime, Foundation, the JSON decoding) runs uninstrumented and fast;
+ *     the child starts instrumenting before its warm-up. TOGGLE_COLLECT: with --collect-atstart=no,
+ *     events are only counted between two toggles, i.e. inside the one counted repetition.
+ *
+ *  4. Persona
+ *     The one other thing Swift's Glibc module does not offer: personality(2), to launch the
+ *     counted children without address-space randomisation (see below).
+ *
+ * All symbols are prefixed `callocbench_`. Nothing here belongs to the allocator (that is CSlab).
+ */
+#ifndef CALLOCBENCH_H
+#define CALLOCBENCH_H
+
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#define CALLOCBENCH_HAVE_VALGRIND 1
+#endif
+#endif
+
+/* 1 when the bench was built with valgrind's headers (the requests below are real), else 0. */
+int callocbench_client_requests_available(void);
+
+/* Address-space randomisation for the programs this process starts (the persona flag
+ * ADDR_NO_RANDOMIZE, which exec inherits). The kernel's random placement of valgrind's own stack
+ * shifts where valgrind puts the client's mappings, which moved a simulated cache miss or two
+ * between runs; the parent switches randomisation off around each child it launches.
+ * `..._without_aslr` returns the persona to restore, or -errno when the kernel refuses (some
+ * container seccomp profiles do); `..._restore` takes that value and ignores a negative one. */
+int callocbench_exec_without_aslr(void);
+void callocbench_restore_persona(int previous);
+
+#ifdef CALLOCBENCH_HAVE_VALGRIND
+
+/* Non-zero under any valgrind tool (the number of nested valgrinds), 0 on a real CPU. */
+static inline int callocbench_running_on_valgrind(void) { return (int)RUNNING_ON_VALGRIND; }
+/* Callgrind: flip the collection state (counting on <-> off) of the calling thread. */
+static inline void callocbench_toggle_collect(void) { CALLGRIND_TOGGLE_COLLECT; }
+/* Callgrind: start instrumenting (a no-op when instrumentation is already on). */
+static inline void callocbench_start_instrumentation(void) { CALLGRIND_START_INSTRUMENTATION; }
+/* Callgrind: stop instrumenting (what runs afterwards is neither simulated nor counted). */
+static inline void callocbench_stop_instrumentation(void) { CALLGRIND_STOP_INSTRUMENTATION; }
+
+#else
+
+static inline int callocbench_running_on_valgrind(void) { return 0; }
+static inline void callocbench_toggle_collect(void) {}
+static inline void callocbench_start_instrumentation(void) {}
+static inline void callocbench_stop_instrumentation(void) {}
+
+#endif
+
+#endif /* CALLOCBENCH_H */
