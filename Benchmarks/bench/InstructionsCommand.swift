@@ -37,7 +37,7 @@ struct InstructionsCommand: ParsableCommand {
     var sizes: String?
 
     @Flag(inversion: .prefixedNo,
-          help: "Simulate the caches too (D1 and last-level misses per op; about 1.2x the time).")
+          help: "Simulate the caches too (D1 and last-level data misses per op; about 1.3-1.4x the time).")
     var cacheSim = true
 
     @Flag(help: "Count every cell twice and fail any cell whose two counts differ (twice the time).")

@@ -314,11 +314,14 @@ int32_t cslab_possible_cpus(void);
  * compiled into the free fast path only when the build passes its flag on the command line
  * (`swift build -c release -Xswiftc -DSLAB_INJECT_INSTRUCTIONS`, likewise SLAB_INJECT_DELAY);
  * no normal build has them (FastPath.swift).
- *   instructions: four `nop`s, about 10% more instructions on the rseq pair and almost no time.
+ *   instructions: seven `nop`s, 7 more instructions on the rseq pair (72 per pair: about 10%)
+ *   and almost no time.
  *   delay: one `imul $1` on the object pointer, an identity with a 3-cycle latency on the
  *   loop-carried chain (pushed pointer -> next pop -> next free), so about 15% more time on the
  *   pair and a single instruction. */
-static inline void cslab_inject_instructions(void) { __asm__ __volatile__("nop\n\tnop\n\tnop\n\tnop"); }
+static inline void cslab_inject_instructions(void) {
+    __asm__ __volatile__("nop\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop");
+}
 static inline void *cslab_inject_delay(void *p) {
     __asm__ __volatile__("imulq $1, %0, %0" : "+r"(p));
     return p;
