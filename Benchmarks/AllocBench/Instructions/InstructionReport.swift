@@ -77,25 +77,14 @@ public enum InstructionReport {
 
     static func machineBlock(_ record: InstructionRecord) -> String {
         let m = record.machine
-        var versions: [String] = []
-        for a in AllocatorID.allCases {
+        let versions: [(AllocatorID, String)] = AllocatorID.allCases.compactMap { a in
             let fromCell = record.cells.first { $0.allocator == a.rawValue && $0.allocatorVersion != nil }?.allocatorVersion
-            guard let v = fromCell ?? m.allocatorVersions[a.rawValue] else { continue }
-            versions.append(v.hasPrefix(a.rawValue) ? v : "\(a.rawValue) (\(v))")
+            return (fromCell ?? m.allocatorVersions[a.rawValue]).map { (a, $0) }
         }
-        let rows: [(String, String)] = [
-            ("CPU", "\(m.cpuModel) (\(m.cores) online CPUs)"),
-            ("Kernel", m.kernel),
-            ("glibc", m.glibc),
-            ("Swift", m.swift),
-            ("Commit", m.commitLabel),
-            ("Date", "\(m.date)  (run took \(TextReport.duration(record.durationSeconds)))"),
-            ("Valgrind", "\(record.valgrind), callgrind, cache simulation \(record.cacheSimulation ? "on" : "off")"),
-            ("Allocators", versions.joined(separator: ", ")),
-            ("Settings", "slab: SLAB_CPU_LAYER=rseq-simulated (the rseq path), slab-fallback: SLAB_CPU_LAYER=fallback, jemalloc: MALLOC_CONF=\(InstructionCounter.jemallocConfiguration) (no purging on a timer)"),
-        ]
-        return "Machine\n" + rows.map { "  " + $0.0.padding(toLength: 11, withPad: " ", startingAt: 0) + $0.1 }
-            .joined(separator: "\n") + "\n"
+        return TextReport.machineBlock(
+            m, duration: record.durationSeconds, versions: versions,
+            extra: [("Valgrind", "\(record.valgrind), callgrind, cache simulation \(record.cacheSimulation ? "on" : "off")")],
+            trailing: [("Settings", "slab: SLAB_CPU_LAYER=rseq-simulated (the rseq path), slab-fallback: SLAB_CPU_LAYER=fallback, jemalloc: MALLOC_CONF=\(InstructionCounter.jemallocConfiguration) (no purging on a timer)")])
     }
 
     /// Rows workload and size in the order counted, columns the allocators in the order counted;

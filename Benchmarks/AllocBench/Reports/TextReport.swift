@@ -21,22 +21,24 @@ public enum TextReport {
     // MARK: Machine
 
     static func machineBlock(_ record: RunRecord) -> String {
-        let m = record.machine
-        var versions: [String] = []
-        for a in AllocatorID.allCases {
-            guard let v = record.version(of: a) else { continue }
-            versions.append(v.hasPrefix(a.rawValue) ? v : "\(a.rawValue) (\(v))")
-        }
+        machineBlock(record.machine, duration: record.durationSeconds,
+                     versions: AllocatorID.allCases.compactMap { a in record.version(of: a).map { (a, $0) } },
+                     extra: [("Slab mode", record.machine.slabMode)])
+    }
+
+    /// The "Machine" block every report opens with: the machine, the software, then `extra`
+    /// rows and the allocators' versions (each named once: "glibc 2.36", "slab (mode=...)").
+    static func machineBlock(_ m: MachineInfo, duration seconds: Double, versions: [(AllocatorID, String)],
+                             extra: [(String, String)], trailing: [(String, String)] = []) -> String {
+        let named = versions.map { a, v in v.hasPrefix(a.rawValue) ? v : "\(a.rawValue) (\(v))" }
         let rows: [(String, String)] = [
             ("CPU", "\(m.cpuModel) (\(m.cores) online CPUs)"),
             ("Kernel", m.kernel),
             ("glibc", m.glibc),
             ("Swift", m.swift),
             ("Commit", m.commitLabel),
-            ("Date", "\(m.date)  (run took \(duration(record.durationSeconds)))"),
-            ("Slab mode", m.slabMode),
-            ("Allocators", versions.joined(separator: ", ")),
-        ]
+            ("Date", "\(m.date)  (run took \(duration(seconds)))"),
+        ] + extra + [("Allocators", named.joined(separator: ", "))] + trailing
         return "Machine\n" + rows.map { "  " + $0.0.padding(toLength: 11, withPad: " ", startingAt: 0) + $0.1 }
             .joined(separator: "\n") + "\n"
     }
