@@ -62,7 +62,7 @@ public enum ABBuild {
         guard run(["git", "-C", root, "merge-base", "--is-ancestor", full, "HEAD"]).status == 0 else {
             throw ABBuildError(description: "\(ref) (\(full.prefix(9))) is not an ancestor of HEAD: an A/B compares HEAD with a commit it grew from")
         }
-        let short = String(full.prefix(9))
+        let short = git(["rev-parse", "--short", full], in: root) ?? String(full.prefix(7))
         let work = root + "/.build-ab"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
 

@@ -30,6 +30,11 @@ public enum ComparisonReport {
                 r.peersChange.map(percent) ?? "-", verdict]
     }
 
+    /// Instruction counts are exact: the test columns (interval, p, n) say nothing there.
+    static func columns(_ c: Comparison) -> [Int] {
+        c.kind == InstructionRecord.kind ? [0, 1, 2, 3, 4, 5, 6, 7, 11, 12] : Array(header.indices)
+    }
+
     static func text(_ c: Comparison) -> String {
         var out = "bench compare (\(c.kind))\n"
         out += "  OLD  \(c.old.path): commit \(c.old.commit), \(c.old.date), \(c.old.cpuModel)\n"
@@ -37,8 +42,9 @@ public enum ComparisonReport {
         out += "  thresholds: \(thresholdText(c)); gated rows: \(c.gatedCount)\n"
         for n in c.notes { out += "  note: \(n)\n" }
         out += "\n"
-        var table = TextTable(header: header, leftColumns: 5)
-        for r in c.rows { table.add(cells(r, kind: c.kind)) }
+        let keep = columns(c)
+        var table = TextTable(header: keep.map { header[$0] }, leftColumns: 5)
+        for r in c.rows { let row = cells(r, kind: c.kind); table.add(keep.map { row[$0] }) }
         out += table.render()
         for r in c.rows where r.note != nil && r.verdict != .same {
             out += "  \(r.workload) \(r.size) B x\(r.threads) \(r.allocator) \(r.metric.rawValue): \(r.note!)\n"
@@ -52,10 +58,12 @@ public enum ComparisonReport {
         out += "OLD `\(c.old.path)` (commit \(c.old.commit), \(c.old.date)); NEW `\(c.new.path)` (commit \(c.new.commit), \(c.new.date)), \(c.new.cpuModel).\n\n"
         out += "Thresholds: \(thresholdText(c)); gated rows: \(c.gatedCount).\n\n"
         for n in c.notes { out += "> \(n)\n\n" }
-        out += "| " + header.joined(separator: " | ") + " |\n"
-        out += "|" + header.indices.map { $0 < 5 ? "---" : "---:" }.joined(separator: "|") + "|\n"
+        let keep = columns(c)
+        out += "| " + keep.map { header[$0] }.joined(separator: " | ") + " |\n"
+        out += "|" + keep.map { $0 < 5 ? "---" : "---:" }.joined(separator: "|") + "|\n"
         for r in c.rows {
-            var row = cells(r, kind: c.kind)
+            let all = cells(r, kind: c.kind)
+            var row = keep.map { all[$0] }
             if r.gated && (r.verdict == .slower) { row[row.count - 1] = "**\(row.last!)**" }
             out += "| " + row.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n"
         }
