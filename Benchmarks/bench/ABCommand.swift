@@ -39,7 +39,8 @@ struct ABCommand: ParsableCommand {
     @Option(help: "Timed repetitions inside each child; the sample is their median.")
     var repetitions: Int = ABPlan.repetitions
 
-    @Option(name: .customLong("head-flag"), help: ArgumentHelp(
+    // .unconditional: the value starts with "-" (-DSLAB_INJECT_DELAY) and is still a value.
+    @Option(name: .customLong("head-flag"), parsing: .unconditionalSingleValue, help: ArgumentHelp(
         "A Swift compiler flag for the head's build only (repeatable), e.g. -DSLAB_INJECT_DELAY to prove the gate.",
         valueName: "flag"))
     var headFlags: [String] = []

@@ -126,15 +126,16 @@ public enum Machine {
     }
 
     /// The short commit of the tree the bench was started in (else the one its sources live in)
-    /// and whether tracked files had changes. Changes under results/ do not count: they are the
-    /// bench's own output, and the code measured is still the commit's.
+    /// and whether tracked files that make up the measured code (Package.swift, Sources/,
+    /// Benchmarks/) had changes. Other changes (results/, which the bench writes itself, the
+    /// README, the tests) do not count: the code measured is still the commit's.
     public static func gitCommit() -> (String, Bool) {
         let sourceDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path
         for dir in [FileManager.default.currentDirectoryPath, sourceDir] {
             guard let c = capture(["git", "-C", dir, "rev-parse", "--short", "HEAD"])?
                 .trimmingCharacters(in: .whitespacesAndNewlines), !c.isEmpty else { continue }
             let status = capture(["git", "-C", dir, "status", "--porcelain", "--untracked-files=no", "--",
-                                  ":/", ":(top,exclude)results"]) ?? ""
+                                  ":(top)Package.swift", ":(top)Sources", ":(top)Benchmarks"]) ?? ""
             return (c, !status.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
         }
         return ("unknown", false)
