@@ -296,4 +296,14 @@ final class CompareTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")
         }
     }
+
+    func test_ab_headFlag_takesAValueThatStartsWithADash() throws {
+        // The value is parsed (the run then stops at the next check, before building anything).
+        let r = try runBench(["ab", "--head-flag", "-DSLAB_INJECT_DELAY", "--samples", "1"], in: dir)
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--samples must be at least 2"), r.stderr)
+        let outside = try runBench(["ab", "--samples", "2", "--cells", "pair"], in: dir)
+        XCTAssertEqual(outside.status, 2)
+        XCTAssertTrue(outside.stderr.contains("no Package.swift in this folder or above it"), outside.stderr)
+    }
 }

@@ -316,14 +316,15 @@ int32_t cslab_possible_cpus(void);
  * no normal build has them (FastPath.swift).
  *   instructions: seven `nop`s, 7 more instructions on the rseq pair (72 per pair: about 10%)
  *   and almost no time.
- *   delay: one `imul $1` on the object pointer, an identity with a 3-cycle latency on the
- *   loop-carried chain (pushed pointer -> next pop -> next free), so about 15% more time on the
- *   pair and a single instruction. */
+ *   delay: two dependent `imul $1` on the object pointer (identities, 3 cycles of latency
+ *   each), two instructions: measured +17% on steady-random and +5% on batch-fifo-1000, where the
+ *   freed pointer's chain decides the time, and nothing on the pair, whose loop-carried chain
+ *   runs through the CPU's state word instead (one `lfence` there cost +300%: too blunt). */
 static inline void cslab_inject_instructions(void) {
     __asm__ __volatile__("nop\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop");
 }
 static inline void *cslab_inject_delay(void *p) {
-    __asm__ __volatile__("imulq $1, %0, %0" : "+r"(p));
+    __asm__ __volatile__("imulq $1, %0, %0\n\timulq $1, %0, %0" : "+r"(p));
     return p;
 }
 
