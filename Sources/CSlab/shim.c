@@ -1,5 +1,5 @@
 // The out-of-line half of CSlab: symbols that touch glibc's rseq registration, membarrier and
-// thread-locals. Nothing here is on an allocation fast path.
+// thread-locals, and the storage of kmalloc's table. Nothing here is on an allocation fast path.
 #define _GNU_SOURCE
 #include "CSlab.h"
 
@@ -11,6 +11,9 @@
 #include <errno.h>
 
 _Thread_local uint64_t cslab_tls_slot_hint = 0;
+
+/* Zero until kmalloc's set-up publishes it (CSlab.h, section 4). */
+cslab_kmalloc_table cslab_kmalloc = {0};
 
 /* ThreadSanitizer cannot see the ordering that rseq commits and membarrier fences provide (both
  * are inline assembly or system calls), so a thread that publishes a magazine through a CPU's

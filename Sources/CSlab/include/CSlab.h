@@ -11,6 +11,8 @@
  *     before that store restarts the sequence, so a CPU's state is only ever changed by code
  *     running on that CPU (or by a drainer that has fenced that CPU with membarrier).
  *  3. Thread-locals (`_Thread_local`), which Swift does not have.
+ *  4. kmalloc's table: a C global, because Swift guards each use of a global it initialises at
+ *     run time with a once-check (a call), and kmalloc and kfree read this one on every call.
  *
  * Routines here are subtle: read the protocol in Sources/Slab/CPUCache.swift before changing them.
  * All symbols are prefixed `cslab_`.
@@ -325,6 +327,50 @@ static inline void cslab_inject_instructions(void) {
 static inline void *cslab_inject_delay(void *p) {
     __asm__ __volatile__("imulq $1, %0, %0" : "+r"(p));
     return p;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 4. kmalloc's table (Sources/Slab/Kmalloc.swift): what kmalloc and kfree read on every call.
+ *
+ * Written once, under kmalloc's set-up lock: `range_base`, `slot_shift` and `class_of` first,
+ * then `fast_paths` with a release store. Readers load `fast_paths` with acquire and read the
+ * other fields only when it is set, so they never see them half written. Zero (the static
+ * initial state) means kmalloc has not been used: every kmalloc and kfree takes the slow path.
+ * ------------------------------------------------------------------------------------------- */
+
+#define CSLAB_KMALLOC_CLASSES 13
+#define CSLAB_KMALLOC_MAX_CACHE_SIZE 8192
+
+typedef struct cslab_kmalloc_table {
+    uint64_t fast_paths;    /* address of the size classes' FastPath values (Swift), 0 until set up */
+    uint64_t range_base;    /* kmalloc's reserved range: slot i is [base + (i << shift), + (1 << shift)) */
+    uint64_t slot_shift;
+    /* The size class of every size from 1 to 8192: class_of[(size - 1) >> 3] (sizes that round up
+     * to the same multiple of 8 share a class, since the smallest class is 8 bytes). */
+    uint8_t class_of[CSLAB_KMALLOC_MAX_CACHE_SIZE / 8];
+} cslab_kmalloc_table;
+
+extern cslab_kmalloc_table cslab_kmalloc;
+
+static inline cslab_kmalloc_table *cslab_kmalloc_table_get(void) { return &cslab_kmalloc; }
+
+/* The size classes' fast paths, or NULL before kmalloc's set-up (acquire: pairs with the set-up's
+ * release, so the fields above are complete once this is non-null). */
+static inline void *cslab_kmalloc_fast_paths(void) {
+    return (void *)(uintptr_t)cslab_load_acquire(&cslab_kmalloc.fast_paths);
+}
+static inline void cslab_kmalloc_publish(void *fast_paths) {
+    cslab_store_release(&cslab_kmalloc.fast_paths, (uint64_t)(uintptr_t)fast_paths);
+}
+
+/* The size class for 1 <= size <= 8192. REQUIRES: set up. */
+static inline uint32_t cslab_kmalloc_class_of(uint64_t size) { return cslab_kmalloc.class_of[(size - 1) >> 3]; }
+
+/* The slot of kmalloc's range a pointer falls in: 0..12 the size classes, 13 the page allocator,
+ * anything larger outside the range (a pointer below the base wraps to a huge value).
+ * REQUIRES: set up. */
+static inline uint64_t cslab_kmalloc_slot_of(const void *p) {
+    return ((uint64_t)(uintptr_t)p - cslab_kmalloc.range_base) >> cslab_kmalloc.slot_shift;
 }
 
 /* An optimisation barrier for benchmarks: the compiler must assume `p` is read and escapes. */
