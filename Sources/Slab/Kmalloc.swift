@@ -42,11 +42,22 @@
 // ---------
 //   On first use (kmalloc, kzalloc, kcalloc, krealloc or Kmalloc.setUp()): the range, the 13 caches
 //   (from then on listed by SlabInfo.render and `slabinfo --demo`), and the class table, published
-//   through CSlab's cslab_kmalloc table (CSlab.h, section 4), which the inlined fast paths read.
-//   A program that never calls kmalloc reserves nothing. The classes live as long as the process:
-//   their names are reserved, and destroy() on one of them throws.
+//   in CSlab's cslab_kmalloc table (CSlab.h, section 4). A program that never calls kmalloc
+//   reserves nothing. The classes live as long as the process: their names are reserved, and
+//   destroy() on one of them throws.
 //
-// 5. Bad input
+// 5. The fast paths
+// -----------------
+//   kmalloc and kfree inline two C functions (cslab_kmalloc_fast, cslab_kfree_fast): a size's class
+//   from a byte table and the class's rseq pop; a pointer's class from its address, the free-
+//   pointer test and the class's rseq push. Each class's fields sit in one cache line of a C
+//   global, so a call costs the typed cache's pop or push plus a few loads. Written in Swift over
+//   a table of FastPath values, the 20-byte pair took 6.1 ns against the typed cache's 3.5; in C
+//   it takes 4.3 (81 instructions a pair against the typed cache's 72, under callgrind).
+//   Everything the fast paths decline goes to the slow paths below, which use the caches
+//   themselves.
+//
+// 6. Bad input
 // ------------
 //   At the API edge it is thrown (KmallocError): a negative size, a size above `Kmalloc.maxSize`
 //   (64 TiB, more than x86-64 can map), a kcalloc whose count times size overflows, and memory the
@@ -239,9 +250,7 @@ public enum Kmalloc {
         guard size <= maxSize else { throw .tooLarge(size) }
         guard let state = KmallocState.current(settingUp: true) else { throw .outOfMemory(size) }
         if size <= maxCacheSize {
-            guard let object = state.fastPaths[Int(cslab_kmalloc_class_of(UInt64(size)))].allocate() else {
-                throw .outOfMemory(size)
-            }
+            guard let object = state.caches[classIndex(size)].allocate() else { throw .outOfMemory(size) }
             return object
         }
         guard let block = state.large.allocate(size) else { throw .outOfMemory(size) }
@@ -254,12 +263,18 @@ public enum Kmalloc {
     static func freeSlow(_ object: UnsafeMutableRawPointer) {
         switch KmallocState.locate(object) {
         case .zeroSize: return
-        case let .sizeClass(state, i): state.fastPaths[i].free(object)
+        case let .sizeClass(state, i): state.caches[i].free(object)
         case let .pages(state): state.large.free(object, operation: "kfree")
         case let .mapping(state, _): state.large.unmap(object)
         case .outside: notFromKmalloc(object, operation: "kfree")
         }
     }
+
+    /// The index of the size class for 1 <= size <= 8192.
+    static func classIndex(_ size: Int) -> Int { classOf[(size - 1) >> 3] }
+
+    /// The class index of each size, by (size - 1) / 8, as the C table holds it.
+    static let classOf: [Int] = (0..<(8192 / 8)).map { k in sizeClasses.firstIndex { $0.size >= (k + 1) * 8 }! }
 
     /// ksize's answer, for ksize and krealloc (`operation` names the caller in a report).
     static func usableSize(_ object: UnsafeRawPointer, operation: String) -> Int {
@@ -297,11 +312,8 @@ public enum Kmalloc {
 /// memory.
 @inlinable @inline(__always)
 public func kmalloc(_ size: Int) throws(KmallocError) -> UnsafeMutableRawPointer {
-    // 1...8192 in one comparison (size 0 and negative sizes wrap to huge values).
-    if UInt(bitPattern: size &- 1) < UInt(Kmalloc.maxCacheSize), let table = cslab_kmalloc_fast_paths() {
-        let fast = table.assumingMemoryBound(to: FastPath.self) + Int(cslab_kmalloc_class_of(UInt64(size)))
-        if let object = fast.pointee.allocate() { return object }
-    }
+    // Size 0 and negative sizes wrap to huge values, which the fast path declines.
+    if let object = cslab_kmalloc_fast(UInt64(UInt(bitPattern: size))) { return object }
     return try Kmalloc.allocateSlow(size)
 }
 
@@ -311,13 +323,7 @@ public func kmalloc(_ size: Int) throws(KmallocError) -> UnsafeMutableRawPointer
 @inlinable @inline(__always)
 public func kfree(_ object: UnsafeMutableRawPointer?) {
     guard let object else { return }
-    if let table = cslab_kmalloc_fast_paths() {
-        let slot = cslab_kmalloc_slot_of(object)
-        if slot < UInt64(CSLAB_KMALLOC_CLASSES) {
-            (table.assumingMemoryBound(to: FastPath.self) + Int(slot)).pointee.free(object)
-            return
-        }
-    }
+    if cslab_kfree_fast(object) { return }
     Kmalloc.freeSlow(object)
 }
 
@@ -334,7 +340,7 @@ public func ksize(_ object: UnsafeRawPointer?) -> Int {
 public func kzalloc(_ size: Int) throws(KmallocError) -> UnsafeMutableRawPointer {
     let object = try kmalloc(size)
     if size >= 1, size <= Kmalloc.maxCacheSize {
-        memset(object, 0, Kmalloc.sizeClasses[Int(cslab_kmalloc_class_of(UInt64(size)))].size)
+        memset(object, 0, Kmalloc.sizeClasses[Kmalloc.classIndex(size)].size)
     }
     return object
 }
@@ -387,8 +393,6 @@ final class KmallocState: @unchecked Sendable {
     let rangeBase: UInt
     let slotShift: Int
     let caches: [SlabCache]
-    /// The classes' fast paths, published in cslab_kmalloc.fast_paths.
-    let fastPaths: UnsafeMutablePointer<FastPath>
     let large: KmallocLarge
 
     private init(rangeBase: UInt, slotShift: Int, caches: [SlabCache], large: KmallocLarge) {
@@ -396,8 +400,6 @@ final class KmallocState: @unchecked Sendable {
         self.slotShift = slotShift
         self.caches = caches
         self.large = large
-        fastPaths = .allocate(capacity: caches.count)
-        for (i, cache) in caches.enumerated() { (fastPaths + i).initialize(to: cache.fastPath) }
     }
 
     private static let made = Lock<KmallocState?>(nil)
@@ -409,17 +411,17 @@ final class KmallocState: @unchecked Sendable {
             if let state { return state }
             guard settingUp, let new = make() else { return nil }
             state = new
-            let table = cslab_kmalloc_table_get().unsafelyUnwrapped
-            table.pointee.range_base = UInt64(new.rangeBase)
-            table.pointee.slot_shift = UInt64(new.slotShift)
-            withUnsafeMutableBytes(of: &table.pointee.class_of) { classOf in
-                for k in 0..<classOf.count {
-                    let size = (k + 1) * 8
-                    classOf[k] = UInt8(Kmalloc.sizeClasses.firstIndex { $0.size >= size }!)
-                }
+            // The C fast paths are rseq sections: without rseq they stay closed, and every call
+            // takes the slow path, through the caches' own fallback ladders.
+            guard new.caches.allSatisfy(\.usesRseq) else { return new }
+            for (i, cache) in new.caches.enumerated() {
+                let f = cache.fast
+                cslab_kmalloc_set_class(UInt32(i), f.cpus, f.magazineBase, f.capacity, UInt64(f.slabMask),
+                                        UInt64(f.objectsBytes), f.strideReciprocal)
             }
+            for (k, c) in Kmalloc.classOf.enumerated() { cslab_kmalloc_set_class_of(UInt32(k), UInt8(c)) }
             // Last: the release that lets the inlined fast paths in.
-            cslab_kmalloc_publish(new.fastPaths)
+            cslab_kmalloc_publish(new.caches[0].rseqOffset, UInt64(new.rangeBase), UInt64(new.slotShift))
             return new
         }
     }

@@ -11,8 +11,8 @@
  *     before that store restarts the sequence, so a CPU's state is only ever changed by code
  *     running on that CPU (or by a drainer that has fenced that CPU with membarrier).
  *  3. Thread-locals (`_Thread_local`), which Swift does not have.
- *  4. kmalloc's table: a C global, because Swift guards each use of a global it initialises at
- *     run time with a once-check (a call), and kmalloc and kfree read this one on every call.
+ *  4. kmalloc's and kfree's fast paths, over a table in a C global: Swift guards each use of a
+ *     global it initialises at run time with a once-check (a call), and these run on every call.
  *
  * Routines here are subtle: read the protocol in Sources/Slab/CPUCache.swift before changing them.
  * All symbols are prefixed `cslab_`.
@@ -330,47 +330,77 @@ static inline void *cslab_inject_delay(void *p) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * 4. kmalloc's table (Sources/Slab/Kmalloc.swift): what kmalloc and kfree read on every call.
+ * 4. kmalloc's fast paths (Sources/Slab/Kmalloc.swift), over a table in a C global.
  *
- * Written once, under kmalloc's set-up lock: `range_base`, `slot_shift` and `class_of` first,
- * then `fast_paths` with a release store. Readers load `fast_paths` with acquire and read the
- * other fields only when it is set, so they never see them half written. Zero (the static
- * initial state) means kmalloc has not been used: every kmalloc and kfree takes the slow path.
+ * kmalloc: the size's class from `class_of`, then the class's rseq pop. kfree: the class from
+ * the address, (p - range_base) >> slot_shift, the free-pointer test of FastPath.checkOwnership
+ * (the slab header's first object, the offset below objects_bytes and a multiple of the stride),
+ * then the class's rseq push. Either returns "not done" (NULL, false) for the slow path to
+ * handle: kmalloc not set up, a size above 8 KiB or of 0, an empty or full magazine, an owned
+ * slot, a pointer outside the classes, or one that fails the test (which the slow path reports).
+ *
+ * Written once, under kmalloc's set-up lock (cslab_kmalloc_set_* in shim.c): the classes,
+ * `class_of`, `rseq_offset` and `range_base`, then `slot_shift` and `fast_limit` with release
+ * stores. The fast paths load those two with acquire (a plain load on x86) and read the rest only
+ * when they are set. Zero, the static initial state, sends every call to the slow path: a
+ * `fast_limit` of 0 admits no size, and a `slot_shift` of 0 with a `range_base` of 0 puts every
+ * pointer (>= 16) outside the 13 classes. Without rseq (the fallback mode) the table is never
+ * published: kmalloc then always takes the slow path, which uses the caches' own ladders.
  * ------------------------------------------------------------------------------------------- */
 
 #define CSLAB_KMALLOC_CLASSES 13
 #define CSLAB_KMALLOC_MAX_CACHE_SIZE 8192
 
+/* What a class's fast paths read: a copy of its cache's FastPath fields. One cache line each. */
+typedef struct __attribute__((aligned(64))) cslab_kmalloc_class {
+    void *cpus;
+    void *magazines;
+    uint64_t capacity;
+    uint64_t slab_mask;
+    uint64_t objects_bytes;
+    uint64_t stride_reciprocal;
+} cslab_kmalloc_class;
+
 typedef struct cslab_kmalloc_table {
-    uint64_t fast_paths;    /* address of the size classes' FastPath values (Swift), 0 until set up */
-    uint64_t range_base;    /* kmalloc's reserved range: slot i is [base + (i << shift), + (1 << shift)) */
-    uint64_t slot_shift;
+    uint64_t fast_limit;     /* sizes 1...fast_limit take the fast path: 8192 once set up, else 0 */
+    uint64_t slot_shift;     /* kmalloc's range: slot i is [range_base + (i << shift), + (1 << shift)) */
+    uint64_t range_base;
+    int64_t rseq_offset;
     /* The size class of every size from 1 to 8192: class_of[(size - 1) >> 3] (sizes that round up
      * to the same multiple of 8 share a class, since the smallest class is 8 bytes). */
     uint8_t class_of[CSLAB_KMALLOC_MAX_CACHE_SIZE / 8];
+    cslab_kmalloc_class classes[CSLAB_KMALLOC_CLASSES];
 } cslab_kmalloc_table;
 
 extern cslab_kmalloc_table cslab_kmalloc;
 
-static inline cslab_kmalloc_table *cslab_kmalloc_table_get(void) { return &cslab_kmalloc; }
+/* Set-up (shim.c), under kmalloc's lock: the classes and class_of first, then the publication. */
+void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t capacity, uint64_t slab_mask,
+                             uint64_t objects_bytes, uint64_t stride_reciprocal);
+void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class);
+void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t range_base, uint64_t slot_shift);
 
-/* The size classes' fast paths, or NULL before kmalloc's set-up (acquire: pairs with the set-up's
- * release, so the fields above are complete once this is non-null). */
-static inline void *cslab_kmalloc_fast_paths(void) {
-    return (void *)(uintptr_t)cslab_load_acquire(&cslab_kmalloc.fast_paths);
+/* kmalloc's fast path: an object of the class for `size`, or NULL (see above). */
+static inline void *cslab_kmalloc_fast(uint64_t size) {
+    const cslab_kmalloc_table *t = &cslab_kmalloc;
+    if (size - 1 >= cslab_load_acquire(&t->fast_limit)) return NULL;
+    const cslab_kmalloc_class *c = &t->classes[t->class_of[(size - 1) >> 3]];
+    return cslab_rseq_magazine_pop(t->rseq_offset, c->cpus, c->magazines);
 }
-static inline void cslab_kmalloc_publish(void *fast_paths) {
-    cslab_store_release(&cslab_kmalloc.fast_paths, (uint64_t)(uintptr_t)fast_paths);
-}
 
-/* The size class for 1 <= size <= 8192. REQUIRES: set up. */
-static inline uint32_t cslab_kmalloc_class_of(uint64_t size) { return cslab_kmalloc.class_of[(size - 1) >> 3]; }
-
-/* The slot of kmalloc's range a pointer falls in: 0..12 the size classes, 13 the page allocator,
- * anything larger outside the range (a pointer below the base wraps to a huge value).
- * REQUIRES: set up. */
-static inline uint64_t cslab_kmalloc_slot_of(const void *p) {
-    return ((uint64_t)(uintptr_t)p - cslab_kmalloc.range_base) >> cslab_kmalloc.slot_shift;
+/* kfree's fast path: true when `p` was an object of a class and went into its magazine. */
+static inline bool cslab_kfree_fast(void *p) {
+    const cslab_kmalloc_table *t = &cslab_kmalloc;
+    uint64_t shift = cslab_load_acquire(&t->slot_shift);
+    uint64_t address = (uint64_t)(uintptr_t)p;
+    uint64_t slot = (address - cslab_load_relaxed(&t->range_base)) >> shift;
+    if (slot >= CSLAB_KMALLOC_CLASSES) return false;
+    const cslab_kmalloc_class *c = &t->classes[slot];
+    /* The slab header's `objects` (0 in a released slab), as FastPath.checkOwnership reads it. */
+    uint64_t objects = *(const uint64_t *)(uintptr_t)((address & c->slab_mask) + 48);
+    uint64_t offset = address - objects;
+    if (offset >= c->objects_bytes || offset * c->stride_reciprocal > c->stride_reciprocal - 1) return false;
+    return cslab_rseq_magazine_push(t->rseq_offset, c->cpus, c->magazines, c->capacity, p);
 }
 
 /* An optimisation barrier for benchmarks: the compiler must assume `p` is read and escapes. */
