@@ -62,13 +62,13 @@ public struct SuiteRunner {
     public func run() throws -> Outcome {
         let startDate = Date()
         let start = ChildProcess.now()
-        let machine = Machine.probe(allocators: options.allocators, date: startDate)
+        let machine = Machine.probe(allocators: options.allAllocators, date: startDate)
         let cores = machine.cores
         let cells = SuitePlan.cells(options, catalog: catalog, cores: cores)
 
         var libraries: [AllocatorID: String] = [:]
         var missing = Set<AllocatorID>()
-        for a in options.allocators where a.preload != nil {
+        for a in options.allAllocators where a.isPreloaded {
             if let path = PeerLibraries.locate(a) { libraries[a] = path } else {
                 missing.insert(a)
                 log(PeerLibraries.missingNote(a) + "\n")
@@ -92,7 +92,7 @@ public struct SuiteRunner {
                 continue
             }
             done += 1
-            let label = "[\(done)/\(launched)] \(cell.allocator.rawValue) \(cell.workload) \(cell.size) B x\(cell.threads)"
+            let label = "[\(done)/\(launched)] \(cell.allocator.name) \(cell.workload) \(cell.size) B x\(cell.threads)"
             log(label + " ... ")
             let t0 = ChildProcess.now()
             let result = runCell(cell, library: libraries[cell.allocator])
