@@ -16,6 +16,8 @@
 //   SlabAllocator     one SlabCache per cell (flags `.noCPUCache` for `slab-nocpu`), created for
 //                     the cell and destroyed at its end (destroy() refuses a cache that still
 //                     holds objects: a leaking workload fails its cell).
+//   KmallocAllocator  kmalloc(size) and kfree (KmallocAllocator.swift, with the GeneralAllocator
+//                     protocol the mixed-size workloads use).
 //
 // 3. Constructed objects
 // ----------------------
