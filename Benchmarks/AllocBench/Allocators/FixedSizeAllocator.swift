@@ -7,7 +7,7 @@
 //   methods disappear into the loop: a `malloc` call for the peers, the rseq pop/push sections for
 //   the slab. A protocol existential or a closure per operation would add an indirect call and
 //   retain/release traffic to every op, several times the cost of the slab's fast path
-//   (NOTES.md: 2.1-2.5 ns per pop+push).
+//   (2.1-2.5 ns per pop+push).
 //
 // 2. The adapters
 // ---------------

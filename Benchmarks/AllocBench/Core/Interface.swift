@@ -4,7 +4,7 @@
 //
 // Vocabulary: a *cell* is (allocator, workload, size, threads); a *repetition* is one timed run of
 // a cell after warm-up; an *op* is one object allocated and freed (an alloc+free pair), so ns/op
-// compares directly with NOTES.md's "malloc+free pair" figures.
+// compares directly with the cost of a malloc+free pair.
 
 /// An allocator a cell measures: one the suite knows (peers are loaded with LD_PRELOAD into a
 /// child process, so that "glibc" really is glibc: linking jemalloc would replace malloc

@@ -81,7 +81,7 @@ public struct RunSummary: Sendable {
         return m
     }
 
-    /// The size a summary row shows: 20 bytes when measured (NOTES.md's reference size), else the smallest.
+    /// The size a summary row shows: 20 bytes when measured (the suite's reference size), else the smallest.
     public func headlineSize(of workload: String) -> Int? {
         let sizes = Set(keys(of: workload).map(\.size))
         return sizes.contains(20) ? 20 : sizes.min()

@@ -6,8 +6,8 @@
 //   Every cell runs in a fresh child: the bench re-executing itself (/proc/self/exe) with
 //   `--child '<json>'`. A peer (built in, or a `preload:` library) is loaded with
 //   LD_PRELOAD=<full path of its library>; glibc, the slab and kmalloc run with LD_PRELOAD removed
-//   from the environment, so that "glibc" really is glibc (see NOTES.md: a linked jemalloc
-//   replaces malloc process-wide). The child checks this again (ChildCell.checkPreload). A fresh
+//   from the environment, so that "glibc" really is glibc (a linked jemalloc would replace malloc
+//   process-wide). The child checks this again (ChildCell.checkPreload). A fresh
 //   process also gives each cell a clean heap and its own peak RSS. The typed caches have no cells
 //   in the mixed-size workloads (SuitePlan leaves them out).
 //
