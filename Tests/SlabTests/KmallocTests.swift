@@ -229,6 +229,30 @@ final class KmallocTests: XCTestCase {
         XCTAssertEqual(Set(zip(bases, bases.dropFirst()).map { $1 - $0 }).count, 1, "equal slots")
     }
 
+    /// A class's depot holds 8 MiB of objects (a typed cache's, max(64, 32 x CPUs) magazines): a
+    /// burst of frees of one class that overflows a typed cache's depot stays in kmalloc's.
+    func test_classDepot_keepsABurstOfFreesInMagazines_whereATypedCacheOverflows() throws {
+        try Kmalloc.setUp()
+        Kmalloc.shrink()
+        let kmalloc8 = Kmalloc.caches[0]
+        let typed = try SlabCache(name: uniqueCacheName("burst"), size: 8)
+        defer { typed.shrink(); try? typed.destroy() }
+        // More than a typed cache's depot holds (with room for the CPUs' own magazines).
+        let n = (typed.depotFullLimit + 40) * typed.magazineCapacity
+        let before = kmalloc8.statistics.depotOverflows
+        let objects = try (0..<n).map { _ in try kmalloc(8) }
+        objects.forEach(kfree)
+        let typedObjects = (0..<n).map { _ in typed.allocate()! }
+        typedObjects.forEach(typed.free)
+        XCTAssertEqual(kmalloc8.statistics.depotOverflows, before, "kmalloc-8 kept the burst")
+        XCTAssertGreaterThan(kmalloc8.statistics.depotFullMagazines, 64)
+        XCTAssertGreaterThan(typed.statistics.depotOverflows, 0, "the typed cache stops at 64 full magazines")
+        XCTAssertEqual(typed.statistics.depotFullMagazines, typed.depotFullLimit)
+        XCTAssertGreaterThan(kmalloc8.depotFullLimit, typed.depotFullLimit + 40)
+        Kmalloc.shrink()
+        XCTAssertEqual(kmalloc8.statistics.totalSlabs, 0, "shrink still returns everything")
+    }
+
     func test_threads_mixedSizes_neverShareAnObject_andLoseNone() throws {
         let live = LiveSet()
         let problems = ProblemLog()
