@@ -143,6 +143,7 @@ struct RunCommand: ParsableCommand {
         out += """
 
         Defaults
+          allocators    \(AllocatorID.defaultSuite.map(\.rawValue).joined(separator: ",")); on the mixed-size workloads \(AllocatorID.defaultMixedSizeSuite.map(\.rawValue).joined(separator: ","))
           sizes         \(join(SuitePlan.defaultSizes)) (\(SuitePlan.sizeSweepWorkloads.sorted().joined(separator: ", "))); \(join(SuitePlan.reducedSizes)) (the others)
           threads       \(join(SuitePlan.defaultThreads(cores: cores))) (thread workloads; \(cores) CPUs online)
           repetitions   \(SuitePlan.defaultRepetitions) (after one warm-up)
