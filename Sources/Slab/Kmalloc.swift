@@ -67,6 +67,7 @@
 //   a mapping freed twice.
 
 import CSlab
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -403,14 +404,21 @@ final class KmallocState: @unchecked Sendable {
     }
 
     private static let made = Lock<KmallocState?>(nil)
+    /// The state once made (retained for ever), so that the slow paths (every call, without rseq)
+    /// find it with one load instead of a lock.
+    private static let published = Atomic<UInt>(0)
 
     /// The state, made first if `settingUp` (nil when the OS refuses the range, or when not yet
     /// made and not asked to make it).
     static func current(settingUp: Bool) -> KmallocState? {
-        made.withLock { state -> KmallocState? in
+        if let p = UnsafeRawPointer(bitPattern: published.load(ordering: .acquiring)) {
+            return Unmanaged<KmallocState>.fromOpaque(p).takeUnretainedValue()
+        }
+        return made.withLock { state -> KmallocState? in
             if let state { return state }
             guard settingUp, let new = make() else { return nil }
             state = new
+            published.store(UInt(bitPattern: Unmanaged.passRetained(new).toOpaque()), ordering: .releasing)
             // The C fast paths are rseq sections: without rseq they stay closed, and every call
             // takes the slow path, through the caches' own fallback ladders.
             guard new.caches.allSatisfy(\.usesRseq) else { return new }
