@@ -34,9 +34,9 @@
 //   allocator's blocks. kfree finds a pointer's class with a subtraction and a shift, (p - base)
 //   >> S, with no per-object header and no memory access. One range per class, reserved apart,
 //   would leave the classes at unrelated addresses, and kfree would have to search 13 ranges (or
-//   keep a map from address to class) to find a pointer's owner. The class's own free path then
-//   runs its usual check (FastPath.checkOwnership), so an interior pointer or one into a released
-//   slab is reported instead of being pushed into a magazine.
+//   keep a map from address to class) to find a pointer's owner. The free-pointer test of the
+//   class's caches (FastPath.checkOwnership's) then runs, so an interior pointer or one into a
+//   released slab is reported instead of being pushed into a magazine.
 //
 // 4. Set-up
 // ---------
@@ -60,8 +60,8 @@
 // 6. Bad input
 // ------------
 //   At the API edge it is thrown (KmallocError): a negative size, a size above `Kmalloc.maxSize`
-//   (64 TiB, more than x86-64 can map), a kcalloc whose count times size overflows, and memory the
-//   OS refuses. A pointer kfree, ksize or krealloc cannot vouch for stops the process with a
+//   (64 TiB, half of what x86-64 user space can address), a kcalloc whose count times size
+//   overflows, and memory the OS refuses. A pointer kfree, ksize or krealloc cannot vouch for stops the process with a
 //   message naming it, because going on would corrupt memory: a pointer kmalloc never returned
 //   (from malloc, from a SlabCache, from the stack), an interior pointer, a page-allocator block or
 //   a mapping freed twice.
