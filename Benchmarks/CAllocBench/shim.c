@@ -1,9 +1,12 @@
 // The out-of-line half of CAllocBench: whether the client requests were compiled in (evaluated
 // with the same include path as the header, so the answer is the one the inline wrappers were
-// built with), and the persona switch for the children.
+// built with), the persona switch for the children, and who serves malloc.
+#define _GNU_SOURCE
 #include "CAllocBench.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <stddef.h>
 #include <sys/personality.h>
 
 int callocbench_client_requests_available(void) {
@@ -24,4 +27,11 @@ int callocbench_exec_without_aslr(void) {
 
 void callocbench_restore_persona(int previous) {
     if (previous >= 0) personality((unsigned long)previous);
+}
+
+const char *callocbench_malloc_provider(void) {
+    void *symbol = dlsym(RTLD_DEFAULT, "malloc");
+    Dl_info info;
+    if (symbol == NULL || dladdr(symbol, &info) == 0) return NULL;
+    return info.dli_fname;
 }

@@ -10,12 +10,18 @@ import Glibc
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Compare glibc, jemalloc, mimalloc, tcmalloc and the slab on fixed-size object workloads.",
+        abstract: "Compare glibc, jemalloc, mimalloc, tcmalloc, the slab and kmalloc on fixed-size and mixed-size workloads.",
         discussion: """
         With no arguments, runs the default suite (under 5 minutes on a 2-core machine): every \
-        allocator and workload; sizes 16,20,64,256,1024 for pair, batch-lifo-100, batch-lifo-1000 \
-        and thrash, 20 and 256 for the others (ctor-256 once); threads 1,2,4,... up to 4x the CPUs for \
-        the thread workloads; 5 repetitions after a warm-up.
+        workload; glibc, jemalloc, mimalloc, tcmalloc, slab and slab-nocpu on the fixed-size ones, \
+        the four peers and kmalloc on the mixed-size ones (larson-mixed, batch-mixed, run once: \
+        their sizes are drawn from 8 to 1024 bytes); sizes 16,20,64,256,1024 for pair, \
+        batch-lifo-100, batch-lifo-1000 and thrash, 20 and 256 for the others (ctor-256 once); \
+        threads 1,2,4,... up to 4x the CPUs for the thread workloads; 5 repetitions after a warm-up.
+
+        --allocators also takes any malloc-compatible shared library: preload:PATH[=NAME], run \
+        with LD_PRELOAD like the built-in peers (for example \
+        preload:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2=je).
 
         Each cell runs in a child process: the bench re-launched with LD_PRELOAD for a peer, without \
         it for glibc and the slab. Writes latest.txt, latest.csv, latest.json and three SVG charts \
@@ -26,7 +32,7 @@ struct RunCommand: ParsableCommand {
         OLD NEW` (is NEW slower than OLD?), `bench baseline update` (rewrite results/baseline).
         """)
 
-    @Option(help: ArgumentHelp("Allocators to measure, comma-separated (default: all but slab-fallback).", valueName: "a,b"))
+    @Option(help: ArgumentHelp("Allocators to measure, comma-separated: built-in names or preload:PATH[=NAME] (default: see above).", valueName: "a,b"))
     var allocators: String?
 
     @Option(help: ArgumentHelp("Workloads to run, comma-separated (default: all; see --list).", valueName: "w1,w2"))
@@ -68,6 +74,7 @@ struct RunCommand: ParsableCommand {
         do {
             options = SuiteOptions(
                 allocators: try SuitePlan.parseAllocators(allocators),
+                mixedSizeAllocators: allocators?.isEmpty == false ? nil : AllocatorID.defaultMixedSizeSuite,
                 workloads: try SuitePlan.parseWorkloads(workloads, catalog: catalog),
                 sizes: try sizes.map { try SuitePlan.parsePositiveIntegers($0, what: "--sizes") },
                 threads: try threads.map { try SuitePlan.parsePositiveIntegers($0, what: "--threads") },
@@ -96,7 +103,7 @@ struct RunCommand: ParsableCommand {
 
     func printList(_ catalog: BenchCatalog) {
         var out = "Allocators\n"
-        for a in AllocatorID.allCases {
+        for a in AllocatorID.builtIn {
             let state: String
             if let p = a.preload {
                 if let path = PeerLibraries.locate(a) {
@@ -109,18 +116,25 @@ struct RunCommand: ParsableCommand {
                 case .glibc: state = "built in: the system malloc"
                 case .slab: state = "built in: SlabCache with the per-CPU magazine layer"
                 case .slabFallback: state = "built in: SlabCache, per-CPU layer in fallback mode (SLAB_CPU_LAYER=fallback; not in the default suite)"
+                case .kmalloc: state = "built in: kmalloc/kfree over the size-class caches (default suite: the mixed-size workloads only)"
                 default: state = "built in: SlabCache, slab layer only (.noCPUCache)"
                 }
             }
             out += "  " + a.rawValue.padding(toLength: 15, withPad: " ", startingAt: 0) + state + "\n"
         }
+        out += "  " + PreloadLibrary.syntax.padding(toLength: 21, withPad: " ", startingAt: 0)
+            + "any malloc-compatible shared library, with LD_PRELOAD (NAME: its name in the reports)\n"
         out += "\nWorkloads\n"
         let width = (catalog.workloads.map(\.name.count).max() ?? 0) + 2
         for w in catalog.workloads {
             var tags: [String] = []
             if w.usesThreads { tags.append("threads") }
             if w.measuresLatency { tags.append("latency") }
-            if let f = w.fixedSize { tags.append("always \(f) B") }
+            if w.mixedSizes == true, let f = w.fixedSize {
+                tags.append("sizes 8-\(f) B")
+            } else if let f = w.fixedSize {
+                tags.append("always \(f) B")
+            }
             let tagText = tags.isEmpty ? "" : " [" + tags.joined(separator: ", ") + "]"
             out += "  " + w.name.padding(toLength: width, withPad: " ", startingAt: 0) + w.summary + tagText + "\n"
         }
@@ -129,6 +143,7 @@ struct RunCommand: ParsableCommand {
         out += """
 
         Defaults
+          allocators    \(AllocatorID.defaultSuite.map(\.rawValue).joined(separator: ",")); on the mixed-size workloads \(AllocatorID.defaultMixedSizeSuite.map(\.rawValue).joined(separator: ","))
           sizes         \(join(SuitePlan.defaultSizes)) (\(SuitePlan.sizeSweepWorkloads.sorted().joined(separator: ", "))); \(join(SuitePlan.reducedSizes)) (the others)
           threads       \(join(SuitePlan.defaultThreads(cores: cores))) (thread workloads; \(cores) CPUs online)
           repetitions   \(SuitePlan.defaultRepetitions) (after one warm-up)

@@ -14,7 +14,7 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Compare glibc, jemalloc, mimalloc, tcmalloc and the slab on fixed-size object workloads.",
+        abstract: "Compare glibc, jemalloc, mimalloc, tcmalloc, the slab and kmalloc on fixed-size and mixed-size workloads.",
         subcommands: [RunCommand.self, InstructionsCommand.self, CompareCommand.self, ABCommand.self, BaselineCommand.self,
                       HistoryCommand.self],
         defaultSubcommand: RunCommand.self)

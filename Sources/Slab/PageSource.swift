@@ -1,19 +1,44 @@
-// PageSource: where a cache's slabs come from. Each cache owns one PageSource: a contiguous range
-// of address space reserved at creation, inside which a binary buddy allocator hands out 4 MiB
-// arenas and, within them, blocks of 2^k pages, as the kernel pairs its buddy allocator (pages)
-// with the slab allocator (objects).
+// PageSource: where a cache's slabs come from, and the library's page allocator. Each cache owns
+// one PageSource: a contiguous range of address space reserved at creation, inside which a binary
+// buddy allocator hands out 4 MiB arenas and, within them, blocks of 2^k pages, as the kernel pairs
+// its buddy allocator (pages) with the slab allocator (objects). kmalloc (Kmalloc.swift) gives
+// each of its size-class caches one slot of a single reserved range, and serves its requests
+// above 8 KiB from one more page source in the next slot.
 //
-// - Blocks are 2^k pages, k in 0...10, and naturally aligned: a block of 2^k pages starts at a
+// 1. Blocks
+// ---------
+//   Blocks are 2^k pages, k in 0...10, and naturally aligned: a block of 2^k pages starts at a
 //   multiple of its own size. A slab is one block, so a pointer finds its slab header by masking.
-// - A released block is returned to the OS at once (madvise MADV_DONTNEED: its pages leave the
-//   resident set and read as zeros, its address range stays ours) and merged with its free buddy.
-// - Because every slab of a cache lies in its range, "is this pointer one of this cache's
+//   Allocation takes the smallest free block of at least the order asked for and splits it,
+//   freeing the upper halves (one free block per order on the way down); a released block merges
+//   with its buddy (the block whose address differs in bit k) for as long as the buddy is free.
+//   Freeing everything therefore leaves each arena one free block of the top order, and
+//   `checkInvariants` checks that the free and allocated blocks tile every arena.
+//
+// 2. Memory goes back to the OS
+// -----------------------------
+//   A released block is returned to the OS at once (madvise MADV_DONTNEED: its pages leave the
+//   resident set and read as zeros, its address range stays ours) and then merged with its free
+//   buddy; so every free block, a wholly free arena included, holds no memory, and a block handed
+//   out again reads as zeros (kzalloc relies on it for page-allocator blocks).
+//
+// 3. Ranges
+// ---------
+//   Because every slab of a cache lies in its range, "is this pointer one of this cache's
 //   objects?" starts with one subtraction and one comparison on the free fast path, with no
 //   memory access: a pointer from another cache or from malloc is outside the range. The range
 //   is mapped readable from the start (MAP_NORESERVE: no memory is committed until touched), so
 //   reading a slab header anywhere in it never faults; an unused or released block reads zeros.
+//   A page source either reserves its range (and unmaps it when it goes) or is given one slot of
+//   a range reserved by kmalloc, which is never unmapped.
 //
-// Everything else here is the slow path: one lock, Swift collections, system calls.
+// 4. What it shows
+// ----------------
+//   `freeBlocksPerOrder` counts the free blocks of each order in the arenas carved so far, the
+//   figures /proc/buddyinfo gives for a kernel zone (BuddyInfo.swift renders them in that format);
+//   the uncarved rest of the range is address space, not memory, and is not counted.
+//
+// Everything here is the slow path: one lock, Swift collections, system calls.
 
 import CSlab
 
@@ -39,6 +64,9 @@ final class PageSource: @unchecked Sendable {
     /// The reserved range: [base, base + size).
     let base: UInt
     let size: Int
+    /// True when this page source reserved its range itself (and unmaps it in deinit); false for a
+    /// slot of kmalloc's range.
+    let ownsRange: Bool
 
     private final class Arena: @unchecked Sendable {
         let base: UInt
@@ -60,6 +88,8 @@ final class PageSource: @unchecked Sendable {
         var freeBlocks: [Set<UInt>] = Array(repeating: [], count: PageSource.maxOrder + 1)
         /// Where the next arena starts (arenas are carved from the range in order).
         var nextArena: UInt = 0
+        /// Per order: the blocks of that order handed out and not yet released.
+        var allocatedBlocks: [Int] = Array(repeating: 0, count: PageSource.maxOrder + 1)
     }
 
     private let state = Lock(State())
@@ -80,6 +110,7 @@ final class PageSource: @unchecked Sendable {
                 if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(bytes)), tail) }
                 base = aligned
                 size = bytes
+                ownsRange = true
                 state.withLock { $0.nextArena = aligned }
                 return
             }
@@ -88,8 +119,19 @@ final class PageSource: @unchecked Sendable {
         }
     }
 
+    /// A page source over [base, base + size), a range someone else reserved (readable, and kept
+    /// mapped for as long as this page source lives). Both must be multiples of the arena size.
+    init(range base: UInt, size: Int) {
+        assert(base % UInt(Self.arenaBytes) == 0 && size % Self.arenaBytes == 0 && size > 0,
+               "PageSource: range \(hex(base)) + \(size) is not made of whole arenas")
+        self.base = base
+        self.size = size
+        ownsRange = false
+        state.withLock { $0.nextArena = base }
+    }
+
     deinit {
-        munmap(UnsafeMutableRawPointer(bitPattern: base), size)
+        if ownsRange { munmap(UnsafeMutableRawPointer(bitPattern: base), size) }
     }
 
     /// True when `address` lies in this page source's range.
@@ -125,24 +167,68 @@ final class PageSource: @unchecked Sendable {
                 s.freeBlocks[j].insert(arena.base + UInt(buddyIndex * Self.pageSize))
             }
             arena.allocatedOrder[index] = Int8(order)
+            s.allocatedBlocks[order] += 1
             return UnsafeMutableRawPointer(bitPattern: block)
         }
     }
 
     /// Returns a block to the OS and to the buddy free lists.
     func release(_ block: UnsafeMutableRawPointer, order: Int) {
-        let bytes = Self.pageSize << order
-        // The pages leave the resident set now; the address range stays ours for reuse.
-        madvise(block, bytes, MADV_DONTNEED)
         let address = UInt(bitPattern: block)
         state.withLock { s in
             guard let arena = s.arenas[address & ~UInt(Self.arenaBytes - 1)] else {
                 fatalError("PageSource: release of \(hex(address)), which is in no arena")
             }
-            var index = Int((address - arena.base) / UInt(Self.pageSize))
+            let index = Int((address - arena.base) / UInt(Self.pageSize))
             precondition(arena.allocatedOrder[index] == Int8(order),
                          "PageSource: release of \(hex(address)) as order \(order), allocated as order \(arena.allocatedOrder[index])")
             arena.allocatedOrder[index] = -1
+            s.allocatedBlocks[order] -= 1
+        }
+        giveBack(address, order: order)
+    }
+
+    /// What `release(blockAt:)` found at an address.
+    enum Release: Equatable {
+        /// The block that started there, of this order, is free again.
+        case released(order: Int)
+        /// The address lies inside an allocated block, not at its start.
+        case interior(blockStart: UInt, order: Int)
+        /// No allocated block starts or lies there: never handed out, or already released.
+        case notAllocated
+    }
+
+    /// Releases the allocated block that starts at `address`, whatever its order (kfree of a
+    /// page-allocator block, which keeps no header). Anything else is reported, not released.
+    func release(blockAt address: UInt) -> Release {
+        let outcome = state.withLock { s -> Release in
+            guard contains(address), let arena = s.arenas[address & ~UInt(Self.arenaBytes - 1)] else { return .notAllocated }
+            let index = Int((address - arena.base) / UInt(Self.pageSize))
+            guard address % UInt(Self.pageSize) == 0, arena.allocatedOrder[index] >= 0 else {
+                if let (start, order) = Self.allocatedBlock(in: arena, page: index) {
+                    return .interior(blockStart: start, order: order)
+                }
+                return .notAllocated
+            }
+            let order = Int(arena.allocatedOrder[index])
+            // Claimed under the lock: a second release of the same block finds it not allocated.
+            arena.allocatedOrder[index] = -1
+            s.allocatedBlocks[order] -= 1
+            return .released(order: order)
+        }
+        if case let .released(order) = outcome { giveBack(address, order: order) }
+        return outcome
+    }
+
+    /// The second half of a release: the pages go back to the OS (outside the lock: a system call
+    /// on up to 4 MiB), then the block joins the free lists, merged with its free buddies. Between
+    /// the two halves the block is neither allocated nor free, so nothing else touches it.
+    private func giveBack(_ address: UInt, order: Int) {
+        // The pages leave the resident set now; the address range stays ours for reuse.
+        madvise(UnsafeMutableRawPointer(bitPattern: address), Self.pageSize << order, MADV_DONTNEED)
+        state.withLock { s in
+            let arena = s.arenas[address & ~UInt(Self.arenaBytes - 1)]!
+            var index = Int((address - arena.base) / UInt(Self.pageSize))
             var k = order
             while k < Self.maxOrder {
                 let buddyIndex = index ^ (1 << k)
@@ -161,18 +247,87 @@ final class PageSource: @unchecked Sendable {
     /// The allocated block containing `address`: its start and order, or nil. Diagnostics only.
     func block(containing address: UInt) -> (start: UInt, order: Int)? {
         state.withLock { s in
-            guard let arena = s.arenas[address & ~UInt(Self.arenaBytes - 1)] else { return nil }
-            let page = Int((address - arena.base) / UInt(Self.pageSize))
-            for k in 0...Self.maxOrder {
-                let head = page & ~((1 << k) - 1)
-                if arena.allocatedOrder[head] == Int8(k) {
-                    return (arena.base + UInt(head * Self.pageSize), k)
-                }
-            }
-            return nil
+            guard contains(address), let arena = s.arenas[address & ~UInt(Self.arenaBytes - 1)] else { return nil }
+            return Self.allocatedBlock(in: arena, page: Int((address - arena.base) / UInt(Self.pageSize)))
         }
     }
 
+    private static func allocatedBlock(in arena: Arena, page: Int) -> (start: UInt, order: Int)? {
+        for k in 0...maxOrder {
+            let head = page & ~((1 << k) - 1)
+            if arena.allocatedOrder[head] == Int8(k) {
+                return (arena.base + UInt(head * pageSize), k)
+            }
+        }
+        return nil
+    }
+
+    // MARK: What it shows
+
+    /// Free blocks of each order (index = order, 0...10) in the arenas carved so far: a kernel
+    /// zone's line of /proc/buddyinfo.
+    func freeBlocksPerOrder() -> [Int] { state.withLock { s in s.freeBlocks.map(\.count) } }
+
+    /// Blocks of each order handed out and not yet released.
+    func allocatedBlocksPerOrder() -> [Int] { state.withLock { $0.allocatedBlocks } }
+
+    /// Arenas carved from the range so far.
+    var arenaCount: Int { state.withLock { $0.arenas.count } }
+
+    /// Checks the buddy allocator's invariants; returns the problems found (empty when all hold).
+    /// For tests: it takes the lock for the whole walk.
+    ///   - every arena is tiled exactly by its free and allocated blocks, each naturally aligned;
+    ///   - no free block has a free buddy of the same order (it would have merged);
+    ///   - the per-order free sets hold exactly the free blocks the arenas record, and the
+    ///     per-order allocated counts match the allocated blocks.
+    func checkInvariants() -> [String] {
+        state.withLock { s in
+            var problems: [String] = []
+            var freeSeen: [Set<UInt>] = Array(repeating: [], count: Self.maxOrder + 1)
+            var allocatedSeen = Array(repeating: 0, count: Self.maxOrder + 1)
+            for arena in s.arenas.values.sorted(by: { $0.base < $1.base }) {
+                var page = 0
+                while page < Self.pagesPerArena {
+                    let free = Int(arena.freeOrder[page]), allocated = Int(arena.allocatedOrder[page])
+                    let start = arena.base + UInt(page * Self.pageSize)
+                    guard (free >= 0) != (allocated >= 0) else {
+                        problems.append(free >= 0
+                            ? "\(hex(start)): both a free block (order \(free)) and an allocated one (order \(allocated)) start here"
+                            : "\(hex(start)): page belongs to no block")
+                        break
+                    }
+                    let order = max(free, allocated)
+                    if page % (1 << order) != 0 { problems.append("\(hex(start)): order-\(order) block not naturally aligned") }
+                    // No block may start inside this one.
+                    for inner in (page + 1)..<min(Self.pagesPerArena, page + (1 << order))
+                        where arena.freeOrder[inner] >= 0 || arena.allocatedOrder[inner] >= 0 {
+                        problems.append("\(hex(start)): a block starts inside the order-\(order) block at page \(inner)")
+                    }
+                    if free >= 0 {
+                        freeSeen[free].insert(start)
+                        if free < Self.maxOrder {
+                            let buddy = page ^ (1 << free)
+                            if arena.freeOrder[buddy] == Int8(free) {
+                                problems.append("\(hex(start)): free order-\(free) block with a free buddy (not merged)")
+                            }
+                        }
+                    } else {
+                        allocatedSeen[allocated] += 1
+                    }
+                    page += 1 << order
+                }
+            }
+            for k in 0...Self.maxOrder {
+                if freeSeen[k] != s.freeBlocks[k] {
+                    problems.append("order \(k): the free list holds \(s.freeBlocks[k].count) blocks, the arenas \(freeSeen[k].count)")
+                }
+                if allocatedSeen[k] != s.allocatedBlocks[k] {
+                    problems.append("order \(k): \(s.allocatedBlocks[k]) blocks counted allocated, \(allocatedSeen[k]) found")
+                }
+            }
+            return problems
+        }
+    }
 }
 
 /// Makes page sources fail on demand, to test what a cache does when the OS refuses memory.

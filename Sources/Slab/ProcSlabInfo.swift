@@ -286,7 +286,7 @@ extension ProcSlabInfo {
 // MARK: - Reading
 
 extension ProcSlabInfo {
-    /// Why a slabinfo file could not be read.
+    /// Why a slabinfo (or buddyinfo) file could not be read.
     public enum ReadError: Error, Equatable, Sendable, CustomStringConvertible {
         /// EACCES or EPERM: /proc/slabinfo is mode 0400, root only.
         case permissionDenied(path: String)
@@ -314,6 +314,7 @@ extension ProcSlabInfo {
             case let .missing(path):
                 let why = path == ProcSlabInfo.defaultPath
                     ? "this kernel has no slabinfo (not Linux, /proc not mounted, or a kernel built without CONFIG_SLUB_DEBUG)"
+                    : path == ProcBuddyInfo.defaultPath ? "this system has no buddyinfo (not Linux, or /proc not mounted)"
                     : "no such file"
                 return "cannot read \(path): it does not exist: \(why)"
             case let .failed(path, code, operation):

@@ -1,5 +1,6 @@
 // Registry: every live cache, as the kernel's slab_caches list. A cache registers when created and
-// leaves when destroyed; SlabInfo renders the registry in /proc/slabinfo format.
+// leaves when destroyed; SlabInfo renders the registry in /proc/slabinfo format. kmalloc's size
+// classes register when kmalloc is first used and never leave.
 
 
 
@@ -11,12 +12,17 @@ public final class Registry: @unchecked Sendable {
     }
     private let entries = Lock([Entry]())
 
-    /// A slabinfo name is one whitespace-free field; tools split the file on whitespace.
-    static func validate(name: String) throws {
+    /// A slabinfo name is one whitespace-free field; tools split the file on whitespace. The names
+    /// of kmalloc's size classes are reserved for them (`reservedAllowed` only when kmalloc
+    /// creates them), so that a user's cache can never stop kmalloc from setting up.
+    static func validate(name: String, reservedAllowed: Bool = false) throws {
         guard !name.isEmpty else { throw SlabError.invalidName(name, reason: "it is empty") }
         guard name.utf8.count <= 64 else { throw SlabError.invalidName(name, reason: "it is longer than 64 bytes") }
         guard name.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7F }) else {
             throw SlabError.invalidName(name, reason: "only printable ASCII without spaces is allowed")
+        }
+        if !reservedAllowed, Kmalloc.sizeClasses.contains(where: { $0.name == name }) {
+            throw SlabError.invalidName(name, reason: "it is reserved for kmalloc's size classes")
         }
     }
 

@@ -22,6 +22,12 @@
 //
 //   Registry.swift and SlabInfo.swift list every cache in /proc/slabinfo 2.1 format.
 //
+//   Above the caches, Kmalloc.swift is the general-purpose heap, as the kernel's: kmalloc(size)
+//   takes the smallest of 13 size-class caches (kmalloc-8 ... kmalloc-8k) that fits, and
+//   KmallocLarge.swift serves larger sizes with 2^order-page blocks from a page source of its
+//   own, and sizes above 4 MiB with mappings straight from the OS. BuddyInfo.swift shows every
+//   page source's free blocks per order in /proc/buddyinfo format.
+//
 // 3. Glossary
 // -----------
 //   object     what the caller gets: `objectSize` bytes, aligned to `align`.
@@ -74,7 +80,12 @@
 //   reported in the statistics instead). Reaping is explicit (`reap()`, `shrink()`); there is no
 //   timer thread, but the depot keeps at most max(64, 32 x CPUs) full magazines and a free beyond
 //   that returns its magazine's rounds to the slab layer, so a burst of frees cannot pin memory
-//   until the next reap. Empty slabs stay cached, constructed, until `shrink()`. Slabs hand out
+//   until the next reap. kmalloc's classes bound their depots in bytes instead, 8 MiB of objects
+//   each (at least 64 magazines): a general-purpose heap sees one class freed in bursts of
+//   thousands (a structure dropped), and rounds that overflow cost a lock and a write into each
+//   object, then come back one dependent cache miss each along the slab's free list (a batch of
+//   100,000 mixed sizes: 36 against 25 ns an object). The objects are resident either way (an
+//   empty slab stays until shrink or reap); the depot adds its magazines, 8 bytes per object. Empty slabs stay cached, constructed, until `shrink()`. Slabs hand out
 //   never-used objects by a bump index rather than a free list threaded through them (Slab.swift),
 //   and a refilled magazine pops one object per cache line per pass (CPUCache.stackForPops).
 //   Every free checks its pointer (FastPath.checkOwnership): about 1 ns of the hot pair, spent so
@@ -110,6 +121,8 @@ public enum SlabError: Error, Equatable, CustomStringConvertible, Sendable {
     case outOfMemory(cache: String)
     case objectsStillAllocated(cache: String, count: Int)
     case destroyed(String)
+    /// kmalloc's size-class caches live as long as the process.
+    case servesKmalloc(String)
 
     public var description: String {
         switch self {
@@ -124,6 +137,8 @@ public enum SlabError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .objectsStillAllocated(cache, count):
             return "Slab cache still has objects: \(cache) has \(count) allocated; destroy refused"
         case let .destroyed(cache): return "\(cache): the cache was destroyed"
+        case let .servesKmalloc(cache):
+            return "\(cache) is one of kmalloc's size classes and lives as long as the process; destroy refused"
         }
     }
 }
@@ -174,30 +189,50 @@ public final class SlabCache: @unchecked Sendable {
     let counters: SlowPathCounters
     /// Most full magazines the depot keeps before frees overflow to the slab layer.
     let depotFullLimit: Int
+    /// The bytes of objects a kmalloc class's depot may hold (see the essay, section 7).
+    static let kmallocDepotBytes = 8 << 20
     /// Serialises drains (shrink, reap, destroy) with each other.
     let drainLock = Lock(())
     private let destroyedFlag = Atomic<Bool>(false)
+    /// One of kmalloc's size classes (Kmalloc.swift): its name is reserved, its slabs lie in its
+    /// slot of kmalloc's range, it cannot be destroyed, and a bad free is reported as kfree's.
+    let servesKmalloc: Bool
+    /// The operation a bad free is reported under: "kmem_cache_free", or "kfree" for kmalloc's caches.
+    let freeOperation: String
 
     /// Creates a cache. `align` must be a power of two (1...4096); the object size is `size`
     /// rounded up to a word and then to the alignment.
-    public init(name: String, size: Int, align: Int = 8, flags: SlabFlags = [],
-                constructor: ((UnsafeMutableRawPointer) -> Void)? = nil,
-                destructor: ((UnsafeMutableRawPointer) -> Void)? = nil) throws {
+    public convenience init(name: String, size: Int, align: Int = 8, flags: SlabFlags = [],
+                            constructor: ((UnsafeMutableRawPointer) -> Void)? = nil,
+                            destructor: ((UnsafeMutableRawPointer) -> Void)? = nil) throws {
+        try self.init(name: name, size: size, align: align, flags: flags, constructor: constructor,
+                      destructor: destructor, kmallocPages: nil)
+    }
+
+    /// Creates a cache; with `kmallocPages`, one of kmalloc's size classes, whose slabs come from
+    /// that page source (its slot of kmalloc's range) and whose alignment may reach the slab size.
+    init(name: String, size: Int, align: Int, flags: SlabFlags,
+         constructor: ((UnsafeMutableRawPointer) -> Void)?, destructor: ((UnsafeMutableRawPointer) -> Void)?,
+         kmallocPages: PageSource?) throws {
         precondition(MemoryLayout<cslab_slab>.offset(of: \cslab_slab.objects) == FastPath.objectsFieldOffset,
                      "cslab_slab layout changed: update FastPath.objectsFieldOffset")
-        try Registry.validate(name: name)
+        servesKmalloc = kmallocPages != nil
+        freeOperation = servesKmalloc ? "kfree" : "kmem_cache_free"
+        try Registry.validate(name: name, reservedAllowed: servesKmalloc)
         let known: SlabFlags = [.hwcacheAlign, .noCPUCache]
         guard flags.subtracting(known).isEmpty else { throw SlabError.unknownFlags(flags.subtracting(known).rawValue) }
         guard size >= 1, size <= SlabLayout.maxObjectSize else { throw SlabError.invalidSize(size) }
         guard let layout = SlabLayout(size: size, align: align, hardwareCacheAlign: flags.contains(.hwcacheAlign),
-                                      hasConstructor: constructor != nil) else {
+                                      hasConstructor: constructor != nil,
+                                      alignLimit: servesKmalloc ? SlabLayout.pageSize << SlabLayout.maxOrder : SlabLayout.maxAlign) else {
             throw SlabError.invalidAlignment(align)
         }
         self.name = name
         self.layout = layout
         self.flags = flags
-        guard let pages = PageSource() else { throw SlabError.outOfMemory(cache: name) }
-        let layer = SlabLayer(name: name, layout: layout, constructor: constructor, destructor: destructor, pages: pages)
+        guard let pages = kmallocPages ?? PageSource() else { throw SlabError.outOfMemory(cache: name) }
+        let layer = SlabLayer(name: name, freeOperation: freeOperation, layout: layout, constructor: constructor,
+                              destructor: destructor, pages: pages)
         slabLayer = layer
         counters = SlowPathCounters()
 
@@ -216,7 +251,8 @@ public final class SlabCache: @unchecked Sendable {
             depot = nil
         }
         slotCount = mode == .fallback ? platform.fallbackSlots : platform.possibleCPUs
-        depotFullLimit = max(64, 32 * platform.possibleCPUs)
+        depotFullLimit = servesKmalloc ? max(64, Self.kmallocDepotBytes / (m * layout.objectSize))
+                                       : max(64, 32 * platform.possibleCPUs)
         // One 128-byte slot per CPU. With no CPU layer, every slot is owned forever, so the
         // (never taken) fast path would go slow anyway.
         let bytes = slotCount * Int(CSLAB_CPU_STRIDE)
@@ -271,22 +307,39 @@ public final class SlabCache: @unchecked Sendable {
     /// Explains a free that failed the ownership test, then stops the process.
     @usableFromInline
     func diagnoseBadFree(_ object: UnsafeMutableRawPointer) -> Never {
+        diagnoseBadPointer(object, operation: freeOperation)
+    }
+
+    /// Explains why `object` is not an object of this cache, under the name of the operation that
+    /// was given it (kmem_cache_free, kfree, ksize, krealloc), then stops the process.
+    func diagnoseBadPointer(_ object: UnsafeMutableRawPointer, operation: String) -> Never {
         let address = UInt(bitPattern: object)
         if destroyedFlag.load(ordering: .acquiring) {
-            slabFatal("kmem_cache_free(\(name)): \(hex(address)) freed to a destroyed cache")
+            slabFatal("\(operation)(\(name)): \(hex(address)) freed to a destroyed cache")
         }
         guard slabLayer.pages.contains(address) else {
             if let other = Registry.shared.cache(containing: address) {
-                slabFatal("kmem_cache_free(\(name)): Wrong slab cache. \(name) but object \(hex(address)) is from \(other.name)")
+                slabFatal("\(operation)(\(name)): Wrong slab cache. \(name) but object \(hex(address)) is from \(other.name)")
             }
-            slabFatal("kmem_cache_free(\(name)): \(hex(address)) was not allocated from any slab cache")
+            slabFatal("\(operation)(\(name)): \(hex(address)) was not allocated from any slab cache")
         }
         guard let block = slabLayer.pages.block(containing: address),
               let slab = SlabPointer(bitPattern: block.start), slab.pointee.magic == CSLAB_SLAB_MAGIC else {
-            slabFatal("kmem_cache_free(\(name)): \(hex(address)) is not in a live slab of this cache (freed after shrink, or never allocated)")
+            slabFatal("\(operation)(\(name)): \(hex(address)) is not in a live slab of this cache (freed after shrink, or never allocated)")
         }
-        slabFatal("kmem_cache_free(\(name)): \(hex(address)) is not the start of an object "
+        slabFatal("\(operation)(\(name)): \(hex(address)) is not the start of an object "
                   + "(slab \(hex(slab)), object size \(layout.objectSize))")
+    }
+
+    /// True when `object` is the start of an object in one of this cache's live slabs: the free
+    /// fast path's test (FastPath.checkOwnership) without its verdict, for ksize and krealloc.
+    func isObjectStart(_ object: UnsafeRawPointer) -> Bool {
+        let address = UInt(bitPattern: object)
+        guard slabLayer.pages.contains(address) else { return false }
+        let slab = UnsafeRawPointer(bitPattern: address & slabLayer.slabMask).unsafelyUnwrapped
+        let objects = slab.load(fromByteOffset: FastPath.objectsFieldOffset, as: UInt.self)
+        let offset = address &- objects
+        return offset < UInt(layout.objectsPerSlab * layout.stride) && offset % UInt(layout.stride) == 0
     }
 
     // MARK: Shrink, reap, destroy
@@ -316,6 +369,7 @@ public final class SlabCache: @unchecked Sendable {
     /// Destroys the cache (kmem_cache_destroy). Throws, and leaves the cache intact and usable,
     /// when objects are still allocated ("Slab cache still has objects").
     public func destroy() throws {
+        if servesKmalloc { throw SlabError.servesKmalloc(name) }
         try drainLock.withLock { _ in
             guard !destroyedFlag.load(ordering: .acquiring) else { throw SlabError.destroyed(name) }
             // Take every CPU and keep it: from here on every fast path goes slow.

@@ -18,6 +18,8 @@ import Glibc
 
 final class SlabLayer: @unchecked Sendable {
     let name: String
+    /// The operation bad frees are reported under (SlabCache.freeOperation).
+    let freeOperation: String
     let layout: SlabLayout
     let constructor: ((UnsafeMutableRawPointer) -> Void)?
     let destructor: ((UnsafeMutableRawPointer) -> Void)?
@@ -45,9 +47,10 @@ final class SlabLayer: @unchecked Sendable {
 
     private let lists = Lock(Lists())
 
-    init(name: String, layout: SlabLayout, constructor: ((UnsafeMutableRawPointer) -> Void)?,
+    init(name: String, freeOperation: String, layout: SlabLayout, constructor: ((UnsafeMutableRawPointer) -> Void)?,
          destructor: ((UnsafeMutableRawPointer) -> Void)?, pages: PageSource) {
         self.name = name
+        self.freeOperation = freeOperation
         self.layout = layout
         self.constructor = constructor
         self.destructor = destructor
@@ -131,13 +134,13 @@ final class SlabLayer: @unchecked Sendable {
                 let object = buffer[i]!
                 let slab = SlabPointer(bitPattern: UInt(bitPattern: object) & slabMask)!
                 guard let index = slab.objectIndex(of: object, divider: divider) else {
-                    slabFatal("kmem_cache_free(\(name)): \(hex(object)) is not the start of an object "
+                    slabFatal("\(freeOperation)(\(name)): \(hex(object)) is not the start of an object "
                               + "(slab \(hex(slab)), object size \(layout.objectSize))")
                 }
                 // Cheap double-free checks: the object is the last one freed to this slab, or one
                 // the slab never handed out since it was last empty, or the slab has none in use.
                 guard slab.pointee.free_list != object, index < Int(slab.pointee.bump), slab.pointee.in_use > 0 else {
-                    slabFatal("kmem_cache_free(\(name)): double free of \(hex(object))")
+                    slabFatal("\(freeOperation)(\(name)): double free of \(hex(object))")
                 }
                 let wasFull = slab.pointee.in_use == slab.pointee.capacity
                 slab.pushFree(object, index: index, linkOffset: layout.freeLinkOffset)

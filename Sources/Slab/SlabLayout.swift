@@ -58,8 +58,16 @@ public struct SlabLayout: Equatable, Sendable {
     /// Computes the layout, or returns nil when the size or alignment cannot be served.
     public init?(size: Int, align requestedAlign: Int, hardwareCacheAlign: Bool = false,
                  hasConstructor: Bool = false, cacheLine: Int = 64) {
+        self.init(size: size, align: requestedAlign, hardwareCacheAlign: hardwareCacheAlign,
+                  hasConstructor: hasConstructor, cacheLine: cacheLine, alignLimit: Self.maxAlign)
+    }
+
+    /// The same, with a larger alignment limit: kmalloc-8k aligns its objects to 8 KiB (kmalloc
+    /// gives power-of-two sizes their natural alignment), beyond what a cache offers its users.
+    init?(size: Int, align requestedAlign: Int, hardwareCacheAlign: Bool = false,
+          hasConstructor: Bool = false, cacheLine: Int = 64, alignLimit: Int) {
         guard size >= 1, size <= Self.maxObjectSize else { return nil }
-        guard requestedAlign >= 1, requestedAlign <= Self.maxAlign,
+        guard requestedAlign >= 1, requestedAlign <= alignLimit,
               requestedAlign & (requestedAlign - 1) == 0 else { return nil }
         var align = requestedAlign
         if hardwareCacheAlign {

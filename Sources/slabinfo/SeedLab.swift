@@ -1,6 +1,8 @@
 // The seed lab: the classic kernel-module exercise (kmem_cache_create "mycache" with size 20,
 // align 8, flags 0; kmem_cache_alloc; look at /proc/slabinfo; kmem_cache_free;
 // kmem_cache_destroy), run against this library, printing each step as the module's printk does.
+// Beside it, the lab's other half: kmalloc of a small size (a size class) and of a large one (the
+// page allocator), which also brings kmalloc's caches into the slabinfo the lab prints.
 
 import ArgumentParser
 import Slab
@@ -9,10 +11,14 @@ enum SeedLab {
     static let name = "mycache"
     static let size = 20
     static let align = 8
+    /// A size-class request (kmalloc-128) and a page-allocator one (order 3: 5 pages round up to 8).
+    static let smallRequest = 100
+    static let largeRequest = 20_000
 
-    /// Runs the lab. `raw`: print nothing but the registry in /proc/slabinfo 2.1 format, taken
-    /// while the object is live (input for tools that read /proc/slabinfo).
-    static func run(raw: Bool) throws {
+    /// Runs the lab. `raw`: print nothing but the registry in /proc/slabinfo 2.1 format (with
+    /// `buddyinfo`, the page allocators in /proc/buddyinfo format instead), taken while the
+    /// objects are live (input for tools that read those files).
+    static func run(raw: Bool, buddyinfo: Bool) throws {
         func step(_ text: String) { if !raw { print(text) } }
 
         let cache: SlabCache
@@ -26,18 +32,41 @@ enum SeedLab {
         guard let object = cache.allocate() else {
             throw fail("kmem_cache_alloc failed: \(SlabError.outOfMemory(cache: name))")
         }
-        step("kmem_cache_alloc ok: object at 0x\(String(UInt(bitPattern: object), radix: 16))")
+        step("kmem_cache_alloc ok: object at \(hex(object))")
 
-        if raw {
-            print(SlabInfo.render(), terminator: "")
-        } else {
-            // One snapshot for both views, so they agree.
-            let statistics = cache.statistics
-            print(SlabInfo.header)
-            print(SlabInfo.line(statistics))
-            print(SlabInfo.report(statistics))
+        var allocations: [UnsafeMutableRawPointer] = []
+        for request in [smallRequest, largeRequest] {
+            let p: UnsafeMutableRawPointer
+            do {
+                p = try kmalloc(request)
+            } catch {
+                throw fail("kmalloc(\(request)) failed: \(error)")
+            }
+            let origin = Kmalloc.origin(of: p).map { "\($0)" } ?? "?"
+            step("kmalloc(\(request)) ok: \(hex(p)) from \(origin), ksize \(ksize(p))")
+            allocations.append(p)
         }
 
+        if raw {
+            print(buddyinfo ? ProcBuddyInfo.library.render() : SlabInfo.render(), terminator: "")
+        } else {
+            // One snapshot for every view, so they agree.
+            let statistics = Registry.shared.caches.map(\.statistics)
+            let text = ([SlabInfo.header] + statistics.map(SlabInfo.line)).joined(separator: "\n")
+            print(text)
+            if let summary = try? ProcSlabInfo.parse(text + "\n").summary() { print(summary) }
+            if let mine = statistics.first(where: { $0.name == name }) { print(SlabInfo.report(mine)) }
+            if buddyinfo {
+                print("Page allocators of this library (free blocks in the arenas carved so far: address space, not memory)")
+                print(ProcBuddyInfo.library.report(pageSize: SlabLayout.pageSize), terminator: "")
+            }
+        }
+
+        for p in allocations {
+            let origin = Kmalloc.origin(of: p).map { "\($0)" } ?? "?"
+            kfree(p)
+            step("kfree ok: \(hex(p)) (\(origin))")
+        }
         cache.free(object)
         step("kmem_cache_free ok")
         do {
@@ -48,4 +77,6 @@ enum SeedLab {
         step("kmem_cache_destroy ok")
         step("destroyed \(name)")
     }
+
+    static func hex(_ p: UnsafeMutableRawPointer) -> String { "0x" + String(UInt(bitPattern: p), radix: 16) }
 }

@@ -1,5 +1,6 @@
 // slabinfo: argument parsing only. The seed lab is in SeedLab.swift; reading, parsing and the
-// slabtop-style view of /proc/slabinfo are in the library (Sources/Slab/ProcSlabInfo.swift).
+// slabtop-style view of /proc/slabinfo are in the library (Sources/Slab/ProcSlabInfo.swift), and
+// so are /proc/buddyinfo and its view (Sources/Slab/BuddyInfo.swift).
 //
 // Exit status: 0 success; 1 the file cannot be read or parsed, or the library refused an
 // operation; 2 a usage error (unknown option, bad --sort key, options that do not go together),
@@ -18,12 +19,14 @@ import Musl
 struct Slabinfo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slabinfo",
-        abstract: "Show the kernel's slab caches as `slabtop -o` does, or run the seed lab on this library.",
+        abstract: "Show the kernel's slab caches as `slabtop -o` does, or its free pages per order, or run the seed lab on this library.",
         discussion: """
             Without --demo: reads /proc/slabinfo (root only) and prints the totals and one row per \
-            cache, sorted by --sort. With --demo: creates mycache (size 20, align 8, flags 0), \
-            allocates one object, prints each step and mycache's slabinfo line, then frees the \
-            object and destroys the cache.
+            cache, sorted by --sort; with --buddyinfo, reads /proc/buddyinfo (anyone may) and \
+            prints the free blocks per order of each memory zone. With --demo: creates mycache \
+            (size 20, align 8, flags 0), allocates one object, kmallocs a small and a large block, \
+            prints each step and this library's slabinfo (kmalloc's caches included; with \
+            --buddyinfo, its page allocators too), then frees everything and destroys the cache.
             """
     )
 
@@ -36,6 +39,12 @@ struct Slabinfo: ParsableCommand {
         """)
     var raw = false
 
+    @Flag(help: """
+        Free blocks per order instead of slab caches: the kernel's /proc/buddyinfo (or --file), or \
+        with --demo this library's page allocators, in the same format with --raw.
+        """)
+    var buddyinfo = false
+
     @Option(name: .long, help: ArgumentHelp(
         "Sort key, slabtop's letter or a name: \(ProcSlabInfo.SortKey.validKeys). Default: c.",
         valueName: "key"), transform: parseSortKey)
@@ -44,7 +53,7 @@ struct Slabinfo: ParsableCommand {
     @Option(help: ArgumentHelp("Show at most N caches.", valueName: "N"))
     var limit: Int?
 
-    @Option(help: ArgumentHelp("Read this file instead of \(ProcSlabInfo.defaultPath).", valueName: "path"))
+    @Option(help: ArgumentHelp("Read this file instead of \(ProcSlabInfo.defaultPath) (with --buddyinfo, \(ProcBuddyInfo.defaultPath)).", valueName: "path"))
     var file: String?
 
     static func parseSortKey(_ text: String) throws -> ProcSlabInfo.SortKey {
@@ -66,17 +75,22 @@ struct Slabinfo: ParsableCommand {
         if raw, sort != nil || limit != nil {
             throw ValidationError("--raw prints the file as it is; --sort and --limit apply only without it")
         }
+        if buddyinfo, sort != nil || limit != nil {
+            throw ValidationError("--buddyinfo shows free blocks per order; --sort and --limit apply to the slab view")
+        }
     }
 
     func run() throws {
         if demo {
-            try SeedLab.run(raw: raw)
+            try SeedLab.run(raw: raw, buddyinfo: buddyinfo)
             return
         }
-        let path = file ?? ProcSlabInfo.defaultPath
+        let path = file ?? (buddyinfo ? ProcBuddyInfo.defaultPath : ProcSlabInfo.defaultPath)
         do {
             if raw {
                 print(try ProcSlabInfo.readText(path: path), terminator: "")
+            } else if buddyinfo {
+                print(try ProcBuddyInfo.read(path: path).report(), terminator: "")
             } else {
                 let info = try ProcSlabInfo.read(path: path)
                 print(info.slabtopReport(sortedBy: sort ?? .cacheSize, limit: limit), terminator: "")
@@ -84,6 +98,8 @@ struct Slabinfo: ParsableCommand {
         } catch let error as ProcSlabInfo.ReadError {
             throw fail("\(error)")
         } catch let error as ProcSlabInfo.ParseError {
+            throw fail("\(error)")
+        } catch let error as ProcBuddyInfo.ParseError {
             throw fail("\(error)")
         }
     }

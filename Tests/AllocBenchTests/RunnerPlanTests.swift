@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import AllocBench
 
@@ -9,6 +10,10 @@ final class RunnerPlanTests: XCTestCase {
             WorkloadSpec(name: "batch-fifo-1000", summary: "", measuresLatency: false, usesThreads: false),
             WorkloadSpec(name: "threads", summary: "", measuresLatency: false, usesThreads: true),
             WorkloadSpec(name: "ctor-256", summary: "", measuresLatency: false, usesThreads: false, fixedSize: 256),
+            WorkloadSpec(name: "larson-mixed", summary: "", measuresLatency: false, usesThreads: true, fixedSize: 1024,
+                         mixedSizes: true),
+            WorkloadSpec(name: "batch-mixed", summary: "", measuresLatency: false, usesThreads: false, fixedSize: 1024,
+                         mixedSizes: true),
         ],
         run: { CellResult(parameters: $0, status: .failed, message: "fake", repetitions: [], allocatorVersion: nil) })
 
@@ -67,7 +72,7 @@ final class RunnerPlanTests: XCTestCase {
         XCTAssertThrowsError(try SuitePlan.parseAllocators("glibc,hoard")) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("unknown allocator 'hoard'"), text)
-            for a in AllocatorID.allCases { XCTAssertTrue(text.contains(a.rawValue), text) }
+            for a in AllocatorID.builtIn { XCTAssertTrue(text.contains(a.rawValue), text) }
         }
     }
 
@@ -76,7 +81,7 @@ final class RunnerPlanTests: XCTestCase {
         XCTAssertThrowsError(try SuitePlan.parseWorkloads("pair,nope,zip", catalog: Self.catalog)) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("unknown workloads 'nope', 'zip'"), text)
-            XCTAssertTrue(text.contains("pair, batch-lifo-1m, batch-fifo-1000, threads, ctor-256"), text)
+            XCTAssertTrue(text.contains("pair, batch-lifo-1m, batch-fifo-1000, threads, ctor-256, larson-mixed, batch-mixed"), text)
             XCTAssertFalse(text.contains("_crash"), text)
         }
     }
@@ -104,6 +109,44 @@ final class RunnerPlanTests: XCTestCase {
                        ["SLAB_CPU_LAYER=fallback"])
         XCTAssertFalse(AllocatorID.defaultSuite.contains(.slabFallback))
         XCTAssertEqual(try SuitePlan.parseAllocators(nil), AllocatorID.defaultSuite)
+    }
+
+    func test_cells_mixedWorkloads_runOnce_withoutTheTypedCaches() {
+        let o = options(["pair", "batch-mixed", "larson-mixed"], allocators: [.glibc, .slab, .slabNoCPU, .kmalloc],
+                        sizes: [20], threads: [1, 2])
+        let cells = SuitePlan.cells(o, catalog: Self.catalog, cores: 2)
+        XCTAssertEqual(cells.filter { $0.workload == "pair" }.map(\.allocator), [.glibc, .slab, .slabNoCPU, .kmalloc])
+        XCTAssertEqual(cells.filter { $0.workload == "batch-mixed" }.map { "\($0.allocator.rawValue)/\($0.size)" },
+                       ["glibc/1024", "kmalloc/1024"], "once, at its largest size, whatever --sizes says")
+        XCTAssertEqual(cells.filter { $0.workload == "larson-mixed" }.map { "\($0.allocator.rawValue)x\($0.threads)" },
+                       ["glibcx1", "kmallocx1", "glibcx2", "kmallocx2"])
+    }
+
+    func test_cells_defaultSuite_runsKmallocOnTheMixedWorkloadsOnly() {
+        var o = options(["pair", "batch-mixed"], allocators: AllocatorID.defaultSuite, sizes: [20])
+        o.mixedSizeAllocators = AllocatorID.defaultMixedSizeSuite
+        let cells = SuitePlan.cells(o, catalog: Self.catalog, cores: 2)
+        XCTAssertFalse(AllocatorID.defaultSuite.contains(.kmalloc))
+        XCTAssertEqual(cells.filter { $0.workload == "pair" }.map(\.allocator), AllocatorID.defaultSuite)
+        XCTAssertEqual(cells.filter { $0.workload == "batch-mixed" }.map(\.allocator),
+                       [.glibc, .jemalloc, .mimalloc, .tcmalloc, .kmalloc])
+        XCTAssertEqual(o.allAllocators, AllocatorID.defaultSuite + [.kmalloc])
+    }
+
+    func test_allocatorIDs_decodeFromTheStringsOldResultFilesHold_andNewOnesRoundTrip() throws {
+        let old = #"["glibc","jemalloc","mimalloc","tcmalloc","slab","slab-nocpu","slab-fallback"]"#
+        let decoded = try JSONDecoder().decode([AllocatorID].self, from: Data(old.utf8))
+        XCTAssertEqual(decoded, [.glibc, .jemalloc, .mimalloc, .tcmalloc, .slab, .slabNoCPU, .slabFallback])
+        let new: [AllocatorID] = [.kmalloc, AllocatorID(rawValue: "preload:/opt/lib/libfoo.so=foo")!]
+        let encoded = String(decoding: try JSONEncoder().encode(new), as: UTF8.self)
+        XCTAssertEqual(encoded, #"["kmalloc","preload:\/opt\/lib\/libfoo.so=foo"]"#)
+        XCTAssertEqual(try JSONDecoder().decode([AllocatorID].self, from: Data(encoded.utf8)), new)
+        XCTAssertThrowsError(try JSONDecoder().decode([AllocatorID].self, from: Data(#"["hoard"]"#.utf8)))
+        XCTAssertEqual(new[1].name, "foo")
+        XCTAssertEqual(AllocatorID(rawValue: "preload:/opt/lib/libfoo.so.2")?.name, "libfoo.so.2")
+        XCTAssertNil(AllocatorID(rawValue: "preload:relative/libfoo.so"), "a raw value holds an absolute path")
+        XCTAssertEqual(AllocatorID(rawValue: "preload:/opt/a=b/libfoo.so")?.preloadSpec?.path, "/opt/a=b/libfoo.so",
+                       "an '=' before the last '/' belongs to the path")
     }
 
     func test_peerLibraries_missingNoteNamesTheDebianPackage() {

@@ -2,6 +2,7 @@
 // allocates and frees exactly what it claims, frees only what it allocated, and never twice.
 
 @testable import AllocBench
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -83,6 +84,34 @@ struct CountingAllocator: FixedSizeAllocator {
     func free(_ object: UnsafeMutableRawPointer) {
         ledger.freeing(object)
         // A rejected free is recorded, not performed: a double free would abort the test run.
+        Glibc.free(object)
+    }
+
+    func drain() {}
+}
+
+/// malloc/free of any size through the ledger, for the mixed-size workloads; counts the bytes
+/// asked for and the sizes outside the workloads' 8...1024.
+final class CountingGeneralAllocator: GeneralAllocator, Sendable {
+    let ledger: AllocationLedger
+    private let requested = Atomic<Int>(0)
+    private let outside = Atomic<Int>(0)
+
+    init(ledger: AllocationLedger) { self.ledger = ledger }
+
+    var bytesRequested: Int { requested.load(ordering: .relaxed) }
+    var sizesOutsideRange: Int { outside.load(ordering: .relaxed) }
+
+    func allocate(bytes: Int) -> UnsafeMutableRawPointer {
+        requested.add(bytes, ordering: .relaxed)
+        if bytes < 8 || bytes > 1024 { outside.add(1, ordering: .relaxed) }
+        let p = malloc(bytes)!
+        ledger.allocated(p)
+        return p
+    }
+
+    func free(_ object: UnsafeMutableRawPointer) {
+        ledger.freeing(object)
         Glibc.free(object)
     }
 

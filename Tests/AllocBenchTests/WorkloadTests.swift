@@ -3,6 +3,7 @@
 // glibc and reports a sane result.
 
 @testable import AllocBench
+import Slab
 import XCTest
 
 #if canImport(Glibc)
@@ -74,7 +75,47 @@ final class WorkloadLedgerTests: XCTestCase {
     func test_everyCatalogEntry_hasAWorkload_andNamesAreUnique() {
         let names = WorkloadCatalog.all.map(\.name)
         XCTAssertEqual(Set(names).count, names.count)
-        XCTAssertEqual(Set(names), Set(WorkloadKind.allCases.map(\.rawValue)))
+        XCTAssertEqual(Set(names), Set(WorkloadKind.allCases.map(\.rawValue) + MixedWorkloadKind.allCases.map(\.rawValue)))
+        XCTAssertEqual(Set(WorkloadCatalog.all.filter(\.mixedSizes).map(\.name)), Set(MixedWorkloadKind.allCases.map(\.rawValue)))
+    }
+
+    // MARK: The mixed-size workloads
+
+    /// Runs one repetition of a mixed workload at test scale and checks the ledger, and that every
+    /// size asked for was in 8...1024.
+    private func assertExactMixedAccounting(_ kind: MixedWorkloadKind, threads: Int = 1,
+                                            file: StaticString = #filePath, line: UInt = #line) throws {
+        let ledger = AllocationLedger()
+        let a = CountingGeneralAllocator(ledger: ledger)
+        let m = try kind.measureOnce(a, WorkloadContext(size: 1024, threads: threads, scale: .test))
+        let s = ledger.snapshot
+        let label = "\(kind.rawValue) threads \(threads)"
+        XCTAssertEqual(s.problems, [], label, file: file, line: line)
+        XCTAssertEqual(s.allocations, m.ops, "\(label): allocations", file: file, line: line)
+        XCTAssertEqual(s.frees, s.allocations, "\(label): frees", file: file, line: line)
+        XCTAssertEqual(s.live.count, 0, "\(label): objects left live", file: file, line: line)
+        XCTAssertLessThanOrEqual(s.peakLive, m.peakLiveObjects, "\(label): peak live above what the workload reports",
+                                 file: file, line: line)
+        XCTAssertEqual(a.sizesOutsideRange, 0, "\(label): sizes outside 8...1024", file: file, line: line)
+        XCTAssertGreaterThan(m.liveBytes ?? 0, 0, label, file: file, line: line)
+    }
+
+    func test_batchMixed_allocatesAndFreesExactlyItsOps() throws { try assertExactMixedAccounting(.batchMixed) }
+
+    func test_larsonMixed_handedOffObjectsAreFreedOnce_forEveryThreadCount() throws {
+        for t in 1...4 { try assertExactMixedAccounting(.larsonMixed, threads: t) }
+    }
+
+    func test_batchMixed_reportsTheExactBytesOfItsLargestBatch() throws {
+        let ledger = AllocationLedger()
+        let a = CountingGeneralAllocator(ledger: ledger)
+        let m = try MixedWorkloadKind.batchMixed.measureOnce(a, WorkloadContext(size: 1024, threads: 1, scale: .test))
+        // Test scale: 2 batches of 1000 objects, the sizes read in order from the table.
+        let sizes = MixedSizes()
+        defer { sizes.deallocate() }
+        let batch = { (k: Int) in (0..<1000).reduce(0) { $0 + Int(sizes.table[k * 1000 + $1]) } }
+        XCTAssertEqual(m.liveBytes, max(batch(0), batch(1)))
+        XCTAssertEqual(a.bytesRequested, batch(0) + batch(1))
     }
 
     /// The ctor-256 check must be able to fail: an adapter that claims constructed objects but
@@ -118,7 +159,7 @@ final class WorkloadCatalogRunTests: XCTestCase {
     /// Every workload through the public entry point, in quick mode (or at test scale, to keep
     /// the debug-build test time down, for the variants the brief does not require quick for).
     private func runAll(_ allocator: AllocatorID, scale: Scale = .quick, file: StaticString = #filePath, line: UInt = #line) {
-        for info in WorkloadCatalog.all {
+        for info in WorkloadCatalog.all where allocator.servesAnySize || !info.mixedSizes {
             let threads = info.usesThreads ? 2 : 1
             let p = CellParameters(allocator: allocator, workload: info.name, size: 64, threads: threads,
                                    repetitions: 1, quick: scale == .quick)
@@ -149,6 +190,30 @@ final class WorkloadCatalogRunTests: XCTestCase {
     func test_run_quick_slab_everyWorkloadIsOK() { runAll(.slab) }
     func test_run_slabNoCPU_everyWorkloadIsOK() { runAll(.slabNoCPU, scale: .test) }
     func test_run_quick_glibc_everyWorkloadIsOK() { runAll(.glibc) }
+    func test_run_kmalloc_everyWorkloadIsOK_andLeavesNothingLive() {
+        runAll(.kmalloc, scale: .test)
+        XCTAssertEqual(Kmalloc.statistics.liveAllocations, 0)
+    }
+
+    func test_run_typedCache_onAMixedWorkload_failsSayingItServesOneSize() {
+        for a in [AllocatorID.slab, .slabNoCPU, .slabFallback] {
+            let r = WorkloadCatalog.run(CellParameters(allocator: a, workload: "batch-mixed", size: 1024, threads: 1,
+                                                       repetitions: 1, quick: true), scale: .test)
+            XCTAssertEqual(r.status, .failed)
+            XCTAssertEqual(r.message, "\(a.rawValue) is a typed cache of one object size; batch-mixed needs an allocator of any size")
+        }
+    }
+
+    func test_kmallocAllocator_afterALeakyCell_failsNamingTheLeak() throws {
+        let k = try KmallocAllocator(size: 40)
+        try k.checkNothingLive()
+        let leaked = k.allocate()
+        XCTAssertThrowsError(try k.checkNothingLive()) {
+            XCTAssertEqual("\($0)", "kmalloc: 1 allocations still live after the cell (the workload leaked them)")
+        }
+        k.free(leaked)
+        XCTAssertNoThrow(try k.checkNothingLive())
+    }
 
     func test_run_unknownWorkload_failsNamingTheValidOnes() {
         let r = WorkloadCatalog.run(CellParameters(allocator: .glibc, workload: "nope", size: 16, threads: 1,

@@ -1,4 +1,5 @@
-// The README's "API at a glance" snippet, kept compiling and running (update both together).
+// The README's snippets, kept compiling and running (update both together): "API at a glance"
+// and kmalloc's.
 
 import Slab
 import TestSupport
@@ -23,5 +24,20 @@ final class ReadmeExampleTests: XCTestCase {
         XCTAssertGreaterThan(constructed, 0)
         XCTAssertTrue(SlabInfo.report(buffers.statistics).contains("conn_buffer"))
         try buffers.destroy()
+    }
+
+    func test_readmeKmallocSnippet_runsAsWritten_andSaysWhatHappens() throws {
+        let before = Kmalloc.statistics.liveAllocations
+        let p = try kmalloc(100)              // kmalloc-128: ksize(p) == 128, aligned to 128
+        XCTAssertEqual(ksize(p), 128)
+        XCTAssertEqual(UInt(bitPattern: p) % 128, 0)
+        let q = try kzalloc(20_000)           // 8 pages (order 3) from the page allocator, zeroed
+        XCTAssertEqual(Kmalloc.origin(of: q), .pages(order: 3))
+        let r = try kcalloc(count: 50, size: 24)   // throws .overflow when count x size does not fit an Int
+        let s = try krealloc(p, 300)          // contents kept; a new kmalloc-512 object, p is freed
+        XCTAssertEqual(Kmalloc.origin(of: s)?.description, "kmalloc-512")
+        kfree(s); kfree(q); kfree(r)
+        kfree(try kmalloc(0))                 // the zero-size pointer: accepted, never dereferenceable
+        XCTAssertEqual(Kmalloc.statistics.liveAllocations, before)   // 0 in a program of its own
     }
 }

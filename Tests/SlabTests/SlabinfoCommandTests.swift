@@ -87,11 +87,13 @@ final class SlabinfoCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.summary)
         XCTAssertEqual(r.stderr, "", r.summary)
         let lines = r.stdout.split(separator: "\n").map(String.init)
-        let steps = ["kmem_cache_create ok", "kmem_cache_alloc ok", "slabinfo - version: 2.1", "# name",
-                     "mycache ", "cache mycache:", "kmem_cache_free ok", "kmem_cache_destroy ok", "destroyed mycache"]
+        let steps = ["kmem_cache_create ok", "kmem_cache_alloc ok", "kmalloc(100) ok", "kmalloc(20000) ok",
+                     "slabinfo - version: 2.1", "# name", "mycache ", "kmalloc-8 ", "kmalloc-8k ",
+                     " Active / Total Objects", "cache mycache:", "kfree ok", "kfree ok", "kmem_cache_free ok",
+                     "kmem_cache_destroy ok", "destroyed mycache"]
         var previous = -1
         for step in steps {
-            guard let index = lines.firstIndex(where: { $0.hasPrefix(step) }) else {
+            guard let index = lines.indices.first(where: { $0 > previous && lines[$0].hasPrefix(step) }) else {
                 XCTFail("no line starting \"\(step)\"\n\(r.summary)")
                 continue
             }
@@ -115,6 +117,16 @@ final class SlabinfoCommandTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(entry.activeObjects, 1)
         XCTAssertGreaterThanOrEqual(entry.totalSlabs, 1)
         XCTAssertTrue(r.stdout.contains("live         1 objects held by callers"), r.summary)
+
+        // kmalloc's two requests: a size class and a page-allocator block, each with its ksize.
+        let small = try XCTUnwrap(lines.first { $0.hasPrefix("kmalloc(100) ok") })
+        XCTAssertTrue(small.hasSuffix(" from kmalloc-128, ksize 128"), small)
+        let large = try XCTUnwrap(lines.first { $0.hasPrefix("kmalloc(20000) ok") })
+        XCTAssertTrue(large.hasSuffix(" from the page allocator, order 3 (8 pages), ksize 32768"), large)
+        let kmalloc128 = try ProcSlabInfo.parseEntry(Substring(try XCTUnwrap(lines.first { $0.hasPrefix("kmalloc-128 ") })),
+                                                     lineNumber: 1)
+        XCTAssertGreaterThanOrEqual(kmalloc128.activeObjects, 1, "the kmalloc(100) object is live in the snapshot")
+        XCTAssertEqual(kmalloc128.objectSize, 128)
     }
 
     func test_demoRaw_printsOnlySlabinfo21_thatTheParserReads() throws {
@@ -123,12 +135,32 @@ final class SlabinfoCommandTests: XCTestCase {
         XCTAssertFalse(r.stdout.contains("kmem_cache"), r.summary)
         XCTAssertTrue(r.stdout.hasPrefix(SlabInfo.header + "\n"), r.summary)
         let info = try ProcSlabInfo.parse(r.stdout)
-        XCTAssertEqual(info.entries.map(\.name), ["mycache"])
+        // kmalloc was used, so its caches are listed after mycache.
+        XCTAssertEqual(info.entries.map(\.name), ["mycache"] + Kmalloc.sizeClasses.map(\.name))
         let entry = try XCTUnwrap(info.entries.first)
         XCTAssertEqual(entry.objectSize, 24)
         XCTAssertGreaterThanOrEqual(entry.activeObjects, 1)
         XCTAssertLessThanOrEqual(entry.activeObjects, entry.totalObjects)
         XCTAssertEqual(entry.totalObjects, entry.totalSlabs * entry.objectsPerSlab)
+    }
+
+    func test_demoBuddyinfoRaw_printsThePageAllocatorsInBuddyinfoFormat() throws {
+        let r = try run(["--demo", "--buddyinfo", "--raw"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let info = try ProcBuddyInfo.parse(r.stdout)
+        XCTAssertEqual(info.zones.map(\.name), ["mycache"] + Kmalloc.sizeClasses.map(\.name) + ["kmalloc-large"])
+        // mycache's first slab split its first arena; the order-3 block split kmalloc-large's.
+        XCTAssertEqual(info.zones[0].freeBlocks.last, 0)
+        XCTAssertGreaterThan(info.zones[0].freePages, 0)
+        XCTAssertEqual(info.zones.last?.freeBlocks, [0, 0, 0] + Array(repeating: 1, count: 7) + [0])
+    }
+
+    func test_demoBuddyinfo_showsTheViewAfterTheSlabinfo() throws {
+        let r = try run(["--demo", "--buddyinfo"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertTrue(r.stdout.contains("\nPage allocators of this library"), r.summary)
+        XCTAssertTrue(r.stdout.contains("\n   0  kmalloc-large  "), r.summary)
+        XCTAssertTrue(r.stdout.hasSuffix("destroyed mycache\n"), r.summary)
     }
 
     // MARK: The system view
@@ -166,6 +198,36 @@ final class SlabinfoCommandTests: XCTestCase {
         XCTAssertTrue(r.stdout.hasPrefix(" Active / Total Objects (% used)    : "), r.summary)
         XCTAssertTrue(r.stdout.contains("\n" + ProcSlabInfo.tableHeader + "\n"), r.summary)
         XCTAssertTrue(r.stdout.contains(" dentry\n"), r.summary)
+    }
+
+    func test_buddyinfo_savedSample_printsFreeBlocksPerOrder() throws {
+        guard ProcSlabInfo.systemPageSize == 4096 else { throw XCTSkip("the expected view assumes 4 KiB pages") }
+        let path = try temporaryFile(BuddyInfoTests.sample)
+        let r = try run(["--buddyinfo", "--file", path])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stdout, BuddyInfoTests.sampleReport, r.summary)
+        let raw = try run(["--buddyinfo", "--raw", "--file", path])
+        XCTAssertEqual(raw.stdout, BuddyInfoTests.sample, "--raw prints the file as it is")
+    }
+
+    func test_buddyinfo_readsThisKernelsBuddyinfo_withoutRoot() throws {
+        guard access(ProcBuddyInfo.defaultPath, R_OK) == 0 else {
+            throw XCTSkip("\(ProcBuddyInfo.defaultPath) is not readable here")
+        }
+        let r = try run(["--buddyinfo"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertTrue(r.stdout.hasPrefix("Free blocks per order ("), r.summary)
+        XCTAssertTrue(r.stdout.contains("\nTotal free "), r.summary)
+        // Every zone of the file has its row.
+        let zones = try ProcBuddyInfo.read().zones.map(\.name)
+        for zone in zones { XCTAssertTrue(r.stdout.contains("  \(zone) "), "\(zone)\n\(r.summary)") }
+    }
+
+    func test_buddyinfo_malformedFile_exits1_namingFileAndLine() throws {
+        let path = try temporaryFile(BuddyInfoTests.sample + "Node 0, zone Movable 1 2\n")
+        let r = try run(["--buddyinfo", "--file", path])
+        XCTAssertEqual(r.status, 1, r.summary)
+        XCTAssertEqual(r.stderr, "slabinfo: \(path) line 4: 2 orders, where the first line has 11\n", r.summary)
     }
 
     // MARK: Failures
@@ -217,6 +279,9 @@ final class SlabinfoCommandTests: XCTestCase {
         XCTAssertEqual(try run(["--limit", "-1"]).status, 2)
         XCTAssertEqual(try run(["--demo", "--file", "/proc/slabinfo"]).status, 2)
         XCTAssertEqual(try run(["--raw", "--sort", "c"]).status, 2)
+        let sorted = try run(["--buddyinfo", "--sort", "n"])
+        XCTAssertEqual(sorted.status, 2)
+        XCTAssertTrue(sorted.stderr.contains("--buddyinfo shows free blocks per order"), sorted.summary)
     }
 
     func test_help_exits0() throws {

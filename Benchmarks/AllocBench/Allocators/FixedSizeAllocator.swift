@@ -7,7 +7,7 @@
 //   methods disappear into the loop: a `malloc` call for the peers, the rseq pop/push sections for
 //   the slab. A protocol existential or a closure per operation would add an indirect call and
 //   retain/release traffic to every op, several times the cost of the slab's fast path
-//   (NOTES.md: 2.1-2.5 ns per pop+push).
+//   (2.1-2.5 ns per pop+push).
 //
 // 2. The adapters
 // ---------------
@@ -16,6 +16,8 @@
 //   SlabAllocator     one SlabCache per cell (flags `.noCPUCache` for `slab-nocpu`), created for
 //                     the cell and destroyed at its end (destroy() refuses a cache that still
 //                     holds objects: a leaking workload fails its cell).
+//   KmallocAllocator  kmalloc(size) and kfree (KmallocAllocator.swift, with the GeneralAllocator
+//                     protocol the mixed-size workloads use).
 //
 // 3. Constructed objects
 // ----------------------
@@ -23,6 +25,7 @@
 //   (a slab cache created with a constructor). The ctor-256 workload constructs malloc'd objects
 //   itself after every allocation; the test is a compile-time constant for each adapter.
 
+import CAllocBench
 import CSlab
 import Slab
 import Synchronization
@@ -132,37 +135,70 @@ public enum AllocatorVersion {
             guard let sym = dlsym(nil, "gnu_get_libc_version") else { return nil }
             typealias Fn = @convention(c) () -> UnsafePointer<CChar>?
             return unsafeBitCast(sym, to: Fn.self)().map { "glibc " + String(cString: $0) }
-        case .mimalloc:
-            // int mi_version(void): 209 for 2.0.9.
-            guard let sym = dlsym(nil, "mi_version") else { return nil }
-            typealias Fn = @convention(c) () -> Int32
-            let v = Int(unsafeBitCast(sym, to: Fn.self)())
-            return "mimalloc \(v / 100).\(v / 10 % 10).\(v % 10)"
-        case .jemalloc:
-            // int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)
-            guard let sym = dlsym(nil, "mallctl") else { return nil }
-            typealias Fn = @convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?,
-                                           UnsafeMutablePointer<Int>?, UnsafeMutableRawPointer?, Int) -> Int32
-            var version: UnsafePointer<CChar>? = nil
-            var length = MemoryLayout<UnsafePointer<CChar>?>.size
-            let rc = withUnsafeMutablePointer(to: &version) { out in
-                unsafeBitCast(sym, to: Fn.self)("version", UnsafeMutableRawPointer(out), &length, nil, 0)
-            }
-            guard rc == 0, let version else { return nil }
-            return "jemalloc " + String(cString: version)
-        case .tcmalloc:
-            // const char *tc_version(int *major, int *minor, const char **patch): "gperftools 2.10".
-            guard let sym = dlsym(nil, "tc_version") else { return nil }
-            typealias Fn = @convention(c) (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?,
-                                           UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> UnsafePointer<CChar>?
-            guard let s = unsafeBitCast(sym, to: Fn.self)(nil, nil, nil) else { return nil }
-            return String(cString: s)
+        case .mimalloc: return mimalloc()
+        case .jemalloc: return jemalloc()
+        case .tcmalloc: return tcmalloc()
         case .slab, .slabNoCPU, .slabFallback:
             // Our own code has no release number; record the CPU layer's mode, which is what
             // decides the fast path (rseq, or the fallback under valgrind / rseq=0).
             guard let slab else { return nil }
             let simulated = slab.mode == .rseq && SlabCache.cpuLayerReason.hasPrefix("rseq simulated") ? "-simulated" : ""
             return "slab mode=\(slab.mode.rawValue)\(simulated) magazine=\(slab.magazineCapacity)"
+        case .kmalloc:
+            // As for the slab: the size classes' CPU layer mode, and how many classes there are.
+            guard let first = Kmalloc.caches.first else { return nil }
+            let simulated = first.mode == .rseq && SlabCache.cpuLayerReason.hasPrefix("rseq simulated") ? "-simulated" : ""
+            return "kmalloc mode=\(first.mode.rawValue)\(simulated) classes=\(Kmalloc.caches.count)"
+        default:
+            // A `preload:` library: whichever known version entry point it defines (a library by
+            // path may well be one of the built-in peers), else nothing.
+            return jemalloc() ?? mimalloc() ?? tcmalloc()
         }
+    }
+
+    /// int mi_version(void): 209 for 2.0.9.
+    static func mimalloc() -> String? {
+        guard let sym = dlsym(nil, "mi_version") else { return nil }
+        typealias Fn = @convention(c) () -> Int32
+        let v = Int(unsafeBitCast(sym, to: Fn.self)())
+        return "mimalloc \(v / 100).\(v / 10 % 10).\(v % 10)"
+    }
+
+    /// int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)
+    static func jemalloc() -> String? {
+        guard let sym = dlsym(nil, "mallctl") else { return nil }
+        typealias Fn = @convention(c) (UnsafePointer<CChar>?, UnsafeMutableRawPointer?,
+                                       UnsafeMutablePointer<Int>?, UnsafeMutableRawPointer?, Int) -> Int32
+        var version: UnsafePointer<CChar>? = nil
+        var length = MemoryLayout<UnsafePointer<CChar>?>.size
+        let rc = withUnsafeMutablePointer(to: &version) { out in
+            unsafeBitCast(sym, to: Fn.self)("version", UnsafeMutableRawPointer(out), &length, nil, 0)
+        }
+        guard rc == 0, let version else { return nil }
+        return "jemalloc " + String(cString: version)
+    }
+
+    /// const char *tc_version(int *major, int *minor, const char **patch): "gperftools 2.10".
+    static func tcmalloc() -> String? {
+        guard let sym = dlsym(nil, "tc_version") else { return nil }
+        typealias Fn = @convention(c) (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?,
+                                       UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> UnsafePointer<CChar>?
+        guard let s = unsafeBitCast(sym, to: Fn.self)(nil, nil, nil) else { return nil }
+        return String(cString: s)
+    }
+
+    /// The file of the shared object that defines the `malloc` this process calls (the first
+    /// definition in the dynamic linker's search order, which LD_PRELOAD puts first), resolved to
+    /// its real path; nil when it cannot be told.
+    public static func mallocProvider() -> String? {
+        guard let file = callocbench_malloc_provider() else { return nil }
+        return realPath(String(cString: file))
+    }
+
+    /// realpath(3), or the path itself when it cannot be resolved.
+    public static func realPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 }

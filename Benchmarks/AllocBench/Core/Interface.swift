@@ -4,43 +4,144 @@
 //
 // Vocabulary: a *cell* is (allocator, workload, size, threads); a *repetition* is one timed run of
 // a cell after warm-up; an *op* is one object allocated and freed (an alloc+free pair), so ns/op
-// compares directly with NOTES.md's "malloc+free pair" figures.
+// compares directly with the cost of a malloc+free pair.
 
-/// The allocators the suite knows. Peers are loaded with LD_PRELOAD into a child process, so that
-/// "glibc" really is glibc (NOTES.md: linking jemalloc would replace malloc process-wide).
-public enum AllocatorID: String, CaseIterable, Codable, Sendable {
-    case glibc
-    case jemalloc
-    case mimalloc
-    case tcmalloc
+/// An allocator a cell measures: one the suite knows (peers are loaded with LD_PRELOAD into a
+/// child process, so that "glibc" really is glibc: linking jemalloc would replace malloc
+/// process-wide), or any malloc-compatible shared library named on the command line by path.
+///
+/// Encoded as its raw value, one string, as the String enum it replaced was: result files written
+/// before `kmalloc` and `preload:` existed read unchanged, and the schema did not change.
+public struct AllocatorID: RawRepresentable, Hashable, Codable, Sendable, CustomStringConvertible {
+    /// "glibc", "slab", ... or "preload:/absolute/path/libfoo.so" with an optional "=name".
+    public let rawValue: String
+
+    /// A built-in allocator's name, or a `preload:` spec with an absolute path (checked for syntax
+    /// only; `SuitePlan.parseAllocators` also checks the file).
+    public init?(rawValue: String) {
+        if Self.builtIn.contains(where: { $0.rawValue == rawValue }) {
+            self.rawValue = rawValue
+        } else if let spec = PreloadSpec(rawValue: rawValue) {
+            self.rawValue = spec.rawValue
+        } else {
+            return nil
+        }
+    }
+
+    private init(builtIn name: String) { rawValue = name }
+
+    public static let glibc = AllocatorID(builtIn: "glibc")
+    public static let jemalloc = AllocatorID(builtIn: "jemalloc")
+    public static let mimalloc = AllocatorID(builtIn: "mimalloc")
+    public static let tcmalloc = AllocatorID(builtIn: "tcmalloc")
     /// Our cache with the per-CPU magazine layer.
-    case slab
+    public static let slab = AllocatorID(builtIn: "slab")
     /// Our cache with the slab layer only (flag .noCPUCache): what the magazine layer is worth.
-    case slabNoCPU = "slab-nocpu"
+    public static let slabNoCPU = AllocatorID(builtIn: "slab-nocpu")
     /// Our cache with its per-CPU layer forced into the fallback mode (no rseq: what valgrind,
     /// `GLIBC_TUNABLES=glibc.pthread.rseq=0` and other architectures get). Not in the default
     /// suite; ask for it with `--allocators`.
-    case slabFallback = "slab-fallback"
+    public static let slabFallback = AllocatorID(builtIn: "slab-fallback")
+    /// Our general-purpose heap: kmalloc(size) and kfree over the size-class caches. Not in the
+    /// default suite's fixed-size workloads (ask for it with `--allocators`); the default suite
+    /// runs it on the mixed-size workloads (`defaultMixedSizeSuite`).
+    public static let kmalloc = AllocatorID(builtIn: "kmalloc")
+
+    /// Every allocator the suite knows, in report order.
+    public static let builtIn: [AllocatorID] = [.glibc, .jemalloc, .mimalloc, .tcmalloc, .slab, .slabNoCPU, .slabFallback, .kmalloc]
 
     /// The allocators a run measures when `--allocators` is not given.
     public static let defaultSuite: [AllocatorID] = [.glibc, .jemalloc, .mimalloc, .tcmalloc, .slab, .slabNoCPU]
+    /// The allocators a run measures on the mixed-size workloads when `--allocators` is not given:
+    /// the malloc peers and kmalloc (a typed cache serves one size and cannot run them).
+    public static let defaultMixedSizeSuite: [AllocatorID] = [.glibc, .jemalloc, .mimalloc, .tcmalloc, .kmalloc]
 
-    /// For peers: the shared library to preload, and the Debian package that installs it.
+    /// The name reports print: the raw value for a built-in, the given name (or the library's file
+    /// name) for a `preload:` peer.
+    public var name: String { preloadSpec?.displayName ?? rawValue }
+
+    public var description: String { name }
+
+    /// A `preload:` peer's library and name; nil for a built-in allocator.
+    public var preloadSpec: PreloadSpec? { PreloadSpec(rawValue: rawValue) }
+
+    /// For built-in peers: the shared library to preload, and the Debian package that installs it.
     public var preload: (library: String, debianPackage: String)? {
         switch self {
         case .jemalloc: return ("libjemalloc.so.2", "libjemalloc2")
         case .mimalloc: return ("libmimalloc.so.2", "libmimalloc2.0")
         case .tcmalloc: return ("libtcmalloc_minimal.so.4", "libgoogle-perftools4")
-        case .glibc, .slab, .slabNoCPU, .slabFallback: return nil
+        default: return nil
         }
     }
 
-    /// True for our own allocators.
+    /// True for every allocator its child runs with LD_PRELOAD: the built-in peers and `preload:` ones.
+    public var isPreloaded: Bool { preload != nil || preloadSpec != nil }
+
+    /// True for our typed caches (a SlabCache per cell, one object size).
     public var isSlab: Bool { self == .slab || self == .slabNoCPU || self == .slabFallback }
+
+    /// True for the allocators this project ships (the typed caches and kmalloc): the rest are
+    /// peers, and "best peer" ratios choose among those.
+    public var isOurs: Bool { isSlab || self == .kmalloc }
+
+    /// False for the typed caches, which serve the one size they were created with: they have no
+    /// cells in the mixed-size workloads.
+    public var servesAnySize: Bool { !isSlab }
 
     /// The value of `SLAB_CPU_LAYER` the child runs with (nil: the variable is removed, so the
     /// slab picks its mode from the machine as a user's program would).
     public var slabCPULayer: String? { self == .slabFallback ? "fallback" : nil }
+
+    /// Built-in allocators in their order, then the others in the order given.
+    public static func reportOrder(_ allocators: some Sequence<AllocatorID>) -> [AllocatorID] {
+        var seen = Set<AllocatorID>()
+        let unique = allocators.filter { seen.insert($0).inserted }
+        return builtIn.filter(seen.contains) + unique.filter { !builtIn.contains($0) }
+    }
+}
+
+/// A malloc-compatible shared library given by path: `preload:/path/libfoo.so`, or with a display
+/// name, `preload:/path/libfoo.so=foo`. The name is what follows the last '=' after the last '/';
+/// without one, the library's file name is shown.
+public struct PreloadSpec: Equatable, Sendable {
+    public static let prefix = "preload:"
+
+    /// The library, an absolute path.
+    public var path: String
+    /// The name given after '=', if any.
+    public var givenName: String?
+
+    public init(path: String, name: String?) {
+        self.path = path
+        givenName = name
+    }
+
+    /// Parses the syntax only: an absolute path, and a name of printable characters without
+    /// blanks or commas. The file itself is checked by `SuitePlan.parseAllocators`.
+    public init?(rawValue: String) {
+        guard rawValue.hasPrefix(Self.prefix) else { return nil }
+        var body = String(rawValue.dropFirst(Self.prefix.count))
+        var name: String? = nil
+        if let eq = body.lastIndex(of: "="), !body[eq...].contains("/") {
+            name = String(body[body.index(after: eq)...])
+            body = String(body[..<eq])
+            guard Self.isValidName(name!) else { return nil }
+        }
+        guard body.hasPrefix("/"), body.count > 1 else { return nil }
+        path = body
+        givenName = name
+    }
+
+    /// A display name: one word of printable ASCII, not a list separator.
+    public static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.unicodeScalars.allSatisfy { $0.isASCII && $0.value > 0x20 && $0.value < 0x7F && $0 != "," && $0 != "=" }
+    }
+
+    public var rawValue: String { Self.prefix + path + (givenName.map { "=" + $0 } ?? "") }
+
+    /// The name reports print.
+    public var displayName: String { givenName ?? String(path.split(separator: "/").last ?? Substring(path)) }
 }
 
 /// What a workload is asked to do in one cell.

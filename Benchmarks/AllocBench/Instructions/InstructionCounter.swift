@@ -114,6 +114,10 @@ public enum InstructionPlan {
     public static func parseWorkloads(_ list: String?, catalog: BenchCatalog) throws -> [String] {
         guard let list, !list.isEmpty else { return defaultWorkloads }
         let names = try SuitePlan.parseWorkloads(list, catalog: catalog)
+        let mixed = names.filter { catalog.spec(named: $0)?.mixedSizes == true }
+        guard mixed.isEmpty else {
+            throw InvalidValueError(description: "--workloads: \(mixed.joined(separator: ", ")) \(mixed.count == 1 ? "is a mixed-size workload" : "are mixed-size workloads"), timed by `bench run` only")
+        }
         let threaded = names.filter { name in
             guard HiddenWorkload(rawValue: name) == nil, let spec = catalog.spec(named: name) else { return false }
             return spec.usesThreads || !spec.isSingleThreaded(threads: 1)
@@ -321,11 +325,11 @@ public struct InstructionCounter {
         public var exitStatus: Int32
     }
 
-    /// The slab mode a slab cell must report, nil for the others (and slab-nocpu, which has no
-    /// per-CPU layer to check).
+    /// The slab mode a slab (or kmalloc) cell must report, nil for the others (and slab-nocpu,
+    /// which has no per-CPU layer to check).
     public static func expectedSlabMode(_ a: AllocatorID) -> String? {
         switch a {
-        case .slab: return "rseq-simulated"
+        case .slab, .kmalloc: return "rseq-simulated"
         case .slabFallback: return "fallback"
         default: return nil
         }
@@ -426,7 +430,7 @@ public struct InstructionCounter {
 
         var libraries: [AllocatorID: String] = [:]
         var missing = Set<AllocatorID>()
-        for a in options.allocators where a.preload != nil {
+        for a in options.allocators where a.isPreloaded {
             if let path = PeerLibraries.locate(a) { libraries[a] = path } else {
                 missing.insert(a)
                 log(PeerLibraries.missingNote(a) + "\n")

@@ -77,7 +77,8 @@ public enum InstructionReport {
 
     static func machineBlock(_ record: InstructionRecord) -> String {
         let m = record.machine
-        let versions: [(AllocatorID, String)] = AllocatorID.allCases.compactMap { a in
+        let counted = AllocatorID.reportOrder(record.cells.compactMap { AllocatorID(rawValue: $0.allocator) })
+        let versions: [(AllocatorID, String)] = counted.compactMap { a in
             let fromCell = record.cells.first { $0.allocator == a.rawValue && $0.allocatorVersion != nil }?.allocatorVersion
             return (fromCell ?? m.allocatorVersions[a.rawValue]).map { (a, $0) }
         }

@@ -113,7 +113,7 @@ public enum Baseline {
             commit: run.machine.commitLabel, runID: run.runID, instructionsRunID: counts.runID, date: run.machine.date,
             cpuModel: run.machine.cpuModel, cores: run.machine.cores, kernel: run.machine.kernel, glibc: run.machine.glibc,
             swift: run.machine.swift, valgrind: counts.valgrind,
-            allocatorVersions: AllocatorID.allCases.reduce(into: [:]) { v, a in
+            allocatorVersions: run.allocators.reduce(into: [:]) { v, a in
                 if let s = run.version(of: a) { v[a.rawValue] = s }
             },
             reason: reason, accepted: accepted)

@@ -156,7 +156,9 @@ public enum Comparator {
 
     struct CellID: Hashable { var workload: String, size: Int, threads: Int }
 
-    static func ours(_ name: String) -> Bool { AllocatorID(rawValue: name)?.isSlab ?? false }
+    /// Ours (the typed caches and kmalloc) are judged; the others are peers, whose drift is the
+    /// machine's. Gating is narrower still: Thresholds.gatedAllocators.
+    static func ours(_ name: String) -> Bool { AllocatorID(rawValue: name)?.isOurs ?? false }
 
     static func samples(_ r: CellResult, _ metric: Metric) -> [Double] {
         let values: [Double]

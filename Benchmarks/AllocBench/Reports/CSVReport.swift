@@ -20,7 +20,7 @@ public enum CSVReport {
         for result in record.results {
             let p = result.parameters
             let common: [String] = [
-                record.runID, record.machine.date, record.machine.commitLabel, p.allocator.rawValue,
+                record.runID, record.machine.date, record.machine.commitLabel, p.allocator.name,
                 record.version(of: p.allocator) ?? "", p.workload,
                 record.spec(of: p.workload).map { String($0.version) } ?? "", String(p.size), String(p.threads),
             ]

@@ -56,21 +56,19 @@ public struct CellSummary: Sendable {
 /// All cells of a run, indexed for the reports.
 public struct RunSummary: Sendable {
     public var cells: [CellKey: [AllocatorID: CellSummary]] = [:]
-    /// Allocators in AllocatorID order, only those that appear in the run.
+    /// Allocators in report order (AllocatorID.reportOrder), only those that appear in the run.
     public var allocators: [AllocatorID]
     /// Workloads in the order they first appear.
     public var workloads: [String]
 
     public init(_ record: RunRecord) {
         var seenWorkloads: [String] = []
-        var seenAllocators = Set<AllocatorID>()
         for r in record.results {
             let s = CellSummary(r)
             cells[s.key, default: [:]][s.allocator] = s
-            seenAllocators.insert(s.allocator)
             if !seenWorkloads.contains(s.key.workload) { seenWorkloads.append(s.key.workload) }
         }
-        allocators = AllocatorID.allCases.filter { seenAllocators.contains($0) }
+        allocators = record.allocators
         workloads = seenWorkloads
     }
 
@@ -83,13 +81,14 @@ public struct RunSummary: Sendable {
         return m
     }
 
-    /// The size a summary row shows: 20 bytes when measured (NOTES.md's reference size), else the smallest.
+    /// The size a summary row shows: 20 bytes when measured (the suite's reference size), else the smallest.
     public func headlineSize(of workload: String) -> Int? {
         let sizes = Set(keys(of: workload).map(\.size))
         return sizes.contains(20) ? 20 : sizes.min()
     }
 
-    /// Slab / best peer ratio of median ns/op (below 1: the slab is faster).
+    /// Slab / best peer ratio of median ns/op (below 1: the slab is faster); with `slab:
+    /// .kmalloc`, kmalloc's.
     public func slabRatioToBestPeer(_ key: CellKey, slab: AllocatorID = .slab) -> Double? {
         let m = medians(key)
         return Ratio.of(m[slab], to: Ratio.bestPeer(in: m)?.value)

@@ -15,7 +15,7 @@ public enum Charts {
     }
 
     static func legend(_ allocators: [AllocatorID]) -> [(String, String)] {
-        allocators.map { ($0.rawValue, SVGChart.color($0)) }
+        allocators.map { ($0.name, SVGChart.color($0)) }
     }
 
     /// The workloads whose ns/op is plotted against size: the pair and the batches; failing
@@ -36,7 +36,7 @@ public enum Charts {
                     guard let s = run.cells[k]?[a], s.status == .ok, let ns = s.nsPerOp else { return nil }
                     return (Double(k.size), ns.median, (ns.min, ns.max))
                 }
-                if !pts.isEmpty { series.append(ChartSeries(name: a.rawValue, color: SVGChart.color(a), points: pts)) }
+                if !pts.isEmpty { series.append(ChartSeries(name: a.name, color: SVGChart.color(a), points: pts)) }
             }
             panels.append(ChartPanel(title: w, xLabel: "object size (bytes, log scale)", yLabel: "ns per op (median)",
                                      xTicks: Set(keys.map { Double($0.size) }).sorted(), logX: true, series: series))
@@ -58,9 +58,9 @@ public enum Charts {
                     guard let s = run.cells[k]?[a], s.status == .ok, let m = s.mopsPerSecond else { return nil }
                     return (Double(k.threads), m.median, (m.min, m.max))
                 }
-                if !pts.isEmpty { series.append(ChartSeries(name: a.rawValue, color: SVGChart.color(a), points: pts)) }
+                if !pts.isEmpty { series.append(ChartSeries(name: a.name, color: SVGChart.color(a), points: pts)) }
             }
-            panels.append(ChartPanel(title: "\(w), \(size) B", xLabel: "threads", yLabel: "million ops per second",
+            panels.append(ChartPanel(title: "\(w), \(record.sizeLabel(w, size)) B", xLabel: "threads", yLabel: "million ops per second",
                                      xTicks: Set(keys.map { Double($0.threads) }).sorted(), logX: false, series: series))
         }
         return SVGChart.render(title: "Thread scaling: total throughput",
@@ -89,7 +89,7 @@ public enum Charts {
                       let pts = r.repetitions.lazy.compactMap(\.rssSeries).first(where: { !$0.isEmpty }) else { continue }
                 if live.isEmpty { live = pts }
                 maxT = max(maxT, pts.map(\.seconds).max() ?? 0)
-                series.append(ChartSeries(name: a.rawValue, color: SVGChart.color(a),
+                series.append(ChartSeries(name: a.name, color: SVGChart.color(a),
                                           points: pts.map { ($0.seconds, Double($0.rssBytes) / mib, nil) }, markers: false))
             }
             if !live.isEmpty {

@@ -11,7 +11,7 @@ public struct WorkloadSpec: Codable, Sendable, Equatable {
     /// The workload runs `threads` threads; otherwise it always runs on one.
     public var usesThreads: Bool
     /// The one object size the workload always uses whatever `size` says (ctor-256), if any: the
-    /// runner plans it once, at that size.
+    /// runner plans it once, at that size. A mixed-size workload records its largest request here.
     public var fixedSize: Int?
     /// The workload's version (WorkloadInfo.version): results of different versions measured
     /// different work, and `bench compare` refuses to judge them against each other.
@@ -20,9 +20,14 @@ public struct WorkloadSpec: Codable, Sendable, Equatable {
     /// workloads: a producer and a consumer). With `usesThreads` it tells one-thread cells, the
     /// ones steady enough to gate on, from the rest.
     public var minimumThreads: Int
+    /// True for a workload that allocates many sizes (larson-mixed, batch-mixed): only allocators
+    /// that serve any size run it. Absent (nil) for the fixed-size workloads, so that their
+    /// descriptions in result files are unchanged.
+    public var mixedSizes: Bool?
 
     public init(name: String, summary: String, measuresLatency: Bool, usesThreads: Bool, fixedSize: Int? = nil,
-                version: Int = 1, minimumThreads: Int = 1) {
+                version: Int = 1, minimumThreads: Int = 1, mixedSizes: Bool = false) {
+        self.mixedSizes = mixedSizes ? true : nil
         self.name = name
         self.summary = summary
         self.measuresLatency = measuresLatency
@@ -123,4 +128,13 @@ public struct RunRecord: Codable, Sendable {
     }
 
     public func spec(of workload: String) -> WorkloadSpec? { workloads.first { $0.name == workload } }
+
+    /// A cell's size as reports print it: "20", or "8-1024" for a mixed-size workload (whose cells
+    /// record their largest request).
+    public func sizeLabel(_ workload: String, _ size: Int) -> String {
+        spec(of: workload)?.mixedSizes == true ? "8-\(size)" : String(size)
+    }
+
+    /// The allocators with a cell in this run, built-in ones first (AllocatorID.reportOrder).
+    public var allocators: [AllocatorID] { AllocatorID.reportOrder(results.map(\.parameters.allocator)) }
 }

@@ -40,6 +40,12 @@ enum SVGChart {
         case .slab: return "#d62728"
         case .slabNoCPU: return "#ff7f0e"
         case .slabFallback: return "#8c564b"
+        case .kmalloc: return "#17becf"
+        default:
+            // A `preload:` peer: one of the palette's remaining colours, chosen by its name so it
+            // keeps its colour from chart to chart.
+            let spare = ["#e377c2", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39"]
+            return spare[a.rawValue.utf8.reduce(0) { ($0 &* 31 &+ Int($1)) & 0xFFFF } % spare.count]
         }
     }
 

@@ -42,8 +42,9 @@ public struct Spread: Sendable, Equatable {
 
 /// Ratios between allocators, always from medians measured in the same run.
 public enum Ratio {
-    /// The peers a "best peer" is chosen among: everything that is not ours.
-    public static let peers: [AllocatorID] = AllocatorID.allCases.filter { !$0.isSlab }
+    /// The peers a "best peer" is chosen among: everything that is not ours (built-in peers and
+    /// `preload:` libraries).
+    public static func isPeer(_ a: AllocatorID) -> Bool { !a.isOurs }
 
     /// `value / reference`, nil when either is missing, not finite, or the reference is 0.
     public static func of(_ value: Double?, to reference: Double?) -> Double? {
@@ -54,7 +55,8 @@ public enum Ratio {
     /// The best (lowest) ns/op among the peers present in `medians`, with its allocator.
     public static func bestPeer(in medians: [AllocatorID: Double]) -> (allocator: AllocatorID, value: Double)? {
         var best: (allocator: AllocatorID, value: Double)?
-        for peer in peers {
+        // Report order, so that a tie always goes to the same peer.
+        for peer in AllocatorID.reportOrder(medians.keys.sorted { $0.rawValue < $1.rawValue }) where isPeer(peer) {
             guard let v = medians[peer], v.isFinite else { continue }
             if best == nil || v < best!.value { best = (peer, v) }
         }

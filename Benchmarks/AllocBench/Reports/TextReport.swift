@@ -22,7 +22,7 @@ public enum TextReport {
 
     static func machineBlock(_ record: RunRecord) -> String {
         machineBlock(record.machine, duration: record.durationSeconds,
-                     versions: AllocatorID.allCases.compactMap { a in record.version(of: a).map { (a, $0) } },
+                     versions: record.allocators.compactMap { a in record.version(of: a).map { (a, $0) } },
                      extra: [("Slab mode", record.machine.slabMode)])
     }
 
@@ -30,7 +30,7 @@ public enum TextReport {
     /// rows and the allocators' versions (each named once: "glibc 2.36", "slab (mode=...)").
     static func machineBlock(_ m: MachineInfo, duration seconds: Double, versions: [(AllocatorID, String)],
                              extra: [(String, String)], trailing: [(String, String)] = []) -> String {
-        let named = versions.map { a, v in v.hasPrefix(a.rawValue) ? v : "\(a.rawValue) (\(v))" }
+        let named = versions.map { a, v in v.hasPrefix(a.name) ? v : "\(a.name) (\(v))" }
         let rows: [(String, String)] = [
             ("CPU", "\(m.cpuModel) (\(m.cores) online CPUs)"),
             ("Kernel", m.kernel),
@@ -46,9 +46,11 @@ public enum TextReport {
     // MARK: Summary
 
     static func summary(_ record: RunRecord, _ run: RunSummary) -> String {
-        var header = ["workload", "size", "thr"] + run.allocators.map(\.rawValue)
+        var header = ["workload", "size", "thr"] + run.allocators.map(\.name)
         let hasSlab = run.allocators.contains(.slab)
+        let hasKmalloc = run.allocators.contains(.kmalloc)
         if hasSlab { header.append("slab/best") }
+        if hasKmalloc { header.append("kmalloc/best") }
         var table = TextTable(header: header, leftColumns: 1)
         for workload in run.workloads {
             guard let size = run.headlineSize(of: workload) else { continue }
@@ -56,15 +58,19 @@ public enum TextReport {
             for threads in threadCounts {
                 let key = CellKey(workload: workload, size: size, threads: threads)
                 let cells = run.cells[key] ?? [:]
-                var row = [workload, String(size), String(threads)]
+                var row = [workload, record.sizeLabel(workload, size), String(threads)]
                 for a in run.allocators { row.append(cellText(cells[a])) }
                 if hasSlab { row.append(ratio(run.slabRatioToBestPeer(key))) }
+                if hasKmalloc { row.append(ratio(run.slabRatioToBestPeer(key, slab: .kmalloc))) }
                 table.add(row)
             }
         }
         var text = "Summary: median ns per op (one object allocated and freed; lower is better)\n"
         if hasSlab {
             text += "slab/best = slab's median / the best peer's median in the same cell (below 1: the slab is faster)\n"
+        }
+        if hasKmalloc {
+            text += "kmalloc/best = kmalloc's median / the best peer's median in the same cell (below 1: kmalloc is faster)\n"
         }
         return text + table.render()
     }
@@ -88,8 +94,8 @@ public enum TextReport {
             let best = Ratio.bestPeer(in: medians)
             let hasLatency = cells.values.contains { $0.p50 != nil }
             let hasAfter = cells.values.contains { $0.rssAfterBytes != nil }
-            text += "\nsize \(key.size) B, \(key.threads) thread\(key.threads == 1 ? "" : "s")"
-            if let best { text += "; best peer \(best.allocator.rawValue)" }
+            text += "\n\(record.spec(of: workload)?.mixedSizes == true ? "sizes" : "size") \(record.sizeLabel(workload, key.size)) B, \(key.threads) thread\(key.threads == 1 ? "" : "s")"
+            if let best { text += "; best peer \(best.allocator.name)" }
             text += "\n"
             var header = ["allocator", "ns/op", "min-max", "MAD", "Mops/s", "x glibc", "x best", "peak RSS", "RSS/live"]
             if hasAfter { header.append("RSS after") }
@@ -98,11 +104,11 @@ public enum TextReport {
             for a in run.allocators {
                 guard let s = cells[a] else { continue }
                 guard s.status == .ok, let ns = s.nsPerOp else {
-                    table.add([a.rawValue, s.status.rawValue] + Array(repeating: "", count: header.count - 2))
+                    table.add([a.name, s.status.rawValue] + Array(repeating: "", count: header.count - 2))
                     continue
                 }
                 var row = [
-                    a.rawValue, fixed(ns.median), "\(fixed(ns.min))-\(fixed(ns.max))", fixed(ns.mad),
+                    a.name, fixed(ns.median), "\(fixed(ns.min))-\(fixed(ns.max))", fixed(ns.mad),
                     s.mopsPerSecond.map { fixed($0.median) } ?? "",
                     ratio(Ratio.of(ns.median, to: glibc)), ratio(Ratio.of(ns.median, to: best?.value)),
                     s.peakRSSBytes.map { bytes($0.median) } ?? "",
@@ -123,7 +129,7 @@ public enum TextReport {
         var text = "Cells not measured (\(bad.count))\n"
         for r in bad {
             let p = r.parameters
-            text += "  \(r.status.rawValue): \(p.allocator.rawValue) \(p.workload) size \(p.size) threads \(p.threads)"
+            text += "  \(r.status.rawValue): \(p.allocator.name) \(p.workload) size \(p.size) threads \(p.threads)"
             if let m = r.message { text += ": " + m }
             text += "\n"
         }

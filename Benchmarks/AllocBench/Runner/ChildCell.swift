@@ -25,7 +25,7 @@ public struct BenchCatalog: Sendable {
             workloads: WorkloadCatalog.all.map {
                 WorkloadSpec(name: $0.name, summary: $0.summary, measuresLatency: $0.measuresLatency,
                              usesThreads: $0.usesThreads, fixedSize: $0.fixedSize, version: $0.version,
-                             minimumThreads: $0.minimumThreads)
+                             minimumThreads: $0.minimumThreads, mixedSizes: $0.mixedSizes)
             },
             run: { WorkloadCatalog.run($0) })
     }
@@ -100,16 +100,24 @@ public enum ChildCell {
     }
 
     /// A figure is only honest if the allocator we name is the one that served malloc: a peer must
-    /// be loaded (its version entry point resolves), and glibc/slab cells must have no peer loaded.
+    /// be loaded (its version entry point resolves; for a `preload:` library, it must be the object
+    /// that defines malloc), and glibc, slab and kmalloc cells must have no peer loaded.
     static func checkPreload(_ result: inout CellResult) {
         guard result.status == .ok else { return }
         let a = result.parameters.allocator
-        if a.preload != nil {
+        if let spec = a.preloadSpec {
+            let library = AllocatorVersion.realPath(spec.path)
+            let provider = AllocatorVersion.mallocProvider()
+            if provider != library {
+                result.status = .failed
+                result.message = "\(a.name) does not serve malloc in the child: malloc comes from \(provider ?? "an object the dynamic linker cannot name"), not from \(spec.path) (the library defines no malloc, or LD_PRELOAD did not reach the child)"
+            }
+        } else if a.preload != nil {
             if AllocatorVersion.current(for: a) == nil {
                 result.status = .failed
                 result.message = "\(a.rawValue) is not loaded in the child (LD_PRELOAD of \(a.preload!.library) had no effect)"
             }
-        } else if let stray = AllocatorID.allCases.first(where: { $0.preload != nil && AllocatorVersion.current(for: $0) != nil }) {
+        } else if let stray = AllocatorID.builtIn.first(where: { $0.preload != nil && AllocatorVersion.current(for: $0) != nil }) {
             result.status = .failed
             result.message = "\(stray.rawValue) is loaded in a \(a.rawValue) cell (LD_PRELOAD leaked into the child?)"
         } else if a == .slabFallback, let v = result.allocatorVersion, !v.contains("mode=fallback") {

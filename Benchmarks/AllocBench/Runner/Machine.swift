@@ -18,8 +18,10 @@ public enum PeerLibraries {
         return dirs
     }
 
-    /// The full path of the allocator's library, nil when it is not installed (or `a` is not a peer).
+    /// The full path of the allocator's library, nil when it is not installed (or `a` is not a
+    /// peer). A `preload:` peer's library is the path it was given.
     public static func locate(_ a: AllocatorID) -> String? {
+        if let spec = a.preloadSpec { return spec.path }
         guard let lib = a.preload?.library else { return nil }
         for dir in searchDirectories {
             let path = dir + "/" + lib
@@ -28,8 +30,8 @@ public enum PeerLibraries {
         return nil
     }
 
-    /// True for glibc and the slab (nothing to load), and for peers whose library is present.
-    public static func isAvailable(_ a: AllocatorID) -> Bool { a.preload == nil || locate(a) != nil }
+    /// True for glibc and ours (nothing to load), and for peers whose library is present.
+    public static func isAvailable(_ a: AllocatorID) -> Bool { !a.isPreloaded || locate(a) != nil }
 
     /// The one-line note printed for a peer that is not installed.
     public static func missingNote(_ a: AllocatorID) -> String {
@@ -51,14 +53,14 @@ public enum Machine {
         var versions: [String: String] = [:]
         let glibc = glibcVersion()
         for a in allocators {
-            switch a {
-            case .glibc: versions[a.rawValue] = "glibc " + glibc
-            case .slab, .slabNoCPU, .slabFallback: break  // the child reports the mode and magazine size
-            case .jemalloc, .mimalloc, .tcmalloc:
-                if let v = PeerLibraries.debianVersion(a.preload!.debianPackage) {
-                    versions[a.rawValue] = "\(a.preload!.debianPackage) \(v)"
-                }
+            if a == .glibc {
+                versions[a.rawValue] = "glibc " + glibc
+            } else if let p = a.preload {
+                if let v = PeerLibraries.debianVersion(p.debianPackage) { versions[a.rawValue] = "\(p.debianPackage) \(v)" }
+            } else if let spec = a.preloadSpec {
+                if let v = PreloadLibrary.debianVersion(of: spec.path) { versions[a.rawValue] = v }
             }
+            // The slab and kmalloc: the child reports the mode (and magazine size or classes).
         }
         let (commit, dirty) = gitCommit()
         return MachineInfo(

@@ -4,11 +4,12 @@
 // 1. Isolation
 // ------------
 //   Every cell runs in a fresh child: the bench re-executing itself (/proc/self/exe) with
-//   `--child '<json>'`. A peer is loaded with LD_PRELOAD=<full path of its library>; glibc and the
-//   slab run with LD_PRELOAD removed from the environment, so that "glibc" really is glibc (see
-//   NOTES.md: a linked jemalloc replaces malloc process-wide). The child checks this again
-//   (ChildCell.checkPreload). A fresh process also gives each cell a clean heap and its own
-//   peak RSS.
+//   `--child '<json>'`. A peer (built in, or a `preload:` library) is loaded with
+//   LD_PRELOAD=<full path of its library>; glibc, the slab and kmalloc run with LD_PRELOAD removed
+//   from the environment, so that "glibc" really is glibc (a linked jemalloc would replace malloc
+//   process-wide). The child checks this again (ChildCell.checkPreload). A fresh
+//   process also gives each cell a clean heap and its own peak RSS. The typed caches have no cells
+//   in the mixed-size workloads (SuitePlan leaves them out).
 //
 // 2. Failures
 // -----------
@@ -62,13 +63,13 @@ public struct SuiteRunner {
     public func run() throws -> Outcome {
         let startDate = Date()
         let start = ChildProcess.now()
-        let machine = Machine.probe(allocators: options.allocators, date: startDate)
+        let machine = Machine.probe(allocators: options.allAllocators, date: startDate)
         let cores = machine.cores
         let cells = SuitePlan.cells(options, catalog: catalog, cores: cores)
 
         var libraries: [AllocatorID: String] = [:]
         var missing = Set<AllocatorID>()
-        for a in options.allocators where a.preload != nil {
+        for a in options.allAllocators where a.isPreloaded {
             if let path = PeerLibraries.locate(a) { libraries[a] = path } else {
                 missing.insert(a)
                 log(PeerLibraries.missingNote(a) + "\n")
@@ -92,7 +93,7 @@ public struct SuiteRunner {
                 continue
             }
             done += 1
-            let label = "[\(done)/\(launched)] \(cell.allocator.rawValue) \(cell.workload) \(cell.size) B x\(cell.threads)"
+            let label = "[\(done)/\(launched)] \(cell.allocator.name) \(cell.workload) \(cell.size) B x\(cell.threads)"
             log(label + " ... ")
             let t0 = ChildProcess.now()
             let result = runCell(cell, library: libraries[cell.allocator])

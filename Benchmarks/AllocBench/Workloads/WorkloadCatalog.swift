@@ -57,10 +57,14 @@ public struct WorkloadInfo: Sendable {
     /// The fewest threads the workload runs whatever the `threads` parameter says (2 for the
     /// producer/consumer workloads).
     public let minimumThreads: Int
+    /// Allocates many sizes (Mixed.swift): run by the allocators that serve any size, with
+    /// `fixedSize` its largest request.
+    public let mixedSizes: Bool
 
     init(_ name: String, _ summary: String, latency: Bool = false, threads: Bool = false, fixedSize: Int? = nil,
-         version: Int = 1, minimumThreads: Int = 1) {
+         version: Int = 1, minimumThreads: Int = 1, mixedSizes: Bool = false) {
         self.minimumThreads = minimumThreads
+        self.mixedSizes = mixedSizes
         self.name = name
         self.summary = summary
         measuresLatency = latency
@@ -118,6 +122,9 @@ struct Measured {
     var untimedObjects = 0
     var rssAfterBytes: Int? = nil
     var rssSeries: [RSSPoint]? = nil
+    /// Peak bytes held live, for workloads whose objects differ in size (Mixed.swift); the others
+    /// report peakLiveObjects x size.
+    var liveBytes: Int? = nil
 }
 
 /// One workload: set up once per cell, then repetitions.
@@ -161,6 +168,10 @@ public enum WorkloadCatalog {
         WorkloadInfo("larson", "threads replace random slots and hand chunks to the next thread to free", threads: true),
         WorkloadInfo("sawtooth", "fill to 16 MiB of objects, drain to 0, 4 cycles; RSS over time and after drain"),
         WorkloadInfo("ctor-256", "256-byte constructed object: slab constructor vs malloc + initialise", fixedSize: 256),
+        WorkloadInfo("larson-mixed", "larson with sizes drawn from 8 to 1024 B (median 26 B), 10,000 slots a thread",
+                     threads: true, fixedSize: MixedSizes.largest, version: 1, mixedSizes: true),
+        WorkloadInfo("batch-mixed", "allocate 100,000 objects of sizes drawn from 8 to 1024 B, free them in a random order",
+                     fixedSize: MixedSizes.largest, version: 1, mixedSizes: true),
     ]
 
     public static var names: [String] { all.map(\.name) }
@@ -176,12 +187,13 @@ public enum WorkloadCatalog {
 
     static func run(_ p: CellParameters, scale: Scale) -> CellResult {
         var result = CellResult(parameters: p, status: .failed, message: nil, repetitions: [], allocatorVersion: nil)
-        guard let kind = WorkloadKind(rawValue: p.workload) else {
-            result.message = "unknown workload \"\(p.workload)\"; valid: \(names.joined(separator: ", "))"
-            return result
-        }
         guard p.size >= 1, p.threads >= 1, p.repetitions >= 1 || p.countScale != nil else {
             result.message = "invalid parameters: size \(p.size), threads \(p.threads), repetitions \(p.repetitions)"
+            return result
+        }
+        if let mixed = MixedWorkloadKind(rawValue: p.workload) { return runMixed(mixed, p, scale: scale) }
+        guard let kind = WorkloadKind(rawValue: p.workload) else {
+            result.message = "unknown workload \"\(p.workload)\"; valid: \(names.joined(separator: ", "))"
             return result
         }
         let size = kind == .ctor256 ? CtorObject.size : p.size
@@ -201,10 +213,50 @@ public enum WorkloadCatalog {
                 let destroyed = Result { try slab.destroy() }
                 result.repetitions = try cellResult.get()
                 try destroyed.get()
+            } else if p.allocator == .kmalloc {
+                let k = try KmallocAllocator(size: size)
+                result.allocatorVersion = AllocatorVersion.current(for: .kmalloc)
+                let cellResult = Result {
+                    try kind.runCell(k, context, repetitions: p.repetitions, counted: p.countScale != nil)
+                }
+                result.repetitions = try cellResult.get()
+                try k.checkNothingLive()
             } else {
                 result.allocatorVersion = AllocatorVersion.current(for: p.allocator)
                 result.repetitions = try kind.runCell(MallocAllocator(size: size), context, repetitions: p.repetitions,
                                                       counted: p.countScale != nil)
+            }
+            result.status = .ok
+        } catch {
+            result.message = "\(error)"
+            result.repetitions = []
+        }
+        return result
+    }
+}
+
+extension WorkloadCatalog {
+    /// A mixed-size cell: the allocator must serve any size (malloc, a peer, kmalloc).
+    static func runMixed(_ kind: MixedWorkloadKind, _ p: CellParameters, scale: Scale) -> CellResult {
+        var result = CellResult(parameters: p, status: .failed, message: nil, repetitions: [], allocatorVersion: nil)
+        guard p.allocator.servesAnySize else {
+            result.message = "\(p.allocator.name) is a typed cache of one object size; \(p.workload) needs an allocator of any size"
+            return result
+        }
+        guard p.countScale == nil else {
+            result.message = "\(p.workload) is a mixed-size workload: it is timed, not counted"
+            return result
+        }
+        let context = WorkloadContext(size: p.size, threads: kind.usesThreads ? p.threads : 1, scale: scale)
+        do {
+            if p.allocator == .kmalloc {
+                let k = try KmallocAllocator(size: p.size)
+                result.allocatorVersion = AllocatorVersion.current(for: .kmalloc)
+                result.repetitions = try kind.runCell(k, context, repetitions: p.repetitions)
+                try k.checkNothingLive()
+            } else {
+                result.allocatorVersion = AllocatorVersion.current(for: p.allocator)
+                result.repetitions = try kind.runCell(MallocAllocator(size: p.size), context, repetitions: p.repetitions)
             }
             result.status = .ok
         } catch {

@@ -19,8 +19,11 @@
  *     events are only counted between two toggles, i.e. inside the one counted repetition.
  *
  *  4. Persona
- *     The one other thing Swift's Glibc module does not offer: personality(2), to launch the
+ *     One other thing Swift's Glibc module does not offer: personality(2), to launch the
  *     counted children without address-space randomisation (see below).
+ *  5. Who serves malloc
+ *     And dladdr(3), a GNU extension the module leaves out: which shared object defines the
+ *     malloc a child calls, so a `preload:` peer's cell can prove the library really serves it.
  *
  * All symbols are prefixed `callocbench_`. Nothing here belongs to the allocator (that is CSlab).
  */
@@ -45,6 +48,11 @@ int callocbench_client_requests_available(void);
  * container seccomp profiles do); `..._restore` takes that value and ignores a negative one. */
 int callocbench_exec_without_aslr(void);
 void callocbench_restore_persona(int previous);
+
+/* The file name (as the dynamic linker recorded it) of the shared object defining the `malloc`
+ * this process calls: the first definition in the global search order, where LD_PRELOAD puts its
+ * libraries. NULL when it cannot be found. The string belongs to the dynamic linker. */
+const char *callocbench_malloc_provider(void);
 
 #ifdef CALLOCBENCH_HAVE_VALGRIND
 

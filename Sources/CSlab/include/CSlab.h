@@ -11,6 +11,8 @@
  *     before that store restarts the sequence, so a CPU's state is only ever changed by code
  *     running on that CPU (or by a drainer that has fenced that CPU with membarrier).
  *  3. Thread-locals (`_Thread_local`), which Swift does not have.
+ *  4. kmalloc's and kfree's fast paths, over a table in a C global: Swift guards each use of a
+ *     global it initialises at run time with a once-check (a call), and these run on every call.
  *
  * Routines here are subtle: read the protocol in Sources/Slab/CPUCache.swift before changing them.
  * All symbols are prefixed `cslab_`.
@@ -326,6 +328,80 @@ static inline void cslab_inject_instructions(void) {
 static inline void *cslab_inject_delay(void *p) {
     __asm__ __volatile__("imulq $1, %0, %0\n\timulq $1, %0, %0" : "+r"(p));
     return p;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 4. kmalloc's fast paths (Sources/Slab/Kmalloc.swift), over a table in a C global.
+ *
+ * kmalloc: the size's class from `class_of`, then the class's rseq pop. kfree: the class from
+ * the address, (p - range_base) >> slot_shift, the free-pointer test of FastPath.checkOwnership
+ * (the slab header's first object, the offset below objects_bytes and a multiple of the stride),
+ * then the class's rseq push. Either returns "not done" (NULL, false) for the slow path to
+ * handle: kmalloc not set up, a size above 8 KiB or of 0, an empty or full magazine, an owned
+ * slot, a pointer outside the classes, or one that fails the test (which the slow path reports).
+ *
+ * Written once, under kmalloc's set-up lock (cslab_kmalloc_set_* in shim.c): the classes,
+ * `class_of`, `rseq_offset` and `range_base`, then `slot_shift` and `fast_limit` with release
+ * stores. The fast paths load those two with acquire (a plain load on x86) and read the rest only
+ * when they are set. Zero, the static initial state, sends every call to the slow path: a
+ * `fast_limit` of 0 admits no size, and a `slot_shift` of 0 with a `range_base` of 0 puts every
+ * pointer (>= 16) outside the 13 classes. Without rseq (the fallback mode) the table is never
+ * published: kmalloc then always takes the slow path, which uses the caches' own ladders.
+ * ------------------------------------------------------------------------------------------- */
+
+#define CSLAB_KMALLOC_CLASSES 13
+#define CSLAB_KMALLOC_MAX_CACHE_SIZE 8192
+
+/* What a class's fast paths read: a copy of its cache's FastPath fields. One cache line each. */
+typedef struct __attribute__((aligned(64))) cslab_kmalloc_class {
+    void *cpus;
+    void *magazines;
+    uint64_t capacity;
+    uint64_t slab_mask;
+    uint64_t objects_bytes;
+    uint64_t stride_reciprocal;
+} cslab_kmalloc_class;
+
+typedef struct cslab_kmalloc_table {
+    uint64_t fast_limit;     /* sizes 1...fast_limit take the fast path: 8192 once set up, else 0 */
+    uint64_t slot_shift;     /* kmalloc's range: slot i is [range_base + (i << shift), + (1 << shift)) */
+    uint64_t range_base;
+    int64_t rseq_offset;
+    /* The size class of every size from 1 to 8192: class_of[(size - 1) >> 3] (sizes that round up
+     * to the same multiple of 8 share a class, since the smallest class is 8 bytes). */
+    uint8_t class_of[CSLAB_KMALLOC_MAX_CACHE_SIZE / 8];
+    cslab_kmalloc_class classes[CSLAB_KMALLOC_CLASSES];
+} cslab_kmalloc_table;
+
+extern cslab_kmalloc_table cslab_kmalloc;
+
+/* Set-up (shim.c), under kmalloc's lock: the classes and class_of first, then the publication. */
+void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t capacity, uint64_t slab_mask,
+                             uint64_t objects_bytes, uint64_t stride_reciprocal);
+void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class);
+void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t range_base, uint64_t slot_shift);
+
+/* kmalloc's fast path: an object of the class for `size`, or NULL (see above). */
+static inline void *cslab_kmalloc_fast(uint64_t size) {
+    const cslab_kmalloc_table *t = &cslab_kmalloc;
+    if (size - 1 >= cslab_load_acquire(&t->fast_limit)) return NULL;
+    const cslab_kmalloc_class *c = &t->classes[t->class_of[(size - 1) >> 3]];
+    return cslab_rseq_magazine_pop(t->rseq_offset, c->cpus, c->magazines);
+}
+
+/* kfree's fast path: true when `p` was an object of a class and went into its magazine. */
+static inline bool cslab_kfree_fast(void *p) {
+    const cslab_kmalloc_table *t = &cslab_kmalloc;
+    uint64_t shift = cslab_load_acquire(&t->slot_shift);
+    uint64_t address = (uint64_t)(uintptr_t)p;
+    uint64_t slot = (address - cslab_load_relaxed(&t->range_base)) >> shift;
+    if (slot >= CSLAB_KMALLOC_CLASSES) return false;
+    const cslab_kmalloc_class *c = &t->classes[slot];
+    /* The slab header's `objects` (0 in a released slab), as FastPath.checkOwnership reads it. */
+    uint64_t objects = *(const uint64_t *)(uintptr_t)((address & c->slab_mask) + 48);
+    uint64_t offset = address - objects;
+    if (offset >= c->objects_bytes || offset * c->stride_reciprocal > c->stride_reciprocal - 1) return false;
+    return cslab_rseq_magazine_push(t->rseq_offset, c->cpus, c->magazines, c->capacity, p);
 }
 
 /* An optimisation barrier for benchmarks: the compiler must assume `p` is read and escapes. */

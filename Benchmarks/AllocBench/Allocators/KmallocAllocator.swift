@@ -1,0 +1,85 @@
+// General-purpose allocators: what the mixed-size workloads allocate from, and kmalloc as an
+// allocator of the matrix.
+//
+// 1. GeneralAllocator
+// -------------------
+//   allocate(bytes:) of any size, and free(_:) without one: malloc/free (glibc or the preloaded
+//   peer) and kmalloc/kfree. A typed cache (SlabAllocator) is not one: a SlabCache serves the
+//   size it was created with, which is why the typed caches have no cells in the mixed-size
+//   workloads. Workloads stay generic over the adapter, as for FixedSizeAllocator, so every
+//   (workload, adapter) pair is specialised and its loop holds a malloc call or kmalloc's inlined
+//   fast path, never an indirect call.
+//
+// 2. KmallocAllocator
+// -------------------
+//   On the fixed-size workloads, kmalloc(size) and kfree(p): the general path (the size's class
+//   from a table, that class's fast path, kfree's class from the address) beside a typed cache's
+//   allocate()/free() doing the same work, so the report shows what generality costs. The size
+//   classes are set up before the cell (no timed loop pays for it), and after it every kmalloc
+//   allocation must have been freed: a leak fails the cell, as a leaking slab cell fails its
+//   destroy(). drain() shrinks every class (cached objects back to their slabs, empty slabs to
+//   the OS), as it shrinks the cache of a slab cell.
+
+import Slab
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A source of objects of any size. Conformers must be cheap to copy and safe to use from several
+/// threads at once.
+public protocol GeneralAllocator: Sendable {
+    /// One object of `bytes` bytes (1...1024 in the mixed workloads). Stops the process when
+    /// memory is exhausted.
+    func allocate(bytes: Int) -> UnsafeMutableRawPointer
+    /// Frees an object from `allocate(bytes:)`.
+    func free(_ object: UnsafeMutableRawPointer)
+    /// Returns cached memory to the OS where the allocator has a way to be asked (kmalloc:
+    /// Kmalloc.shrink()); peers: nothing.
+    func drain()
+}
+
+extension MallocAllocator: GeneralAllocator {
+    @inline(__always)
+    public func allocate(bytes: Int) -> UnsafeMutableRawPointer {
+        guard let p = malloc(bytes) else { outOfMemory("malloc", size: bytes) }
+        return p
+    }
+}
+
+/// kmalloc and kfree, for a fixed size (`allocate()`) or any (`allocate(bytes:)`).
+public struct KmallocAllocator: FixedSizeAllocator, GeneralAllocator {
+    public let size: Int
+    public var constructsObjects: Bool { false }
+
+    /// Sets kmalloc up (its range and 13 caches) before the cell's first timed loop.
+    public init(size: Int) throws {
+        self.size = size
+        try Kmalloc.setUp()
+    }
+
+    @inline(__always)
+    public func allocate() -> UnsafeMutableRawPointer { allocate(bytes: size) }
+
+    @inline(__always)
+    public func allocate(bytes: Int) -> UnsafeMutableRawPointer {
+        do {
+            return try kmalloc(bytes)
+        } catch {
+            outOfMemory("kmalloc", size: bytes)
+        }
+    }
+
+    @inline(__always)
+    public func free(_ object: UnsafeMutableRawPointer) { kfree(object) }
+
+    public func drain() { Kmalloc.shrink() }
+
+    /// Ends the cell: nothing kmalloc handed out may still be held (the workload leaked otherwise).
+    public func checkNothingLive() throws {
+        let live = Kmalloc.statistics.liveAllocations
+        guard live == 0 else {
+            throw WorkloadFailure(description: "kmalloc: \(live) allocations still live after the cell (the workload leaked them)")
+        }
+    }
+}
