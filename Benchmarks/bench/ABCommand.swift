@@ -125,7 +125,10 @@ struct ABCommand: ParsableCommand {
             if side == "base" {
                 record.machine.commit = binaries.baseShort
                 record.machine.dirty = false
-                if !binaries.harnessIsToday { for i in record.cells.indices { record.cells[i].workloadVersion = 0 } }
+                for i in record.cells.indices {
+                    record.cells[i].workloadVersion = binaries.baseVersion(of: record.cells[i].workload,
+                                                                           today: record.cells[i].workloadVersion)
+                }
             }
             // The counter probed the working tree's commit; the base's file names REF.
             try AtomicFile.write(try ReportWriter.json(record), to: dir + "/instructions.json")

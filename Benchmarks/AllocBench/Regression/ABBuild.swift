@@ -8,7 +8,8 @@
 //   Sources/CSlab, replaced by REF's (`git archive REF`). So a change to a workload or to the runner
 //   never reads as a change of the allocator. Only when today's harness does not build against
 //   REF's allocator (an API the harness needs did not exist yet) is REF built whole, and the A/B
-//   says so: then workloads whose version differs are not judged.
+//   says so; REF's own bench then reports its workloads' versions (a tiny quick run), and cells
+//   whose version differs from today's are not judged.
 //
 // 2. Builds
 // ---------
@@ -31,6 +32,15 @@ public struct ABBinaries: Sendable {
     /// How the base's harness relates to the head's: "today's harness with REF's allocator", or why not.
     public var harness: String
     public var harnessIsToday: Bool
+    /// With REF built whole: its workloads' versions as its own bench reports them (empty when
+    /// it cannot say); a cell is judged only where REF's version equals today's.
+    public var baseWorkloadVersions: [String: Int] = [:]
+
+    /// The version a base cell of `workload` ran: today's when the harness is today's, else REF's
+    /// own (0, never equal to a real version, when unknown).
+    public func baseVersion(of workload: String, today: Int) -> Int {
+        harnessIsToday ? today : (baseWorkloadVersions[workload] ?? 0)
+    }
 }
 
 public enum ABBuild {
@@ -88,10 +98,23 @@ public enum ABBuild {
             try FileManager.default.createDirectory(atPath: whole, withIntermediateDirectories: true)
             try extract(root: root, commit: full, paths: [], into: whole)
             let base = try swiftBuild(package: whole, scratch: work + "/scratch-whole", flags: [])
-            return ABBinaries(baseCommit: full, baseShort: short, base: base, head: head,
-                              harness: "HARNESS DIFFERS: \(short) built whole with its own harness, because today's harness does not build against its allocator (\(firstError)); cells whose workload version differs are not judged",
-                              harnessIsToday: false)
+            var binaries = ABBinaries(
+                baseCommit: full, baseShort: short, base: base, head: head,
+                harness: "HARNESS DIFFERS: \(short) built whole with its own harness, because today's harness does not build against its allocator (\(firstError)); cells whose workload version differs are not judged",
+                harnessIsToday: false)
+            binaries.baseWorkloadVersions = workloadVersions(of: base, scratch: work + "/versions-" + short)
+            return binaries
         }
+    }
+
+    /// The workload versions a bench reports, read from the run file of a tiny quick run of
+    /// every workload on glibc (a few seconds); empty when that bench cannot say.
+    static func workloadVersions(of bench: String, scratch: String) -> [String: Int] {
+        try? FileManager.default.removeItem(atPath: scratch)
+        let r = run([bench, "run", "--quick", "--allocators", "glibc", "--sizes", "20", "--threads", "1",
+                     "--repetitions", "1", "--no-history", "--output", scratch])
+        guard r.status == 0, case let .run(record)? = try? BenchFile.load(scratch + "/latest.json") else { return [:] }
+        return Dictionary(record.workloads.map { ($0.name, $0.version) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Copies every tracked file of the working tree (as it is now) into `stage`, replacing what

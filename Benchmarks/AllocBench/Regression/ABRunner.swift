@@ -135,9 +135,11 @@ public struct ABRunner {
                               durationSeconds: ChildProcess.now() - start,
                               workloads: options.cells.compactMap { catalog.spec(named: $0.workload) }, results: results)
             r.sampling = RunRecord.samplingProcesses
-            if side == 0 && !binaries.harnessIsToday {
-                // The base ran its own harness: its workloads' versions are not known to be today's.
-                for i in r.workloads.indices { r.workloads[i].version = 0 }
+            if side == 0 {
+                // With REF built whole, the base ran its own harness: its versions are REF's.
+                for i in r.workloads.indices {
+                    r.workloads[i].version = binaries.baseVersion(of: r.workloads[i].name, today: r.workloads[i].version)
+                }
             }
             return r
         }
