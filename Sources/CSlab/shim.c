@@ -59,9 +59,13 @@ int64_t cslab_rseq_offset(void) { return (int64_t)__rseq_offset; }
 uint32_t cslab_rseq_size(void) { return (uint32_t)__rseq_size; }
 
 void cslab_rseq_simulate_cpu0(int64_t rseq_off) {
+#if CSLAB_HAVE_RSEQ
     struct rseq *area = (struct rseq *)(cslab_thread_pointer() + (uint64_t)rseq_off);
     area->cpu_id_start = 0;
     area->cpu_id = 0;
+#else
+    (void)rseq_off;
+#endif
 }
 
 int cslab_membarrier_register_rseq(void) {

@@ -2,9 +2,10 @@
 // empty ones (Bonwick & Adams 2001, section 3.3). CPUs come here once per M allocations or frees
 // at most, thanks to the previous magazine.
 //
-// ABA defence. A stack head is one 64-bit word: a 40-bit version tag above a 24-bit magazine
-// handle. Every successful push or pop increments the tag, so a pop that read head H and next N,
-// was delayed while H was popped, reused and pushed back, fails its CAS because the tag moved on.
+// ABA defence. A stack head is one 64-bit word: a version tag (the upper 40 bits) above a magazine
+// handle (the lower CSLAB_HANDLE_BITS, 24). Every successful push or pop increments the tag, so a
+// pop that read head H and next N, was delayed while H was popped, reused and pushed back, fails
+// its CAS because the tag moved on.
 // A stale `next` read is harmless: handles name memory in the magazine region, which stays mapped
 // for the cache's life. The tag wraps after 2^40 operations on one list; a thread would have to
 // sleep between its load and its CAS through exactly that many operations to be fooled.
@@ -39,7 +40,14 @@ final class Depot: @unchecked Sendable {
 
     deinit { words.deallocate() }
 
-    private static let handleMask: UInt64 = (1 << 24) - 1
+    /// A head word: `tag << tagShift | handle`.
+    private static let handleMask = CPUState.handleMask
+    private static let tagShift = UInt64(CSLAB_HANDLE_BITS)
+
+    /// The head that follows `old` when `handle` becomes the top: the tag moves on by one.
+    @inline(__always) private static func head(after old: UInt64, top handle: MagazineHandle) -> UInt64 {
+        ((old >> tagShift) &+ 1) << tagShift | handle
+    }
 
     /// Pushes a magazine. For the full list, set its header's `rounds` first: the release in the
     /// CAS publishes the header and rounds to the thread that pops it.
@@ -52,7 +60,7 @@ final class Depot: @unchecked Sendable {
         var old = cslab_load_relaxed(head)
         while true {
             cslab_store_relaxed(link, old & Self.handleMask)
-            let new = ((old >> 24) &+ 1) << 24 | h
+            let new = Self.head(after: old, top: h)
             // Release pairs with the acquire in pop(): the popper sees `next`, rounds and contents.
             if cslab_cas_acq_rel(head, &old, new) { break }
             cslab_fetch_add_relaxed(words + Self.contentionWord, 1)
@@ -72,7 +80,7 @@ final class Depot: @unchecked Sendable {
             // our CAS fail in that case, and the read itself is of mapped memory.
             let link = UnsafeMutableRawPointer(region.header(h)).assumingMemoryBound(to: UInt64.self)
             let next = cslab_load_relaxed(link)
-            let new = ((old >> 24) &+ 1) << 24 | next
+            let new = Self.head(after: old, top: next)
             if cslab_cas_acq_rel(head, &old, new) {
                 let remaining = cslab_fetch_sub_relaxed(words + Self.countWord[list.rawValue], 1) &- 1
                 if list == .full {
@@ -101,6 +109,18 @@ final class Depot: @unchecked Sendable {
     /// CAS retries on the depot's lists since the cache was created (contention).
     var contention: Int { Int(cslab_load_relaxed(words + Self.contentionWord)) }
 
+    /// The magazines on `list`, top first, following the links (bounded by the magazines made, so
+    /// a corrupted list cannot loop). Exact only while the depot is quiet.
+    func handles(on list: List) -> [MagazineHandle] {
+        var result: [MagazineHandle] = []
+        var h = cslab_load_acquire(words + Self.headWord[list.rawValue]) & Self.handleMask
+        while h != 0 && result.count <= region.made {
+            result.append(h)
+            h = cslab_load_relaxed(UnsafeMutableRawPointer(region.header(h)).assumingMemoryBound(to: UInt64.self)) & Self.handleMask
+        }
+        return result
+    }
+
     /// The number of full magazines that were not needed since the last call, and starts a new
     /// interval (Bonwick's working-set estimate).
     func takeExcessEstimate() -> Int {
@@ -108,5 +128,31 @@ final class Depot: @unchecked Sendable {
         let excess = max(0, Int(Int64(bitPattern: cslab_load_relaxed(mark))))
         cslab_store_relaxed(mark, UInt64(count(.full)))
         return excess
+    }
+}
+
+extension Depot {
+    /// Checks the depot's accounting against its lists; returns the problems found. Exact only
+    /// while the depot is quiet.
+    func checkInvariants(capacity: Int) -> [String] {
+        var problems: [String] = []
+        for list in [List.full, .empty] {
+            let handles = handles(on: list)
+            if handles.count > region.made { problems.append("the \(list) list loops") }
+            if handles.count != count(list) {
+                problems.append("the \(list) list holds \(handles.count) magazines, its count says \(count(list))")
+            }
+            if Set(handles).count != handles.count { problems.append("a magazine is twice on the \(list) list") }
+            if list == .full {
+                let rounds = handles.map { Int(region.header($0).pointee.rounds) }
+                if let bad = rounds.first(where: { !(1...capacity).contains($0) }) {
+                    problems.append("a full magazine holds \(bad) rounds (M = \(capacity))")
+                }
+                if rounds.reduce(0, +) != fullRounds {
+                    problems.append("the full magazines hold \(rounds.reduce(0, +)) rounds, the count says \(fullRounds)")
+                }
+            }
+        }
+        return problems
     }
 }

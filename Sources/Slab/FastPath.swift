@@ -3,7 +3,8 @@
 // The allocation fast path is one rseq critical section (CSlab.h: cslab_rseq_magazine_pop): pop
 // the loaded magazine of the CPU the thread is on. The free fast path checks the pointer, then
 // pushes it onto the loaded magazine (cslab_rseq_magazine_push). Everything else, the Bonwick
-// ladders, the fallback without rseq and the slab layer, is out of line (CPUCache.swift).
+// ladders, the fallback without rseq and the slab layer, is out of line (SlabCache.allocateSlow,
+// CPUCache.swift).
 //
 // The fields are a copy of the cache's, in a value: a loop that holds a FastPath keeps them in
 // registers, where fields of a class instance would be reloaded after every store through a raw
@@ -30,9 +31,9 @@ public struct FastPath {
     @usableFromInline let usesRseq: Bool
     @usableFromInline unowned(unsafe) let back: CacheBackReference
 
-    /// Offset of `cslab_slab.objects` (a literal, so it folds into the load; SlabCache.init checks
-    /// it against the C layout).
-    @inlinable static var objectsFieldOffset: Int { 48 }
+    /// Offset of `cslab_slab.objects` (CSLAB_SLAB_OBJECTS, which a static assertion in CSlab.h
+    /// ties to the C struct; a constant, so it folds into the load).
+    @inlinable static var objectsFieldOffset: Int { Int(CSLAB_SLAB_OBJECTS) }
 
     init(rseqOffset: Int64, cpus: UnsafeMutableRawPointer, magazineBase: UnsafeMutableRawPointer,
          capacity: UInt64, rangeBase: UInt, rangeSize: UInt, slabMask: UInt, objectsBytes: UInt,

@@ -18,11 +18,13 @@ import Glibc
 typealias MagazineHandle = UInt64
 
 final class MagazineRegion: @unchecked Sendable {
-    /// Handles are 24 bits of 8-byte units: a 128 MiB region, reserved, touched as magazines are
-    /// made (over 100,000 magazines; the depot's limit keeps a cache to a few hundred).
-    static let handleBits = 24
+    /// Handles are CSLAB_HANDLE_BITS (24) bits of 8-byte units: a 128 MiB region, reserved,
+    /// touched as magazines are made (over 100,000 magazines; the depot's limit keeps a cache to a
+    /// few hundred).
+    static let handleBits = Int(CSLAB_HANDLE_BITS)
     static let regionBytes = 8 << handleBits
-    static let maxCapacity = 255
+    /// The most rounds a CPU state's count field holds.
+    static let maxCapacity = CPUState.maxRounds
 
     let base: UnsafeMutableRawPointer
     /// Rounds per magazine (M).
@@ -36,7 +38,7 @@ final class MagazineRegion: @unchecked Sendable {
         // Measured on the batch-1000 workload (20-byte objects): M = 128 cost 4.1-4.8 ns/op,
         // M = 255 (the most the state word's 8-bit counts hold) 3.7-4.0: fewer ladder trips.
         switch size {
-        case ...64: return 255
+        case ...64: return maxCapacity
         case ...256: return 128
         case ...1024: return 64
         case ...4096: return 32
@@ -46,6 +48,7 @@ final class MagazineRegion: @unchecked Sendable {
 
     init?(capacity: Int) {
         precondition(capacity >= 1 && capacity <= Self.maxCapacity)
+        guard PageSource.shared.allowMagazineRegion() else { return nil }
         guard let p = mmap(nil, Self.regionBytes, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
               p != MAP_FAILED else { return nil }
@@ -73,6 +76,12 @@ final class MagazineRegion: @unchecked Sendable {
 
     /// Magazines made so far.
     var made: Int { Int(cslab_load_relaxed(nextHandle) / UInt64(magazineBytes / 8)) - 1 }
+
+    /// True when `h` names a magazine made so far (not 0, on a magazine boundary, below the bump).
+    func isMagazine(_ h: MagazineHandle) -> Bool {
+        let units = UInt64(magazineBytes / 8)
+        return h >= units && h % units == 0 && h < cslab_load_relaxed(nextHandle)
+    }
 
     @inline(__always)
     func header(_ h: MagazineHandle) -> UnsafeMutablePointer<cslab_magazine> {

@@ -333,6 +333,12 @@ final class PageSource: @unchecked Sendable {
 /// Makes page sources fail on demand, to test what a cache does when the OS refuses memory.
 final class FaultInjection: @unchecked Sendable {
     private let failAfter = Lock<Int?>(nil)
+    private let refuseRegions = Lock(false)
+
+    /// While on, every new cache's magazine region fails to map (MagazineRegion), so the cache
+    /// runs without a CPU layer.
+    func refuseMagazineRegions(_ on: Bool) { refuseRegions.withLock { $0 = on } }
+    func allowMagazineRegion() -> Bool { refuseRegions.withLock { !$0 } }
 
     /// After `n` more successful block allocations (in any cache), every allocation fails as if
     /// the OS were out of memory. `nil` turns it off.

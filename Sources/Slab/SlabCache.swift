@@ -18,7 +18,13 @@
 //     Depot.swift       lock-free stacks of full and empty magazines (Magazine.swift).
 //     CPUCache.swift    per CPU, a loaded and a previous magazine, changed only by code running
 //                       on that CPU (an rseq critical section), so the common allocation and free
-//                       touch no lock and no shared cache line.
+//                       touch no lock and no shared cache line: the ladders and the drains.
+//                       CPUSlot.swift holds a CPU's state word and the two ways of committing a
+//                       change to it (rseq, or a slot owned by CAS where rseq is missing).
+//     FastPath.swift    the pop and push of the loaded magazine, inlined into the caller.
+//
+//   SlabCache (this file) is the façade: the slab layer, and a CPUCache unless the cache was
+//   created with `.noCPUCache` (or its magazine region could not be mapped).
 //
 //   Registry.swift and SlabInfo.swift list every cache in /proc/slabinfo 2.1 format.
 //
@@ -62,12 +68,13 @@
 //
 // 6. Synchronisation
 // ------------------
-//   Per-CPU state is one word per CPU: both magazines' handles and round counts (CPUCache.swift),
+//   Per-CPU state is one word per CPU: both magazines' handles and round counts (CPUSlot.swift),
 //   so every transition of a CPU's state, from a pop to a magazine exchange, is one store, and
 //   that store is the commit of a restartable sequence: the kernel restarts the sequence if the
 //   thread is preempted, migrated or signalled before it. Remote operations (shrink, destroy)
-//   first mark the CPU owned, then fence it with membarrier(PRIVATE_EXPEDITED_RSEQ), after which
-//   no sequence on it can commit without seeing the mark. Without rseq (valgrind, or
+//   stop every CPU in one scope (CPUCache.withEveryCPUStopped): each is marked owned, then
+//   fenced with membarrier(PRIVATE_EXPEDITED_RSEQ), after which no sequence on it can commit
+//   without seeing the mark; the CPUs start again when the scope ends. Without rseq (valgrind, or
 //   GLIBC_TUNABLES=glibc.pthread.rseq=0) the same slots are owned for the length of an
 //   operation through a CAS on the owner word, and a thread that finds its slot owned takes
 //   another slot or goes to the depot; no thread ever waits for another on the normal paths.
@@ -161,12 +168,14 @@ public final class SlabCache: @unchecked Sendable {
     public let name: String
     public let layout: SlabLayout
     public let flags: SlabFlags
+    /// How the per-CPU layer runs: `.none` when the cache has none (`.noCPUCache`, or its magazine
+    /// region could not be mapped).
     public let mode: CPULayerMode
 
     /// Object size as slabinfo reports it.
     public var objectSize: Int { layout.objectSize }
     /// Rounds per magazine (M); 0 without a CPU layer.
-    public var magazineCapacity: Int { Int(capacity) }
+    public var magazineCapacity: Int { cpuLayer?.capacity ?? 0 }
     /// Why this process's caches run their CPU layer as they do ("rseq", or the reason for the
     /// fallback, or the simulated mode used for instruction counting). Decided once per process.
     public static var cpuLayerReason: String { CPULayerPlatform.current.reason }
@@ -175,20 +184,12 @@ public final class SlabCache: @unchecked Sendable {
     @usableFromInline let fast: FastPath
     /// Lets a FastPath (a value, without ARC) reach its cache's slow paths.
     let backReference: CacheBackReference
-    var rseqOffset: Int64 { fast.rseqOffset }
-    var cpus: UnsafeMutableRawPointer { fast.cpus }
-    var magazineBase: UnsafeMutableRawPointer { fast.magazineBase }
-    var capacity: UInt64 { fast.capacity }
     var usesRseq: Bool { fast.usesRseq }
+    var rseqOffset: Int64 { fast.rseqOffset }
 
     let slabLayer: SlabLayer
-    let region: MagazineRegion?
-    let depot: Depot?
-    /// Slots in `cpus`: possible CPUs (rseq), or a power of two >= 4 x CPUs (fallback).
-    let slotCount: Int
-    let counters: SlowPathCounters
-    /// Most full magazines the depot keeps before frees overflow to the slab layer.
-    let depotFullLimit: Int
+    /// The per-CPU magazine layer; nil in mode `.none`.
+    let cpuLayer: CPUCache?
     /// The bytes of objects a kmalloc class's depot may hold (see the essay, section 7).
     static let kmallocDepotBytes = 8 << 20
     /// Serialises drains (shrink, reap, destroy) with each other.
@@ -214,8 +215,6 @@ public final class SlabCache: @unchecked Sendable {
     init(name: String, size: Int, align: Int, flags: SlabFlags,
          constructor: ((UnsafeMutableRawPointer) -> Void)?, destructor: ((UnsafeMutableRawPointer) -> Void)?,
          kmallocPages: PageSource?) throws {
-        precondition(MemoryLayout<cslab_slab>.offset(of: \cslab_slab.objects) == FastPath.objectsFieldOffset,
-                     "cslab_slab layout changed: update FastPath.objectsFieldOffset")
         servesKmalloc = kmallocPages != nil
         freeOperation = servesKmalloc ? "kfree" : "kmem_cache_free"
         try Registry.validate(name: name, reservedAllowed: servesKmalloc)
@@ -234,55 +233,23 @@ public final class SlabCache: @unchecked Sendable {
         let layer = SlabLayer(name: name, freeOperation: freeOperation, layout: layout, constructor: constructor,
                               destructor: destructor, pages: pages)
         slabLayer = layer
-        counters = SlowPathCounters()
 
         let platform = CPULayerPlatform.current
-        if flags.contains(.noCPUCache) {
-            mode = .none
-        } else {
-            mode = platform.usesRseq ? .rseq : .fallback
-        }
-        let m = MagazineRegion.capacity(forObjectSize: layout.objectSize)
-        if mode != .none, let region = MagazineRegion(capacity: m) {
-            self.region = region
-            depot = Depot(region: region)
-        } else {
-            region = nil
-            depot = nil
-        }
-        slotCount = mode == .fallback ? platform.fallbackSlots : platform.possibleCPUs
-        depotFullLimit = servesKmalloc ? max(64, Self.kmallocDepotBytes / (m * layout.objectSize))
-                                       : max(64, 32 * platform.possibleCPUs)
-        // One 128-byte slot per CPU. With no CPU layer, every slot is owned forever, so the
-        // (never taken) fast path would go slow anyway.
-        let bytes = slotCount * Int(CSLAB_CPU_STRIDE)
-        let cpus = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: Int(CSLAB_CPU_STRIDE))
-        cpus.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        let kmallocClass = servesKmalloc
+        cpuLayer = flags.contains(.noCPUCache) ? nil : CPUCache(
+            name: name, slabLayer: layer, platform: platform,
+            depotFullLimit: { m in kmallocClass ? max(64, Self.kmallocDepotBytes / (m * layout.objectSize))
+                                                : max(64, 32 * platform.possibleCPUs) })
+        mode = cpuLayer?.mode ?? .none
         backReference = CacheBackReference()
+        let slots = cpuLayer?.slots ?? CPUSlots.inert
         fast = FastPath(
-            rseqOffset: platform.rseqOffset, cpus: cpus, magazineBase: region?.base ?? cpus,
-            capacity: region == nil ? 0 : UInt64(m), rangeBase: pages.base, rangeSize: UInt(pages.size),
+            rseqOffset: platform.rseqOffset, cpus: slots.base, magazineBase: cpuLayer?.region.base ?? slots.base,
+            capacity: UInt64(cpuLayer?.capacity ?? 0), rangeBase: pages.base, rangeSize: UInt(pages.size),
             slabMask: layer.slabMask, objectsBytes: UInt(layout.objectsPerSlab * layout.stride),
-            strideReciprocal: layer.divider.c, usesRseq: mode == .rseq && region != nil,
-            back: backReference)
+            strideReciprocal: layer.divider.c, usesRseq: mode == .rseq, back: backReference)
         backReference.cache = Unmanaged.passUnretained(self)
-        if let region {
-            // Every CPU starts with two empty magazines, so the state word always names real ones.
-            for i in 0..<slotCount {
-                guard let loaded = region.make(), let previous = region.make() else {
-                    fatalError("SlabCache(\(name)): cannot make the first magazines")
-                }
-                slotState(i).pointee = CPUState(loaded: loaded, loadedRounds: 0,
-                                                 previous: previous, previousRounds: 0).word
-            }
-        } else {
-            for i in 0..<slotCount { slotOwner(i).pointee = CPUState.ownerSlabOnly }
-        }
         try Registry.shared.register(self)
-    }
-
-    deinit {
-        cpus.deallocate()
     }
 
     // MARK: Allocate and free
@@ -342,6 +309,31 @@ public final class SlabCache: @unchecked Sendable {
         return offset < UInt(layout.objectsPerSlab * layout.stride) && offset % UInt(layout.stride) == 0
     }
 
+    // MARK: Slow paths
+
+    @usableFromInline
+    func allocateSlow() -> UnsafeMutableRawPointer? {
+        if let cpuLayer, let object = cpuLayer.allocate() { return object }
+        return allocateFromSlabLayer()
+    }
+
+    @usableFromInline
+    func freeSlow(_ object: UnsafeMutableRawPointer) {
+        if let cpuLayer, cpuLayer.free(object) { return }
+        freeToSlabLayer(object)
+    }
+
+    /// One object straight from the slab layer: no CPU layer, or the CPU layer could not serve it.
+    func allocateFromSlabLayer() -> UnsafeMutableRawPointer? {
+        if isDestroyed { slabFatal("kmem_cache_alloc(\(name)): the cache was destroyed") }
+        return slabLayer.allocateOne()
+    }
+
+    func freeToSlabLayer(_ object: UnsafeMutableRawPointer) {
+        if isDestroyed { slabFatal("\(freeOperation)(\(name)): \(hex(object)) freed to a destroyed cache") }
+        slabLayer.freeOne(object)
+    }
+
     // MARK: Shrink, reap, destroy
 
     /// Returns every cached object to its slab (all CPUs' magazines and the depot) and every empty
@@ -351,8 +343,9 @@ public final class SlabCache: @unchecked Sendable {
     public func shrink() -> Int {
         guard !isDestroyed else { return 0 }
         drainLock.withLock { _ in
-            drainAllCPUs(leaveOwned: false)
-            flushDepot(all: true)
+            guard let cpuLayer else { return }
+            cpuLayer.withEveryCPUStopped { cpuLayer.drainStoppedCPUs() }
+            cpuLayer.flushDepot(all: true)
         }
         return slabLayer.releaseEmptySlabs()
     }
@@ -362,7 +355,7 @@ public final class SlabCache: @unchecked Sendable {
     @discardableResult
     public func reap() -> Int {
         guard !isDestroyed else { return 0 }
-        drainLock.withLock { _ in flushDepot(all: false) }
+        drainLock.withLock { _ in cpuLayer?.flushDepot(all: false) }
         return slabLayer.releaseEmptySlabs()
     }
 
@@ -372,22 +365,39 @@ public final class SlabCache: @unchecked Sendable {
         if servesKmalloc { throw SlabError.servesKmalloc(name) }
         try drainLock.withLock { _ in
             guard !destroyedFlag.load(ordering: .acquiring) else { throw SlabError.destroyed(name) }
-            // Take every CPU and keep it: from here on every fast path goes slow.
-            drainAllCPUs(leaveOwned: true)
-            flushDepot(all: true)
-            let live = slabLayer.activeObjects
-            guard live == 0 else {
-                releaseAllCPUs()
-                throw SlabError.objectsStillAllocated(cache: name, count: live)
+            // With every CPU stopped, no magazine can fill again behind the count of live objects;
+            // a destroyed cache keeps them stopped, so every later operation takes the slow path.
+            let finish = { [self] () throws in
+                cpuLayer?.flushDepot(all: true)
+                let live = slabLayer.activeObjects
+                guard live == 0 else { throw SlabError.objectsStillAllocated(cache: name, count: live) }
+                cpuLayer?.retire()
+                destroyedFlag.store(true, ordering: .releasing)
+                Registry.shared.unregister(self)
+                slabLayer.destroy()
             }
-            destroyedFlag.store(true, ordering: .releasing)
-            Registry.shared.unregister(self)
-            slabLayer.destroy()
+            if let cpuLayer {
+                try cpuLayer.withEveryCPUStopped {
+                    cpuLayer.drainStoppedCPUs()
+                    try finish()
+                }
+            } else {
+                try finish()
+            }
         }
     }
 
     public var isDestroyed: Bool { destroyedFlag.load(ordering: .acquiring) }
 
-    /// Checks the slab layer's equations; returns the problems found (empty when all hold).
-    public func checkInvariants() -> [String] { slabLayer.checkInvariants() }
+    /// Checks every layer's invariants (the slab layer's equations, the page source's buddy
+    /// blocks, and the per-CPU layer's magazines and depot); returns the problems found, empty
+    /// when all hold. Compiled in every build, run only when called: exact only while no other
+    /// thread uses the cache.
+    public func checkInvariants() -> [String] {
+        guard !isDestroyed else { return [] }
+        return drainLock.withLock { _ in
+            slabLayer.checkInvariants() + slabLayer.pages.checkInvariants()
+                + (cpuLayer?.checkInvariants() ?? [])
+        }
+    }
 }

@@ -64,25 +64,19 @@ public struct SlabCacheStatistics: Sendable, Equatable {
 }
 
 extension SlabCache {
+    /// Each layer's snapshot, put together.
     public var statistics: SlabCacheStatistics {
         let slab = slabLayer.snapshot()
-        var cached = 0, fastAllocs = 0, fastFrees = 0
-        if region != nil {
-            for i in 0..<slotCount {
-                let s = CPUState(word: cslab_load_relaxed(slotState(i)))
-                cached += s.loadedRounds + s.previousRounds
-                fastAllocs += Int(cslab_load_relaxed(slotAllocHits(i)))
-                fastFrees += Int(cslab_load_relaxed(slotFreeHits(i)))
-            }
-        }
-        let depotRounds = depot?.fullRounds ?? 0
+        let cpu = cpuLayer?.snapshot() ?? CPULayerSnapshot()
+        func count(_ e: SlowPathCounters.Event) -> Int { cpu.events[e] ?? 0 }
+        var fastAllocations = cpu.countedAllocations
         if mode == .rseq {
             // rseq sections count frees only. Every allocation and free either used a magazine or
             // bypassed to the slab layer, so
             //   magazine pops = live + magazine pushes + bypassed frees - bypassed allocations,
             // with live = active - cached - depot rounds (exact when the cache is quiet).
-            let live = slab.activeObjects - cached - depotRounds
-            fastAllocs = max(0, live + fastFrees + counters[.bypassFrees] - counters[.bypassAllocations])
+            let live = slab.activeObjects - cpu.cachedRounds - cpu.depotRounds
+            fastAllocations = max(0, live + cpu.fastFrees + count(.bypassFrees) - count(.bypassAllocations))
         }
         return SlabCacheStatistics(
             name: name, objectSize: layout.objectSize, align: layout.align,
@@ -92,17 +86,17 @@ extension SlabCache {
             activeSlabs: slab.activeSlabs, totalSlabs: slab.totalSlabs, emptySlabs: slab.emptySlabs,
             slabsCreated: slab.slabsCreated, slabsReleased: slab.slabsReleased,
             slabLayerLocks: slab.lockAcquisitions,
-            cpuCachedObjects: cached,
-            depotFullMagazines: depot?.count(.full) ?? 0,
-            depotEmptyMagazines: depot?.count(.empty) ?? 0,
-            depotRounds: depotRounds,
-            magazinesMade: region?.made ?? 0,
-            fastAllocations: fastAllocs, fastFrees: fastFrees,
-            exchanges: counters[.exchanges], depotFullTaken: counters[.depotFullTaken],
-            depotEmptyTaken: counters[.depotEmptyTaken], depotFullReturned: counters[.depotFullReturned],
-            slabFills: counters[.slabFills], bypassAllocations: counters[.bypassAllocations],
-            bypassFrees: counters[.bypassFrees], depotOverflows: counters[.depotOverflows],
-            contention: counters[.commitRetries] + counters[.slotContention] + (depot?.contention ?? 0))
+            cpuCachedObjects: cpu.cachedRounds,
+            depotFullMagazines: cpu.depotFullMagazines,
+            depotEmptyMagazines: cpu.depotEmptyMagazines,
+            depotRounds: cpu.depotRounds,
+            magazinesMade: cpu.magazinesMade,
+            fastAllocations: fastAllocations, fastFrees: cpu.fastFrees,
+            exchanges: count(.exchanges), depotFullTaken: count(.depotFullTaken),
+            depotEmptyTaken: count(.depotEmptyTaken), depotFullReturned: count(.depotFullReturned),
+            slabFills: count(.slabFills), bypassAllocations: count(.bypassAllocations),
+            bypassFrees: count(.bypassFrees), depotOverflows: count(.depotOverflows),
+            contention: count(.commitRetries) + count(.slotContention) + cpu.depotContention)
     }
 }
 

@@ -38,8 +38,6 @@ final class SlabLayer: @unchecked Sendable {
         var nextColour = 0
         var slabsCreated = 0
         var slabsReleased = 0
-        var allocatedObjects = 0     // cumulative, objects taken from slabs
-        var freedObjects = 0         // cumulative, objects returned to slabs
         var lockAcquisitions = 0
 
         var slabCount: Int { partial.count + full.count + empty.count }
@@ -90,7 +88,6 @@ final class SlabLayer: @unchecked Sendable {
                     }
                 }
                 l.activeObjects += got - before
-                l.allocatedObjects += got - before
                 return got == count
             }
             if satisfied { break }
@@ -154,7 +151,6 @@ final class SlabLayer: @unchecked Sendable {
                 }
             }
             l.activeObjects -= count
-            l.freedObjects += count
         }
     }
 
@@ -191,7 +187,7 @@ final class SlabLayer: @unchecked Sendable {
 
     struct Snapshot {
         var activeObjects, totalObjects, activeSlabs, totalSlabs, emptySlabs: Int
-        var slabsCreated, slabsReleased, allocatedObjects, freedObjects, lockAcquisitions: Int
+        var slabsCreated, slabsReleased, lockAcquisitions: Int
     }
 
     func snapshot() -> Snapshot {
@@ -201,7 +197,6 @@ final class SlabLayer: @unchecked Sendable {
                      activeSlabs: l.partial.count + l.full.count,
                      totalSlabs: l.slabCount, emptySlabs: l.empty.count,
                      slabsCreated: l.slabsCreated, slabsReleased: l.slabsReleased,
-                     allocatedObjects: l.allocatedObjects, freedObjects: l.freedObjects,
                      lockAcquisitions: l.lockAcquisitions)
         }
     }

@@ -238,7 +238,7 @@ final class KmallocTests: XCTestCase {
         let typed = try SlabCache(name: uniqueCacheName("burst"), size: 8)
         defer { typed.shrink(); try? typed.destroy() }
         // More than a typed cache's depot holds (with room for the CPUs' own magazines).
-        let n = (typed.depotFullLimit + 40) * typed.magazineCapacity
+        let n = (typed.cpuLayer!.depotFullLimit + 40) * typed.magazineCapacity
         let before = kmalloc8.statistics.depotOverflows
         let objects = try (0..<n).map { _ in try kmalloc(8) }
         objects.forEach(kfree)
@@ -247,8 +247,8 @@ final class KmallocTests: XCTestCase {
         XCTAssertEqual(kmalloc8.statistics.depotOverflows, before, "kmalloc-8 kept the burst")
         XCTAssertGreaterThan(kmalloc8.statistics.depotFullMagazines, 64)
         XCTAssertGreaterThan(typed.statistics.depotOverflows, 0, "the typed cache stops at 64 full magazines")
-        XCTAssertEqual(typed.statistics.depotFullMagazines, typed.depotFullLimit)
-        XCTAssertGreaterThan(kmalloc8.depotFullLimit, typed.depotFullLimit + 40)
+        XCTAssertEqual(typed.statistics.depotFullMagazines, typed.cpuLayer!.depotFullLimit)
+        XCTAssertGreaterThan(kmalloc8.cpuLayer!.depotFullLimit, typed.cpuLayer!.depotFullLimit + 40)
         Kmalloc.shrink()
         XCTAssertEqual(kmalloc8.statistics.totalSlabs, 0, "shrink still returns everything")
     }

@@ -14,7 +14,7 @@
  *  4. kmalloc's and kfree's fast paths, over a table in a C global: Swift guards each use of a
  *     global it initialises at run time with a once-check (a call), and these run on every call.
  *
- * Routines here are subtle: read the protocol in Sources/Slab/CPUCache.swift before changing them.
+ * Routines here are subtle: read the protocol in Sources/Slab/CPUSlot.swift before changing them.
  * All symbols are prefixed `cslab_`.
  */
 #ifndef CSLAB_H
@@ -24,6 +24,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The rseq sections below are x86_64 assembly. Elsewhere, or when a build passes CSLAB_PORTABLE
+ * (`swift build -Xcc -DCSLAB_PORTABLE`, which CI uses to test this branch on x86_64), they are
+ * compiled as functions that always answer "take the slow path", and every cache runs its per-CPU
+ * layer in the fallback mode (slots owned by CAS; Sources/Slab/CPUSlot.swift). */
+#if defined(__x86_64__) && !defined(CSLAB_PORTABLE)
+#define CSLAB_HAVE_RSEQ 1
+#else
+#define CSLAB_HAVE_RSEQ 0
+#endif
+/* The same, as a function for Swift (an imported constant would make the other branch dead code
+ * that the compiler warns about). */
+static inline bool cslab_have_rseq_sections(void) { return CSLAB_HAVE_RSEQ; }
 
 /* ---------------------------------------------------------------------------------------------
  * 1. Atomics on 64-bit words.
@@ -67,52 +80,108 @@ static inline void cslab_bump_single_writer(uint64_t *p, uint64_t v) {
 }
 
 /* Spin-wait hint. */
-static inline void cslab_cpu_relax(void) { __asm__ __volatile__("pause" ::: "memory"); }
+static inline void cslab_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("pause" ::: "memory");
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
 
 /* ---------------------------------------------------------------------------------------------
  * 2. rseq per-CPU primitives.
  *
  * Per-CPU slot layout (stride 128 bytes: two cache lines, so the adjacent-line prefetcher does not
  * couple neighbouring CPUs). Only the first line is touched on the fast path.
- *    +0   state   the CPU's magazines, one word (see Sources/Slab/CPUCache.swift):
+ *    +0   state   the CPU's magazines, one word (Sources/Slab/CPUSlot.swift):
  *                 bits  0..7   rounds in the loaded magazine
  *                 bits  8..15  rounds in the previous magazine
  *                 bits 16..39  previous magazine handle (offset / 8 into the magazine region)
  *                 bits 40..63  loaded magazine handle
+ *                 The loaded count is the lowest field, so a pop is `word - 1` and a push
+ *                 `word + 1` (the count stays within 0...capacity <= 255: no carry).
  *    +8   owner   0 when the slot is free; non-zero while a drainer or a fallback-mode thread owns
  *                 it. rseq sections only read it and take the slow path when it is set.
  *    +16  allocHits   fallback mode only: allocations served from the slot's magazines
  *    +24  freeHits    frees onto the loaded magazine (rseq: counted inside the section,
  *                     before the commit; fallback: by the slot's owner)
  * Magazine layout: a 64-byte header, then the rounds: round[i] at +64 + 8*i.
+ * The assembly below addresses these fields with the constants defined here; the static
+ * assertions tie the constants to the C structs, and Swift reads the same constants.
  * ------------------------------------------------------------------------------------------- */
 
 #define CSLAB_CPU_STRIDE 128
 #define CSLAB_CPU_STRIDE_SHIFT 7
+#define CSLAB_SLOT_OWNER 8
+#define CSLAB_SLOT_FREE_HITS 24
+
+#define CSLAB_ROUNDS_BITS 8                /* each magazine's count: capacity <= 255 */
+#define CSLAB_HANDLE_BITS 24               /* a magazine handle: a 128 MiB region in 8-byte units */
+#define CSLAB_STATE_PREVIOUS_ROUNDS_SHIFT 8
+#define CSLAB_STATE_PREVIOUS_SHIFT 16
+#define CSLAB_STATE_LOADED_SHIFT 40
+
 #define CSLAB_MAGAZINE_HEADER 64
+#define CSLAB_MAGAZINE_LAST_ROUND 56       /* round[n - 1] is 8 * n + 56 bytes into its magazine */
+
+typedef struct cslab_cpu_slot {
+    uint64_t state;
+    uint64_t owner;
+    uint64_t alloc_hits;
+    uint64_t free_hits;
+    uint64_t pad[12];
+} cslab_cpu_slot;
+
+_Static_assert(sizeof(cslab_cpu_slot) == CSLAB_CPU_STRIDE && (1 << CSLAB_CPU_STRIDE_SHIFT) == CSLAB_CPU_STRIDE,
+               "a slot is one stride");
+_Static_assert(offsetof(cslab_cpu_slot, owner) == CSLAB_SLOT_OWNER, "the sections test the owner here");
+_Static_assert(offsetof(cslab_cpu_slot, free_hits) == CSLAB_SLOT_FREE_HITS, "the push counts frees here");
+_Static_assert(CSLAB_ROUNDS_BITS == 8, "the sections read the loaded count with movzbl (8 bits)");
+_Static_assert(CSLAB_STATE_PREVIOUS_ROUNDS_SHIFT == CSLAB_ROUNDS_BITS
+               && CSLAB_STATE_PREVIOUS_SHIFT == 2 * CSLAB_ROUNDS_BITS
+               && CSLAB_STATE_LOADED_SHIFT == CSLAB_STATE_PREVIOUS_SHIFT + CSLAB_HANDLE_BITS
+               && CSLAB_STATE_LOADED_SHIFT + CSLAB_HANDLE_BITS == 64,
+               "the four fields fill the state word exactly");
+_Static_assert(CSLAB_MAGAZINE_LAST_ROUND == CSLAB_MAGAZINE_HEADER - 8, "round[n - 1] = header + 8 * (n - 1)");
+
+/* glibc's rseq area must hold the fields of the original rseq ABI that the sections use:
+ * cpu_id_start (+0), cpu_id (+4), rseq_cs (+8) and flags (+16), 20 bytes. glibc publishes the
+ * registered size in __rseq_size (0 when it registered nothing). */
+#define CSLAB_RSEQ_MIN_SIZE 20
 #define CSLAB_RSEQ_SIG 0x53053053
 
 /* Offset of glibc's rseq area from the thread pointer, and its size (0: not registered). */
 int64_t cslab_rseq_offset(void);
 uint32_t cslab_rseq_size(void);
 
+#if CSLAB_HAVE_RSEQ
 static inline uint64_t cslab_thread_pointer(void) {
     uint64_t tp;
     __asm__("movq %%fs:0, %0" : "=r"(tp));
     return tp;
 }
+#endif
 
 /* Writes CPU 0 into this thread's (unregistered) rseq area, so that the rseq sections run as if
  * on CPU 0. Only for counting instructions under valgrind, which has no rseq: see
- * SLAB_CPU_LAYER=rseq-simulated in Sources/Slab/CPUCache.swift. */
+ * SLAB_CPU_LAYER=rseq-simulated in Sources/Slab/CPUSlot.swift. */
 void cslab_rseq_simulate_cpu0(int64_t rseq_off);
 
 /* The current CPU as the kernel last wrote it into this thread's rseq area. Only meaningful when
  * rseq is registered; otherwise reads 0xFFFFFFFF (uninitialised) or 0xFFFFFFFE (failed). */
 static inline uint32_t cslab_rseq_cpu_id(int64_t rseq_off) {
+#if CSLAB_HAVE_RSEQ
     volatile uint32_t *cpu = (volatile uint32_t *)(cslab_thread_pointer() + (uint64_t)rseq_off + 4);
     return *cpu;
+#else
+    (void)rseq_off;
+    return 0xFFFFFFFFu;
+#endif
 }
+
+#if CSLAB_HAVE_RSEQ
 
 /*
  * The pieces every sequence shares (the pattern of the kernel's selftests, rseq-x86.h):
@@ -150,7 +219,7 @@ static inline uint32_t cslab_rseq_cpu_id(int64_t rseq_off) {
     "movl %%fs:4(%[rseq]), %%eax\n\t"                                                             \
     "shlq $" CSLAB_STR(CSLAB_CPU_STRIDE_SHIFT) ", %%rax\n\t"                                      \
     "addq %[cpus], %%rax\n\t"                                                                     \
-    "cmpq $0, 8(%%rax)\n\t"                                                                       \
+    "cmpq $0, " CSLAB_STR(CSLAB_SLOT_OWNER) "(%%rax)\n\t"                                                                       \
     "jne %l[slow]\n\t"                                                                            \
     "movq (%%rax), %%rcx\n\t"                                                                     \
     "movzbl %%cl, %%edx\n\t"
@@ -177,10 +246,10 @@ retry:
         "testl %%edx, %%edx\n\t"
         "jz %l[slow]\n\t"
         "movq %%rcx, %%r8\n\t"
-        "shrq $40, %%r8\n\t"                 /* loaded handle: magazine offset / 8 */
+        "shrq $" CSLAB_STR(CSLAB_STATE_LOADED_SHIFT) ", %%r8\n\t"  /* loaded handle: offset / 8 */
         "addq %%rdx, %%r8\n\t"               /* + n: round[n-1] is at 8 * (h + n) + 56 */
-        "movq 56(%[mags],%%r8,8), %[obj]\n\t"
-        "decq %%rcx\n\t"
+        "movq " CSLAB_STR(CSLAB_MAGAZINE_LAST_ROUND) "(%[mags],%%r8,8), %[obj]\n\t"
+        "decq %%rcx\n\t"                      /* pop: the loaded count is the lowest field */
         "movq %%rcx, (%%rax)\n\t"
         CSLAB_RSEQ_END
         : [obj] "=&r"(obj)
@@ -208,11 +277,11 @@ retry:
         "cmpq %[cap], %%rdx\n\t"
         "jae %l[slow]\n\t"
         "movq %%rcx, %%r8\n\t"
-        "shrq $40, %%r8\n\t"                 /* loaded handle: magazine offset / 8 */
+        "shrq $" CSLAB_STR(CSLAB_STATE_LOADED_SHIFT) ", %%r8\n\t"  /* loaded handle: offset / 8 */
         "addq %%rdx, %%r8\n\t"               /* + n: round[n] is at 8 * (h + n) + 64 */
-        "movq %[obj], 64(%[mags],%%r8,8)\n\t"
-        "incq 24(%%rax)\n\t"
-        "incq %%rcx\n\t"
+        "movq %[obj], " CSLAB_STR(CSLAB_MAGAZINE_HEADER) "(%[mags],%%r8,8)\n\t"
+        "incq " CSLAB_STR(CSLAB_SLOT_FREE_HITS) "(%%rax)\n\t"
+        "incq %%rcx\n\t"                      /* push: the loaded count is the lowest field */
         "movq %%rcx, (%%rax)\n\t"
         CSLAB_RSEQ_END
         :
@@ -241,7 +310,7 @@ retry:
         CSLAB_RSEQ_BEGIN
         "cmpl %%fs:4(%[rseq]), %[cpu]\n\t"
         "jne %l[fail]\n\t"
-        "cmpq $0, 8(%[slot])\n\t"
+        "cmpq $0, " CSLAB_STR(CSLAB_SLOT_OWNER) "(%[slot])\n\t"
         "jne %l[fail]\n\t"
         "cmpq %[exp], (%[slot])\n\t"
         "jne %l[fail]\n\t"
@@ -258,6 +327,24 @@ abort:
 fail:
     return false;
 }
+
+#else /* !CSLAB_HAVE_RSEQ: no sections; every caller takes its slow path (never called in
+       * practice: a cache whose platform has no rseq runs the fallback mode). */
+static inline void *cslab_rseq_magazine_pop(int64_t rseq_off, void *cpus, void *magazines) {
+    (void)rseq_off; (void)cpus; (void)magazines;
+    return NULL;
+}
+static inline bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
+                                            uint64_t capacity, void *obj) {
+    (void)rseq_off; (void)cpus; (void)magazines; (void)capacity; (void)obj;
+    return false;
+}
+static inline bool cslab_rseq_cpu_cas(int64_t rseq_off, void *cpus, uint32_t cpu,
+                                      uint64_t expected, uint64_t desired) {
+    (void)rseq_off; (void)cpus; (void)cpu; (void)expected; (void)desired;
+    return false;
+}
+#endif /* CSLAB_HAVE_RSEQ */
 
 /* Happens-before edges ThreadSanitizer cannot infer from rseq commits and membarrier fences
  * (no-ops unless the package is built with --sanitize=thread). */
@@ -294,12 +381,20 @@ typedef struct cslab_slab {
 
 #define CSLAB_SLAB_MAGIC 0x51AB51AB0B1EC75ULL
 
+/* Where the free check reads a slab's first object (kfree's fast path below, and Swift's
+ * FastPath.checkOwnership, which reads this constant). */
+#define CSLAB_SLAB_OBJECTS 48
+_Static_assert(offsetof(cslab_slab, objects) == CSLAB_SLAB_OBJECTS, "the free check reads `objects` here");
+_Static_assert(sizeof(cslab_slab) <= 64, "the slab header fits the first cache line of a slab");
+
 /* The magazine header: rounds follow at +64. */
 typedef struct cslab_magazine {
     uint64_t next;              /* depot list link: handle of the next magazine (0 = none) */
     uint64_t rounds;            /* rounds held while the magazine sits in the depot */
     uint64_t reserved[6];
 } cslab_magazine;
+
+_Static_assert(sizeof(cslab_magazine) == CSLAB_MAGAZINE_HEADER, "rounds start right after the header");
 
 /* ---------------------------------------------------------------------------------------------
  * 3. Thread-locals and small OS helpers.
@@ -325,10 +420,12 @@ int32_t cslab_possible_cpus(void);
 static inline void cslab_inject_instructions(void) {
     __asm__ __volatile__("nop\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop");
 }
+#if defined(__x86_64__)
 static inline void *cslab_inject_delay(void *p) {
     __asm__ __volatile__("imulq $1, %0, %0\n\timulq $1, %0, %0" : "+r"(p));
     return p;
 }
+#endif
 
 /* ---------------------------------------------------------------------------------------------
  * 4. kmalloc's fast paths (Sources/Slab/Kmalloc.swift), over a table in a C global.
@@ -398,7 +495,7 @@ static inline bool cslab_kfree_fast(void *p) {
     if (slot >= CSLAB_KMALLOC_CLASSES) return false;
     const cslab_kmalloc_class *c = &t->classes[slot];
     /* The slab header's `objects` (0 in a released slab), as FastPath.checkOwnership reads it. */
-    uint64_t objects = *(const uint64_t *)(uintptr_t)((address & c->slab_mask) + 48);
+    uint64_t objects = *(const uint64_t *)(uintptr_t)((address & c->slab_mask) + CSLAB_SLAB_OBJECTS);
     uint64_t offset = address - objects;
     if (offset >= c->objects_bytes || offset * c->stride_reciprocal > c->stride_reciprocal - 1) return false;
     return cslab_rseq_magazine_push(t->rseq_offset, c->cpus, c->magazines, c->capacity, p);

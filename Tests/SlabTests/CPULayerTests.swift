@@ -1,0 +1,180 @@
+// The per-CPU layer on its own terms: the packed state word (every field round-trips, a pop and a
+// push are the word minus and plus one), the ladder's invariants after real traffic in both modes
+// (every CPU holds two distinct magazines, the previous one empty or full, every magazine made is
+// in exactly one place), the checker catching planted faults, and `mode` telling the truth when
+// the magazine region cannot be mapped.
+
+import CSlab
+@testable import Slab
+import TestSupport
+import XCTest
+
+final class CPULayerTests: XCTestCase {
+    // MARK: The state word
+
+    func test_state_everyFieldRoundTrips_atItsExtremes() {
+        let handles: [MagazineHandle] = [0, 1, 8, 0x12_3456, CPUState.handleMask]
+        let counts = [0, 1, 127, CPUState.maxRounds]
+        for loaded in handles {
+            for previous in handles {
+                for lr in counts {
+                    for pr in counts {
+                        let s = CPUState(loaded: loaded, loadedRounds: lr, previous: previous, previousRounds: pr)
+                        XCTAssertEqual([s.loaded, s.previous], [loaded, previous])
+                        XCTAssertEqual([s.loadedRounds, s.previousRounds], [lr, pr])
+                    }
+                }
+            }
+        }
+    }
+
+    func test_state_layout_isTheOneTheAssemblyReads() {
+        // The rseq sections take the loaded handle as word >> 40 and the loaded count as its low
+        // byte (movzbl); CSlab.h's static assertions tie these to the constants Swift uses.
+        let s = CPUState(loaded: 0xABCDEF, loadedRounds: 0x12, previous: 0x345678, previousRounds: 0x9A)
+        XCTAssertEqual(s.word >> 40, 0xABCDEF)
+        XCTAssertEqual(s.word & 0xFF, 0x12)
+        XCTAssertEqual(s.word, 0xABCDEF_345678_9A_12)
+        XCTAssertEqual(CPUState.maxRounds, 255)
+        XCTAssertEqual(MagazineRegion.maxCapacity, CPUState.maxRounds)
+    }
+
+    func test_state_popAndPush_areTheWordMinusAndPlusOne_andTouchOnlyTheLoadedCount() {
+        for lr in 1..<CPUState.maxRounds {
+            let s = CPUState(loaded: 0xFFFFFF, loadedRounds: lr, previous: 0xFFFFFF, previousRounds: 255)
+            XCTAssertEqual(s.popped.word, s.word - 1)
+            XCTAssertEqual(s.pushed.word, s.word + 1)
+            XCTAssertEqual(s.popped, CPUState(loaded: 0xFFFFFF, loadedRounds: lr - 1, previous: 0xFFFFFF, previousRounds: 255))
+            XCTAssertEqual(s.pushed, CPUState(loaded: 0xFFFFFF, loadedRounds: lr + 1, previous: 0xFFFFFF, previousRounds: 255))
+            XCTAssertEqual(s.popped.pushed, s)
+        }
+    }
+
+    func test_state_exchangeSwapsMagazinesWithTheirCounts_andEmptyKeepsTheMagazines() {
+        let s = CPUState(loaded: 7, loadedRounds: 3, previous: 9, previousRounds: 255)
+        XCTAssertEqual(s.exchanged, CPUState(loaded: 9, loadedRounds: 255, previous: 7, previousRounds: 3))
+        XCTAssertEqual(s.exchanged.exchanged, s)
+        XCTAssertEqual(s.emptied, CPUState(loaded: 7, loadedRounds: 0, previous: 9, previousRounds: 0))
+    }
+
+    // MARK: The ladder's invariants after traffic
+
+    /// Random allocations and frees from several threads, with sizes that give M = 255, 128, 64.
+    func exerciseAndCheck(mode expected: CPULayerMode?) throws {
+        for size in [24, 200, 1000] {
+            let cache = try SlabCache(name: uniqueCacheName("inv\(size)"), size: size)
+            if let expected { XCTAssertEqual(cache.mode, expected) }
+            runThreads(3) { t in
+                var rng = SplitMix64(seed: UInt64(t + 1) * 7919)
+                var held: [UnsafeMutableRawPointer] = []
+                for _ in 0..<30_000 {
+                    if held.isEmpty || rng.next() % 100 < 52 {
+                        if let p = cache.allocate() { held.append(p) }
+                    } else {
+                        held.swapAt(Int(rng.next() % UInt64(held.count)), held.count - 1)
+                        cache.free(held.removeLast())
+                    }
+                }
+                held.forEach { cache.free($0) }
+            }
+            XCTAssertEqual(cache.checkInvariants(), [], "size \(size), mode \(cache.mode)")
+            XCTAssertEqual(cache.statistics.liveObjects, 0)
+            cache.shrink()
+            XCTAssertEqual(cache.checkInvariants(), [], "after shrink")
+            XCTAssertEqual(cache.statistics.cpuCachedObjects, 0)
+            try cache.destroy()
+        }
+    }
+
+    func test_invariants_holdAfterTraffic_inThisProcessesMode() throws {
+        try exerciseAndCheck(mode: nil)
+    }
+
+    func test_invariants_holdAfterTraffic_inFallbackMode() throws {
+        // The mode is decided once per process: run the same test in a child with the fallback forced.
+        if ChildProcess.isChild { return try exerciseAndCheck(mode: .fallback) }
+        let result = try ChildProcess.runTest("SlabTests.CPULayerTests/test_invariants_holdAfterTraffic_inFallbackMode",
+                                              environment: ["SLAB_CPU_LAYER": "fallback", "SLAB_TEST_CHILD": "1"])
+        XCTAssertTrue(result.succeeded, "\(result)")
+        XCTAssertTrue((result.stdout + result.stderr).contains("Executed 1 test, with 0 failures"), "\(result)")
+    }
+
+    // MARK: The checker catches what it claims to
+
+    func test_checker_reportsAPreviousMagazineNeitherEmptyNorFull() throws {
+        let cache = try SlabCache(name: uniqueCacheName("plant1"), size: 24)
+        let cpu = try XCTUnwrap(cache.cpuLayer)
+        let state = cpu.slots.state(0)
+        let saved = state.pointee
+        let s = CPUState(word: saved)
+        state.pointee = CPUState(loaded: s.loaded, loadedRounds: 0, previous: s.previous, previousRounds: 3).word
+        let problems = cache.checkInvariants()
+        state.pointee = saved
+        XCTAssertTrue(problems.contains { $0.contains("neither empty nor full") }, "\(problems)")
+        XCTAssertEqual(cache.checkInvariants(), [])
+    }
+
+    func test_checker_reportsAMagazineInTwoPlaces_andOneLost() throws {
+        let cache = try SlabCache(name: uniqueCacheName("plant2"), size: 24)
+        let cpu = try XCTUnwrap(cache.cpuLayer)
+        let state = cpu.slots.state(0)
+        let saved = state.pointee
+        let s = CPUState(word: saved)
+        // Both magazines the same: the other one is now nowhere.
+        state.pointee = CPUState(loaded: s.loaded, loadedRounds: 0, previous: s.loaded, previousRounds: 0).word
+        let problems = cache.checkInvariants()
+        state.pointee = saved
+        XCTAssertTrue(problems.contains { $0.contains("is both") }, "\(problems)")
+        XCTAssertTrue(problems.contains { $0.contains("magazines made") }, "\(problems)")
+        // A magazine made and never placed anywhere is a leak.
+        _ = try XCTUnwrap(cpu.region.make())
+        XCTAssertTrue(cache.checkInvariants().contains { $0.contains("magazines made") })
+    }
+
+    func test_checker_reportsADepotCountThatDisagreesWithItsList() throws {
+        let cache = try SlabCache(name: uniqueCacheName("plant3"), size: 24)
+        let cpu = try XCTUnwrap(cache.cpuLayer)
+        let h = try XCTUnwrap(cpu.region.make())
+        cpu.depot.push(h, to: .empty)
+        XCTAssertEqual(cache.checkInvariants(), [])
+        let popped = try XCTUnwrap(cpu.depot.pop(.empty))
+        XCTAssertEqual(popped, h)
+        XCTAssertTrue(cache.checkInvariants().contains { $0.contains("magazines made") })
+        cpu.depot.push(h, to: .empty)
+        XCTAssertEqual(cache.checkInvariants(), [])
+    }
+
+    // MARK: Stopping every CPU
+
+    func test_destroy_refused_startsTheCPUsAgain_andAcceptedRetiresThem() throws {
+        let cache = try SlabCache(name: uniqueCacheName("stop"), size: 24)
+        let cpu = try XCTUnwrap(cache.cpuLayer)
+        let p = try XCTUnwrap(cache.allocate())
+        XCTAssertThrowsError(try cache.destroy())
+        for i in 0..<cpu.slots.count { XCTAssertEqual(cpu.slots.owner(i).pointee, SlotOwner.free, "CPU \(i) started again") }
+        XCTAssertEqual(cache.checkInvariants(), [])
+        cache.free(p)
+        try cache.destroy()
+        for i in 0..<cpu.slots.count { XCTAssertEqual(cpu.slots.owner(i).pointee, SlotOwner.retired, "CPU \(i) retired") }
+    }
+
+    // MARK: mode tells the truth
+
+    func test_mode_isNone_whenTheMagazineRegionCannotBeMapped() throws {
+        PageSource.shared.refuseMagazineRegions(true)
+        defer { PageSource.shared.refuseMagazineRegions(false) }
+        let cache = try SlabCache(name: uniqueCacheName("noregion"), size: 24)
+        XCTAssertEqual(cache.mode, .none)
+        XCTAssertNil(cache.cpuLayer)
+        XCTAssertEqual(cache.magazineCapacity, 0)
+        XCTAssertFalse(cache.usesRseq)
+        let objects = (0..<1000).map { _ in cache.allocate()! }
+        XCTAssertEqual(Set(objects).count, 1000)
+        objects.forEach { cache.free($0) }
+        let s = cache.statistics
+        XCTAssertEqual(s.mode, .none)
+        XCTAssertEqual([s.activeObjects, s.cpuCachedObjects, s.fastAllocations, s.bypassAllocations], [0, 0, 0, 0])
+        XCTAssertEqual(cache.checkInvariants(), [])
+        try cache.destroy()
+    }
+}
