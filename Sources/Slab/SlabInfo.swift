@@ -1,15 +1,7 @@
 // SlabInfo: a cache's numbers, and the registry rendered exactly as the kernel's /proc/slabinfo
-// version 2.1 (mm/slab_common.c), so that any tool that reads that file can read ours.
-//
-// Column mapping for our caches:
-//   active_objs   objects out of the slab layer: allocated to callers or cached in magazines
-//                 (as Linux counts objects in per-CPU caches as active)
-//   num_objs      objects in all slabs
-//   objsize       layout.objectSize;  objperslab, pagesperslab: the slab geometry
-//   tunables      limit = M (rounds per magazine), batchcount = M (objects moved per depot
-//                 exchange or slab-layer fill), sharedfactor = 0 (no shared array)
-//   slabdata      active_slabs = slabs with an object in use, num_slabs, sharedavail = rounds
-//                 sitting in the depot's full magazines
+// version 2.1 (mm/slab_common.c), so that any tool that reads that file can read ours. Each
+// cache's line is a SlabInfoRow (SlabInfoRow.swift, which maps our numbers to the columns); the
+// reader and the slabtop-style views are in the SlabTop target, which parses into the same row.
 
 import CSlab
 
@@ -115,16 +107,16 @@ public enum SlabInfo {
 
     /// One cache's line, formatted as the kernel's cache_show():
     /// "%-17s %6lu %6lu %6u %4u %4d : tunables %4u %4u %4u : slabdata %6lu %6lu %6lu".
-    public static func line(_ s: SlabCacheStatistics) -> String {
-        pad(s.name, 17, left: true) + " " + pad(s.activeObjects, 6) + " " + pad(s.totalObjects, 6) + " "
-            + pad(s.objectSize, 6) + " " + pad(s.objectsPerSlab, 4) + " " + pad(s.pagesPerSlab, 4)
-            + " : tunables " + pad(s.magazineCapacity, 4) + " " + pad(s.magazineCapacity, 4) + " " + pad(0, 4)
-            + " : slabdata " + pad(s.activeSlabs, 6) + " " + pad(s.totalSlabs, 6) + " " + pad(s.depotRounds, 6)
-    }
+    public static func line(_ s: SlabCacheStatistics) -> String { SlabInfoRow(s).line }
 
     /// The whole file for the given caches (default: every registered cache).
     public static func render(_ caches: [SlabCache] = Registry.shared.caches) -> String {
-        ([header] + caches.map { line($0.statistics) }).joined(separator: "\n") + "\n"
+        render(rows: caches.map { SlabInfoRow($0.statistics) })
+    }
+
+    /// The whole file for the given rows: the header, then one line each.
+    public static func render(rows: [SlabInfoRow]) -> String {
+        ([header] + rows.map(\.line)).joined(separator: "\n") + "\n"
     }
 
     /// The richer per-cache report: every layer's counters.
@@ -146,9 +138,12 @@ public enum SlabInfo {
             """
     }
 
-    static func pad(_ value: Int, _ width: Int) -> String { pad(String(value), width, left: false) }
+    /// A number right-aligned in `width` columns, as printf's "%6lu"; wider numbers are kept whole.
+    /// (package: the SlabTop views lay out their columns with it too.)
+    package static func pad(_ value: Int, _ width: Int) -> String { pad(String(value), width, left: false) }
 
-    static func pad(_ text: String, _ width: Int, left: Bool) -> String {
+    /// Text padded with blanks to `width` columns, on the right when `left` ("%-17s"), else on the left.
+    package static func pad(_ text: String, _ width: Int, left: Bool) -> String {
         let n = text.count
         guard n < width else { return text }
         let spaces = String(repeating: " ", count: width - n)
