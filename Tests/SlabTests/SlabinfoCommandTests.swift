@@ -7,6 +7,7 @@
 
 import Foundation
 import Slab
+import SlabTop
 import XCTest
 
 #if canImport(Glibc)
@@ -111,7 +112,7 @@ final class SlabinfoCommandTests: XCTestCase {
 
         // The slabinfo line, taken while the object is live, in 2.1 format.
         let line = try XCTUnwrap(lines.first { $0.hasPrefix("mycache ") })
-        let entry = try ProcSlabInfo.parseEntry(Substring(line), lineNumber: 1)
+        let entry = try ProcSlabInfo.parseRow(Substring(line), lineNumber: 1)
         XCTAssertEqual(entry.name, "mycache")
         XCTAssertEqual(entry.objectSize, 24)
         XCTAssertGreaterThanOrEqual(entry.activeObjects, 1)
@@ -123,8 +124,8 @@ final class SlabinfoCommandTests: XCTestCase {
         XCTAssertTrue(small.hasSuffix(" from kmalloc-128, ksize 128"), small)
         let large = try XCTUnwrap(lines.first { $0.hasPrefix("kmalloc(20000) ok") })
         XCTAssertTrue(large.hasSuffix(" from the page allocator, order 3 (8 pages), ksize 32768"), large)
-        let kmalloc128 = try ProcSlabInfo.parseEntry(Substring(try XCTUnwrap(lines.first { $0.hasPrefix("kmalloc-128 ") })),
-                                                     lineNumber: 1)
+        let kmalloc128 = try ProcSlabInfo.parseRow(Substring(try XCTUnwrap(lines.first { $0.hasPrefix("kmalloc-128 ") })),
+                                                   lineNumber: 1)
         XCTAssertGreaterThanOrEqual(kmalloc128.activeObjects, 1, "the kmalloc(100) object is live in the snapshot")
         XCTAssertEqual(kmalloc128.objectSize, 128)
     }
@@ -136,8 +137,8 @@ final class SlabinfoCommandTests: XCTestCase {
         XCTAssertTrue(r.stdout.hasPrefix(SlabInfo.header + "\n"), r.summary)
         let info = try ProcSlabInfo.parse(r.stdout)
         // kmalloc was used, so its caches are listed after mycache.
-        XCTAssertEqual(info.entries.map(\.name), ["mycache"] + Kmalloc.sizeClasses.map(\.name))
-        let entry = try XCTUnwrap(info.entries.first)
+        XCTAssertEqual(info.rows.map(\.name), ["mycache"] + Kmalloc.sizeClasses.map(\.name))
+        let entry = try XCTUnwrap(info.rows.first)
         XCTAssertEqual(entry.objectSize, 24)
         XCTAssertGreaterThanOrEqual(entry.activeObjects, 1)
         XCTAssertLessThanOrEqual(entry.activeObjects, entry.totalObjects)
