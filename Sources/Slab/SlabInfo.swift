@@ -121,21 +121,39 @@ public enum SlabInfo {
 
     /// The richer per-cache report: every layer's counters.
     public static func report(_ s: SlabCacheStatistics) -> String {
-        func pct(_ a: Int, _ b: Int) -> String {
-            b == 0 ? "-" : String(Double(Int(Double(a) * 1000 / Double(b))) / 10) + "%"
-        }
-        // Every allocation is a magazine pop or a bypass; a pop needed the ladder at most once per
-        // exchange, depot trip or slab fill, so the rest were served by the first pop.
-        let allocations = s.fastAllocations + s.bypassAllocations
-        let ladderTrips = s.depotFullTaken + s.slabFills
         return """
             cache \(s.name): object \(s.objectSize) B (align \(s.align)), \(s.objectsPerSlab) per \(s.pagesPerSlab)-page slab, \(s.colours) colour(s), CPU layer \(s.mode.rawValue), M = \(s.magazineCapacity)
               slab layer   slabs \(s.totalSlabs) (\(s.activeSlabs) active, \(s.emptySlabs) empty), objects \(s.activeObjects)/\(s.totalObjects), created \(s.slabsCreated), released \(s.slabsReleased), lock acquisitions \(s.slabLayerLocks)
-              cpu layer    cached rounds \(s.cpuCachedObjects), fast allocs \(s.fastAllocations), fast frees \(s.fastFrees), exchanges \(s.exchanges), allocations from a magazine \(pct(s.fastAllocations, allocations)), depot or slab trips per 1000 allocations \(allocations == 0 ? "-" : String(ladderTrips * 1000 / allocations))
+              cpu layer    cached rounds \(s.cpuCachedObjects), fast allocs \(s.fastAllocations), fast frees \(s.fastFrees), exchanges \(s.exchanges), \(allocationFigures(s))
               depot        full \(s.depotFullMagazines) (\(s.depotRounds) rounds), empty \(s.depotEmptyMagazines), full taken \(s.depotFullTaken), full returned \(s.depotFullReturned), overflowed \(s.depotOverflows), empty taken \(s.depotEmptyTaken), magazines made \(s.magazinesMade)
               slab calls   fills \(s.slabFills), bypass allocs \(s.bypassAllocations), bypass frees \(s.bypassFrees), contention \(s.contention)
               live         \(s.liveObjects) objects held by callers
             """
+    }
+
+    /// Below this many allocations the report gives counts only: a share or a rate per 1000 of a
+    /// handful says nothing (after one allocation, whose magazine was filled first, it read
+    /// "100.0% from a magazine" beside "1000 trips per 1000 allocations").
+    static let allocationsForRates = 1000
+
+    /// The cpu layer's allocations and its trips beyond the CPU. Every allocation is a magazine pop
+    /// or a bypass to the slab layer; a pop went to the depot or the slab layer for a full magazine
+    /// at most once per depot trip or slab fill, and the others were served by the magazine alone.
+    static func allocationFigures(_ s: SlabCacheStatistics) -> String {
+        let allocations = s.fastAllocations + s.bypassAllocations
+        let trips = s.depotFullTaken + s.slabFills
+        guard allocations >= allocationsForRates else {
+            return "allocations \(allocations), depot or slab trips \(trips)"
+        }
+        let rate = trips > 0 && trips * 10_000 < allocations ? "<0.1" : tenths(trips * 1000, allocations)
+        return "allocations \(allocations) (\(tenths(s.fastAllocations * 100, allocations))% from a magazine), "
+            + "depot or slab trips \(trips) (\(rate) per 1000 allocations)"
+    }
+
+    /// a / b with one decimal, truncated (99.96 is "99.9", so a share below all reads below 100).
+    static func tenths(_ a: Int, _ b: Int) -> String {
+        let t = a * 10 / b
+        return "\(t / 10).\(t % 10)"
     }
 
     /// A number right-aligned in `width` columns, as printf's "%6lu"; wider numbers are kept whole.

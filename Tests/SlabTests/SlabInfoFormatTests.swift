@@ -154,4 +154,43 @@ final class SlabInfoFormatTests: XCTestCase {
         XCTAssertLessThanOrEqual(entry.activeObjects, entry.totalObjects)
         XCTAssertEqual(entry.totalObjects, entry.totalSlabs * entry.objectsPerSlab)
     }
+
+    // MARK: The report's allocation figures
+
+    /// The cpu layer line of the report for a cache with these counters.
+    private func cpuLayerLine(fast: Int, bypass: Int = 0, depotTaken: Int = 0, fills: Int) throws -> String {
+        var s = try statistics(name: "r", active: 0, total: 0, objectSize: 24, perSlab: 168, pages: 1,
+                               magazine: 255, activeSlabs: 0, slabs: 0, depotRounds: 0)
+        s.fastAllocations = fast
+        s.bypassAllocations = bypass
+        s.depotFullTaken = depotTaken
+        s.slabFills = fills
+        let line = SlabInfo.report(s).split(separator: "\n").first { $0.hasPrefix("  cpu layer ") }
+        return String(try XCTUnwrap(line))
+    }
+
+    func test_report_oneAllocation_givesCounts_notAShareAndARate() throws {
+        // The seed lab's case: one allocation, whose magazine the slab layer filled first.
+        let line = try cpuLayerLine(fast: 1, fills: 1)
+        XCTAssertTrue(line.hasSuffix(", exchanges 0, allocations 1, depot or slab trips 1"), line)
+        XCTAssertFalse(line.contains("%"), line)
+        XCTAssertFalse(line.contains("per 1000"), line)
+        XCTAssertTrue(try cpuLayerLine(fast: 0, fills: 0).hasSuffix(", allocations 0, depot or slab trips 0"))
+        XCTAssertTrue(try cpuLayerLine(fast: 900, bypass: 99, depotTaken: 2, fills: 1)
+            .hasSuffix(", allocations 999, depot or slab trips 3"))
+    }
+
+    func test_report_from1000Allocations_addsTheShareAndTheRate_truncatedToTenths() throws {
+        XCTAssertTrue(try cpuLayerLine(fast: 999, bypass: 1, depotTaken: 3, fills: 1).hasSuffix(
+            ", allocations 1000 (99.9% from a magazine), depot or slab trips 4 (4.0 per 1000 allocations)"))
+        XCTAssertTrue(try cpuLayerLine(fast: 254_000, fills: 997).hasSuffix(
+            ", allocations 254000 (100.0% from a magazine), depot or slab trips 997 (3.9 per 1000 allocations)"))
+        // One bypass in 10,000 is not "100.0%"; three trips in a million are not "0.0 per 1000".
+        XCTAssertTrue(try cpuLayerLine(fast: 9_999, bypass: 1, fills: 0).hasSuffix(
+            ", allocations 10000 (99.9% from a magazine), depot or slab trips 0 (0.0 per 1000 allocations)"))
+        XCTAssertTrue(try cpuLayerLine(fast: 1_000_000, fills: 3).hasSuffix(
+            ", depot or slab trips 3 (<0.1 per 1000 allocations)"))
+        XCTAssertTrue(try cpuLayerLine(fast: 10_000, fills: 1).hasSuffix(
+            ", depot or slab trips 1 (0.1 per 1000 allocations)"))
+    }
 }
