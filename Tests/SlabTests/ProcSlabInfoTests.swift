@@ -214,13 +214,6 @@ final class ProcSlabInfoTests: XCTestCase {
 
     // MARK: Reading files
 
-    private func temporaryFile(_ text: String) throws -> String {
-        let path = NSTemporaryDirectory() + "procslabinfo-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        addTeardownBlock { unlink(path) }
-        return path
-    }
-
     func test_read_file_returnsTheSameAsParse() throws {
         let path = try temporaryFile(Self.fixture)
         XCTAssertEqual(try ProcFile.readText(path: path), Self.fixture)
