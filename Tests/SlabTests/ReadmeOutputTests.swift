@@ -17,6 +17,7 @@
 import Foundation
 import Slab
 import SlabTop
+import TestSupport
 import XCTest
 
 final class ReadmeOutputTests: XCTestCase {

@@ -5,6 +5,7 @@
 import Foundation
 import Slab
 import SlabTop
+import TestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -12,7 +13,7 @@ import Glibc
 #endif
 
 final class SlabinfoCommandTests: XCTestCase {
-    func run(_ arguments: [String], prefix: [String] = []) throws -> SlabinfoProcess.Run {
+    func run(_ arguments: [String], prefix: [String] = []) throws -> ChildResult {
         try SlabinfoProcess.run(arguments, prefix: prefix)
     }
 

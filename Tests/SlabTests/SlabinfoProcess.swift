@@ -6,6 +6,7 @@
 // bundle's parent); `swift test` builds it with the tests.
 
 import Foundation
+import TestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -13,13 +14,6 @@ import Glibc
 #endif
 
 enum SlabinfoProcess {
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var summary: String { "exit \(status)\n--- stdout ---\n\(stdout)\n--- stderr ---\n\(stderr)" }
-    }
-
     struct MissingBinary: Error, CustomStringConvertible {
         var path: String
         var description: String { "no slabinfo executable at \(path): build it (swift build) before these tests" }
@@ -43,38 +37,22 @@ enum SlabinfoProcess {
     }
 
     /// Runs slabinfo with `arguments` (after the launcher in `prefix`, if any), with this process's
-    /// environment less the variables named in `removing`. Output goes to files, not pipes, so a
-    /// large output can never block the child while we wait for it.
-    static func run(_ arguments: [String], prefix: [String] = [], removing: Set<String> = []) throws -> Run {
+    /// environment less the variables named in `removing`.
+    static func run(_ arguments: [String], prefix: [String] = [], removing: Set<String> = []) throws -> ChildResult {
         let executable = try binary()
-        let directory = FileManager.default.temporaryDirectory
-        let tag = "slabinfo-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let out = directory.appendingPathComponent(tag + ".out"), err = directory.appendingPathComponent(tag + ".err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: out)
-            try? FileManager.default.removeItem(at: err)
+        let environment = removing.isEmpty ? nil : ProcessInfo.processInfo.environment.filter { !removing.contains($0.key) }
+        guard let launcher = prefix.first else {
+            return try ChildProcess.run(executable, arguments: arguments, environment: environment)
         }
-        let process = Process()
-        if let launcher = prefix.first {
-            process.executableURL = URL(fileURLWithPath: launcher)
-            process.arguments = Array(prefix.dropFirst()) + [executable.path] + arguments
-        } else {
-            process.executableURL = executable
-            process.arguments = arguments
-        }
-        if !removing.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.filter { !removing.contains($0.key) }
-        }
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus,
-                   stdout: try String(contentsOf: out, encoding: .utf8),
-                   stderr: try String(contentsOf: err, encoding: .utf8))
+        return try ChildProcess.run(URL(fileURLWithPath: launcher), arguments: prefix.dropFirst() + [executable.path] + arguments,
+                                    environment: environment)
     }
+}
+
+extension ChildResult {
+    /// The exit status, or 128 + the signal that killed it, as a shell reports them.
+    var status: Int32 { exitStatus ?? 128 + (signal ?? 0) }
+    var summary: String { description }
 }
 
 extension XCTestCase {
