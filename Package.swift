@@ -8,6 +8,7 @@ let package = Package(
     name: "SwiftSlab",
     products: [
         .library(name: "Slab", targets: ["Slab"]),
+        .library(name: "SlabTop", targets: ["SlabTop"]),
         .executable(name: "slabinfo", targets: ["slabinfo"]),
         .executable(name: "bench", targets: ["bench"]),
     ],
@@ -20,10 +21,13 @@ let package = Package(
         .target(name: "CSlab"),
         // The allocator: one layer a file (see the essay at the top of SlabCache.swift).
         .target(name: "Slab", dependencies: ["CSlab"]),
+        // The readers of /proc/slabinfo and /proc/buddyinfo (the kernel's, or the text Slab writes for
+        // its own caches) into Slab's row models, and their slabtop-style views.
+        .target(name: "SlabTop", dependencies: ["Slab"]),
         // The seed lab and the system-wide slab view.
         .executableTarget(
             name: "slabinfo",
-            dependencies: ["Slab", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Slab", "SlabTop", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // valgrind's client requests for `bench instructions` (no-ops when valgrind's headers are missing).
         .target(name: "CAllocBench", path: "Benchmarks/CAllocBench"),
@@ -39,7 +43,7 @@ let package = Package(
             path: "Benchmarks/bench"
         ),
         .target(name: "TestSupport", dependencies: ["Slab", "CSlab"], path: "Tests/TestSupport"),
-        .testTarget(name: "SlabTests", dependencies: ["Slab", "CSlab", "TestSupport"]),
+        .testTarget(name: "SlabTests", dependencies: ["Slab", "SlabTop", "CSlab", "TestSupport"]),
         // Fixtures/ holds the script that generated RankStatisticsFixtures.swift (with scipy).
         .testTarget(name: "AllocBenchTests", dependencies: ["AllocBench", "TestSupport"], exclude: ["Fixtures"]),
     ]

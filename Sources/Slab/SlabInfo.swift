@@ -1,15 +1,7 @@
 // SlabInfo: a cache's numbers, and the registry rendered exactly as the kernel's /proc/slabinfo
-// version 2.1 (mm/slab_common.c), so that any tool that reads that file can read ours.
-//
-// Column mapping for our caches:
-//   active_objs   objects out of the slab layer: allocated to callers or cached in magazines
-//                 (as Linux counts objects in per-CPU caches as active)
-//   num_objs      objects in all slabs
-//   objsize       layout.objectSize;  objperslab, pagesperslab: the slab geometry
-//   tunables      limit = M (rounds per magazine), batchcount = M (objects moved per depot
-//                 exchange or slab-layer fill), sharedfactor = 0 (no shared array)
-//   slabdata      active_slabs = slabs with an object in use, num_slabs, sharedavail = rounds
-//                 sitting in the depot's full magazines
+// version 2.1 (mm/slab_common.c), so that any tool that reads that file can read ours. Each
+// cache's line is a SlabInfoRow (SlabInfoRow.swift, which maps our numbers to the columns); the
+// reader and the slabtop-style views are in the SlabTop target, which parses into the same row.
 
 import CSlab
 
@@ -109,40 +101,61 @@ public enum SlabInfo {
 
     /// One cache's line, formatted as the kernel's cache_show():
     /// "%-17s %6lu %6lu %6u %4u %4d : tunables %4u %4u %4u : slabdata %6lu %6lu %6lu".
-    public static func line(_ s: SlabCacheStatistics) -> String {
-        pad(s.name, 17, left: true) + " " + pad(s.activeObjects, 6) + " " + pad(s.totalObjects, 6) + " "
-            + pad(s.objectSize, 6) + " " + pad(s.objectsPerSlab, 4) + " " + pad(s.pagesPerSlab, 4)
-            + " : tunables " + pad(s.magazineCapacity, 4) + " " + pad(s.magazineCapacity, 4) + " " + pad(0, 4)
-            + " : slabdata " + pad(s.activeSlabs, 6) + " " + pad(s.totalSlabs, 6) + " " + pad(s.depotRounds, 6)
-    }
+    public static func line(_ s: SlabCacheStatistics) -> String { SlabInfoRow(s).line }
 
     /// The whole file for the given caches (default: every registered cache).
     public static func render(_ caches: [SlabCache] = Registry.shared.caches) -> String {
-        ([header] + caches.map { line($0.statistics) }).joined(separator: "\n") + "\n"
+        render(rows: caches.map { SlabInfoRow($0.statistics) })
+    }
+
+    /// The whole file for the given rows: the header, then one line each.
+    public static func render(rows: [SlabInfoRow]) -> String {
+        ([header] + rows.map(\.line)).joined(separator: "\n") + "\n"
     }
 
     /// The richer per-cache report: every layer's counters.
     public static func report(_ s: SlabCacheStatistics) -> String {
-        func pct(_ a: Int, _ b: Int) -> String {
-            b == 0 ? "-" : String(Double(Int(Double(a) * 1000 / Double(b))) / 10) + "%"
-        }
-        // Every allocation is a magazine pop or a bypass; a pop needed the ladder at most once per
-        // exchange, depot trip or slab fill, so the rest were served by the first pop.
-        let allocations = s.fastAllocations + s.bypassAllocations
-        let ladderTrips = s.depotFullTaken + s.slabFills
         return """
             cache \(s.name): object \(s.objectSize) B (align \(s.align)), \(s.objectsPerSlab) per \(s.pagesPerSlab)-page slab, \(s.colours) colour(s), CPU layer \(s.mode.rawValue), M = \(s.magazineCapacity)
               slab layer   slabs \(s.totalSlabs) (\(s.activeSlabs) active, \(s.emptySlabs) empty), objects \(s.activeObjects)/\(s.totalObjects), created \(s.slabsCreated), released \(s.slabsReleased), lock acquisitions \(s.slabLayerLocks)
-              cpu layer    cached rounds \(s.cpuCachedObjects), fast allocs \(s.fastAllocations), fast frees \(s.fastFrees), exchanges \(s.exchanges), allocations from a magazine \(pct(s.fastAllocations, allocations)), depot or slab trips per 1000 allocations \(allocations == 0 ? "-" : String(ladderTrips * 1000 / allocations))
+              cpu layer    cached rounds \(s.cpuCachedObjects), fast allocs \(s.fastAllocations), fast frees \(s.fastFrees), exchanges \(s.exchanges), \(allocationFigures(s))
               depot        full \(s.depotFullMagazines) (\(s.depotRounds) rounds), empty \(s.depotEmptyMagazines), full taken \(s.depotFullTaken), full returned \(s.depotFullReturned), overflowed \(s.depotOverflows), empty taken \(s.depotEmptyTaken), magazines made \(s.magazinesMade)
               slab calls   fills \(s.slabFills), bypass allocs \(s.bypassAllocations), bypass frees \(s.bypassFrees), contention \(s.contention)
               live         \(s.liveObjects) objects held by callers
             """
     }
 
-    static func pad(_ value: Int, _ width: Int) -> String { pad(String(value), width, left: false) }
+    /// Below this many allocations the report gives counts only: a share or a rate per 1000 of a
+    /// handful says nothing (after one allocation, whose magazine was filled first, it read
+    /// "100.0% from a magazine" beside "1000 trips per 1000 allocations").
+    static let allocationsForRates = 1000
 
-    static func pad(_ text: String, _ width: Int, left: Bool) -> String {
+    /// The cpu layer's allocations and its trips beyond the CPU. Every allocation is a magazine pop
+    /// or a bypass to the slab layer; a pop went to the depot or the slab layer for a full magazine
+    /// at most once per depot trip or slab fill, and the others were served by the magazine alone.
+    static func allocationFigures(_ s: SlabCacheStatistics) -> String {
+        let allocations = s.fastAllocations + s.bypassAllocations
+        let trips = s.depotFullTaken + s.slabFills
+        guard allocations >= allocationsForRates else {
+            return "allocations \(allocations), depot or slab trips \(trips)"
+        }
+        let rate = trips > 0 && trips * 10_000 < allocations ? "<0.1" : tenths(trips * 1000, allocations)
+        return "allocations \(allocations) (\(tenths(s.fastAllocations * 100, allocations))% from a magazine), "
+            + "depot or slab trips \(trips) (\(rate) per 1000 allocations)"
+    }
+
+    /// a / b with one decimal, truncated (99.96 is "99.9", so a share below all reads below 100).
+    static func tenths(_ a: Int, _ b: Int) -> String {
+        let t = a * 10 / b
+        return "\(t / 10).\(t % 10)"
+    }
+
+    /// A number right-aligned in `width` columns, as printf's "%6lu"; wider numbers are kept whole.
+    /// (package: the SlabTop views lay out their columns with it too.)
+    package static func pad(_ value: Int, _ width: Int) -> String { pad(String(value), width, left: false) }
+
+    /// Text padded with blanks to `width` columns, on the right when `left` ("%-17s"), else on the left.
+    package static func pad(_ text: String, _ width: Int, left: Bool) -> String {
         let n = text.count
         guard n < width else { return text }
         let spaces = String(repeating: " ", count: width - n)

@@ -6,6 +6,7 @@
 
 import ArgumentParser
 import Slab
+import SlabTop
 
 enum SeedLab {
     static let name = "mycache"
@@ -48,17 +49,17 @@ enum SeedLab {
         }
 
         if raw {
-            print(buddyinfo ? ProcBuddyInfo.library.render() : SlabInfo.render(), terminator: "")
+            print(buddyinfo ? BuddyInfo.render() : SlabInfo.render(), terminator: "")
         } else {
             // One snapshot for every view, so they agree.
             let statistics = Registry.shared.caches.map(\.statistics)
-            let text = ([SlabInfo.header] + statistics.map(SlabInfo.line)).joined(separator: "\n")
-            print(text)
-            if let summary = try? ProcSlabInfo.parse(text + "\n").summary() { print(summary) }
+            let rows = statistics.map(SlabInfoRow.init)
+            print(SlabInfo.render(rows: rows), terminator: "")
+            print(ProcSlabInfo(rows: rows).summary())
             if let mine = statistics.first(where: { $0.name == name }) { print(SlabInfo.report(mine)) }
             if buddyinfo {
                 print("Page allocators of this library (free blocks in the arenas carved so far: address space, not memory)")
-                print(ProcBuddyInfo.library.report(pageSize: SlabLayout.pageSize), terminator: "")
+                print(ProcBuddyInfo(zones: BuddyInfo.zones).report(pageSize: SlabLayout.pageSize), terminator: "")
             }
         }
 

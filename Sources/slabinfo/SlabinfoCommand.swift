@@ -1,6 +1,7 @@
 // slabinfo: argument parsing only. The seed lab is in SeedLab.swift; reading, parsing and the
-// slabtop-style view of /proc/slabinfo are in the library (Sources/Slab/ProcSlabInfo.swift), and
-// so are /proc/buddyinfo and its view (Sources/Slab/BuddyInfo.swift).
+// slabtop-style view of /proc/slabinfo, and /proc/buddyinfo and its view, are in the SlabTop
+// target (Sources/SlabTop); the text of this library's own caches and page allocators is
+// written by the Slab library (SlabInfo, BuddyInfo).
 //
 // Exit status: 0 success; 1 the file cannot be read or parsed, or the library refused an
 // operation; 2 a usage error (unknown option, bad --sort key, options that do not go together),
@@ -8,6 +9,7 @@
 
 import ArgumentParser
 import Slab
+import SlabTop
 
 #if canImport(Glibc)
 import Glibc
@@ -88,14 +90,14 @@ struct Slabinfo: ParsableCommand {
         let path = file ?? (buddyinfo ? ProcBuddyInfo.defaultPath : ProcSlabInfo.defaultPath)
         do {
             if raw {
-                print(try ProcSlabInfo.readText(path: path), terminator: "")
+                print(try ProcFile.readText(path: path), terminator: "")
             } else if buddyinfo {
                 print(try ProcBuddyInfo.read(path: path).report(), terminator: "")
             } else {
                 let info = try ProcSlabInfo.read(path: path)
                 print(info.slabtopReport(sortedBy: sort ?? .cacheSize, limit: limit), terminator: "")
             }
-        } catch let error as ProcSlabInfo.ReadError {
+        } catch let error as ProcFile.ReadError {
             throw fail("\(error)")
         } catch let error as ProcSlabInfo.ParseError {
             throw fail("\(error)")

@@ -1,8 +1,10 @@
-// /proc/buddyinfo: a saved sample parsed, rendered back byte for byte and shown in the readable
-// view; malformed text refused with the line named; the live file read and rendered back
-// unchanged; and this library's page allocators shown in the same format.
+// /proc/buddyinfo: a saved sample parsed (SlabTop's ProcBuddyInfo), rendered back byte for byte
+// (Slab's BuddyZone.line) and shown in the readable view; malformed text refused with the line
+// named; the live file read and rendered back unchanged; and this library's page allocators
+// written in the same format (BuddyInfo) and read back.
 
-@testable import Slab
+import Slab
+import SlabTop
 import TestSupport
 import XCTest
 
@@ -72,7 +74,7 @@ final class BuddyInfoTests: XCTestCase {
     func test_read_liveFile_parsesAndRendersBackUnchanged() throws {
         guard access(ProcBuddyInfo.defaultPath, R_OK) == 0 else { throw XCTSkip("\(ProcBuddyInfo.defaultPath) is not readable here") }
         // The kernel rewrites the counts as memory moves: compare a render with the text it came from.
-        let text = try ProcSlabInfo.readText(path: ProcBuddyInfo.defaultPath)
+        let text = try ProcFile.readText(path: ProcBuddyInfo.defaultPath)
         let info = try ProcBuddyInfo.parse(text)
         XCTAssertEqual(info.render(), text)
         XCTAssertTrue(info.zones.contains { $0.name == "Normal" || $0.name == "DMA32" }, text)
@@ -81,9 +83,9 @@ final class BuddyInfoTests: XCTestCase {
 
     func test_read_missingFile_saysItDoesNotExist() {
         XCTAssertThrowsError(try ProcBuddyInfo.read(path: "/nonexistent/buddyinfo")) {
-            XCTAssertEqual($0 as? ProcSlabInfo.ReadError, .missing(path: "/nonexistent/buddyinfo"))
+            XCTAssertEqual($0 as? ProcFile.ReadError, .missing(path: "/nonexistent/buddyinfo"))
         }
-        XCTAssertEqual("\(ProcSlabInfo.ReadError.missing(path: ProcBuddyInfo.defaultPath))",
+        XCTAssertEqual("\(ProcFile.ReadError.missing(path: ProcBuddyInfo.defaultPath))",
                        "cannot read /proc/buddyinfo: it does not exist: this system has no buddyinfo (not Linux, or /proc not mounted)")
     }
 
@@ -91,22 +93,22 @@ final class BuddyInfoTests: XCTestCase {
         // Without the per-CPU layer, so that one allocation makes one slab (a magazine fill takes more).
         let cache = try SlabCache(name: uniqueCacheName("buddy"), size: 64, flags: .noCPUCache)
         defer { try? cache.destroy() }
-        XCTAssertEqual(ProcBuddyInfo.library.zones.first { $0.name == cache.name }?.freeBlocks,
+        XCTAssertEqual(BuddyInfo.zones.first { $0.name == cache.name }?.freeBlocks,
                        Array(repeating: 0, count: 11), "no arena carved before the first slab")
         let p = try XCTUnwrap(cache.allocate())
         // One order-0 slab split from a fresh arena: one free block of each order 0...9.
-        XCTAssertEqual(ProcBuddyInfo.library.zones.first { $0.name == cache.name }?.freeBlocks,
+        XCTAssertEqual(BuddyInfo.zones.first { $0.name == cache.name }?.freeBlocks,
                        Array(repeating: 1, count: 10) + [0])
         try Kmalloc.setUp()
-        let text = ProcBuddyInfo.library.render()
+        let text = BuddyInfo.render()
         let parsed = try ProcBuddyInfo.parse(text)
-        XCTAssertEqual(parsed, ProcBuddyInfo.library)
+        XCTAssertEqual(parsed.zones, BuddyInfo.zones, "the writer's rows read back as they were")
         XCTAssertEqual(parsed.zones.last?.name, "kmalloc-large")
         XCTAssertTrue(text.contains("Node 0, zone \(cache.name)      1      1 "), text)
         for c in Kmalloc.sizeClasses { XCTAssertTrue(parsed.zones.contains { $0.name == c.name }, c.name) }
         cache.free(p)
         cache.shrink()
-        XCTAssertEqual(ProcBuddyInfo.library.zones.first { $0.name == cache.name }?.freeBlocks,
+        XCTAssertEqual(BuddyInfo.zones.first { $0.name == cache.name }?.freeBlocks,
                        Array(repeating: 0, count: 10) + [1], "the released slab merged back into its arena")
     }
 }

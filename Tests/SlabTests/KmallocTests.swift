@@ -326,7 +326,7 @@ final class KmallocTests: XCTestCase {
             report += "    \(c.name): \(c.liveObjects) live of \(c.totalObjects) in \(c.totalSlabs) slabs (\(c.pagesPerSlab) pages each)\n"
         }
         report += "  page allocator: \(s.pageBlocks.reduce(0, +)) blocks, \(s.pageBytes) bytes\n"
-        report += ProcBuddyInfo(zones: [try XCTUnwrap(Kmalloc.pageAllocatorZone)]).render()
+        report += BuddyInfo.render([try XCTUnwrap(Kmalloc.pageAllocatorZone)])
         print(report)
         // Sizes of this mix round up by about a fifth; the classes never waste half.
         XCTAssertLessThan(internalShare, 0.3, report)

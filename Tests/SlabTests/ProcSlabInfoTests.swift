@@ -1,8 +1,10 @@
-// ProcSlabInfo: parsing /proc/slabinfo 2.1 (real and malformed), reading it (errno -> error), and
-// the numbers slabtop derives, checked against output of procps' `slabtop -o` on a fixed file.
+// ProcSlabInfo (SlabTop): parsing /proc/slabinfo 2.1 (real and malformed) into SlabInfoRows,
+// reading it (errno -> error), and the numbers slabtop derives, checked against output of procps'
+// `slabtop -o` on a fixed file.
 
 import Foundation
 import Slab
+import SlabTop
 import XCTest
 
 #if canImport(Glibc)
@@ -56,9 +58,9 @@ final class ProcSlabInfoTests: XCTestCase {
     func test_parse_fixture_givesEveryFieldOfEveryLine() throws {
         let info = try ProcSlabInfo.parse(Self.fixture)
         XCTAssertEqual(info.version, "2.1")
-        XCTAssertEqual(info.entries.map(\.name), ["btrfs_ordered_extent", "bio-312", "ext4_inode_cache", "buffer_head",
+        XCTAssertEqual(info.rows.map(\.name), ["btrfs_ordered_extent", "bio-312", "ext4_inode_cache", "buffer_head",
                                                   "dentry", "task_struct", "kmalloc-4k", "kmalloc-1k", "kmalloc-8"])
-        XCTAssertEqual(info.entries[2], ProcSlabInfo.Entry(
+        XCTAssertEqual(info.rows[2], SlabInfoRow(
             name: "ext4_inode_cache", activeObjects: 43682, totalObjects: 43946, objectSize: 1128, objectsPerSlab: 14,
             pagesPerSlab: 4, limit: 0, batchCount: 0, sharedFactor: 0, activeSlabs: 3139, totalSlabs: 3139,
             sharedAvailable: 0))
@@ -66,7 +68,7 @@ final class ProcSlabInfoTests: XCTestCase {
 
     func test_parse_acceptsTabs_noTrailingNewline_andOldSLABTunables() throws {
         let text = Self.header + "\nkmalloc-64\t100 128 64 64 1 : tunables 120 60 8 : slabdata 2 2 7"
-        let entry = try XCTUnwrap(ProcSlabInfo.parse(text).entries.first)
+        let entry = try XCTUnwrap(ProcSlabInfo.parse(text).rows.first)
         XCTAssertEqual(entry.name, "kmalloc-64")
         XCTAssertEqual([entry.limit, entry.batchCount, entry.sharedFactor, entry.sharedAvailable], [120, 60, 8, 7])
     }
@@ -79,34 +81,34 @@ final class ProcSlabInfoTests: XCTestCase {
             """
         let info = try ProcSlabInfo.parse(text)
         XCTAssertEqual(info.version, "2.1 (statistics)")
-        XCTAssertEqual(info.entries.first?.totalSlabs, 2)
+        XCTAssertEqual(info.rows.first?.totalSlabs, 2)
     }
 
     func test_parse_headerOnly_givesNoEntries() throws {
-        XCTAssertEqual(try ProcSlabInfo.parse(Self.header + "\n").entries, [])
+        XCTAssertEqual(try ProcSlabInfo.parse(Self.header + "\n").rows, [])
     }
 
     func test_parse_thisMachinesProcSlabinfo() throws {
         let text: String
         do {
-            text = try ProcSlabInfo.readText()
-        } catch let error as ProcSlabInfo.ReadError {
+            text = try ProcFile.readText(path: ProcSlabInfo.defaultPath)
+        } catch let error as ProcFile.ReadError {
             throw XCTSkip("\(error)")
         }
         let info = try ProcSlabInfo.parse(text)
         let cacheLines = text.split(separator: "\n").count - 2
-        XCTAssertEqual(info.entries.count, cacheLines)
-        XCTAssertGreaterThan(info.entries.count, 0)
-        for e in info.entries {
+        XCTAssertEqual(info.rows.count, cacheLines)
+        XCTAssertGreaterThan(info.rows.count, 0)
+        for e in info.rows {
             XCTAssertGreaterThan(e.objectSize, 0, e.name)
             XCTAssertGreaterThan(e.objectsPerSlab, 0, e.name)
             XCTAssertGreaterThan(e.pagesPerSlab, 0, e.name)
             XCTAssertFalse(e.name.isEmpty)
         }
         // The kernel's own caches for dentries and inodes exist on any Linux that boots.
-        XCTAssertTrue(info.entries.contains { $0.name == "dentry" })
-        // read(path:) is readText + parse.
-        XCTAssertEqual(try ProcSlabInfo.read().entries.map(\.name), info.entries.map(\.name))
+        XCTAssertTrue(info.rows.contains { $0.name == "dentry" })
+        // read(path:) is ProcFile.readText + parse.
+        XCTAssertEqual(try ProcSlabInfo.read().rows.map(\.name), info.rows.map(\.name))
     }
 
     // MARK: Malformed text
@@ -212,16 +214,9 @@ final class ProcSlabInfoTests: XCTestCase {
 
     // MARK: Reading files
 
-    private func temporaryFile(_ text: String) throws -> String {
-        let path = NSTemporaryDirectory() + "procslabinfo-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        addTeardownBlock { unlink(path) }
-        return path
-    }
-
     func test_read_file_returnsTheSameAsParse() throws {
         let path = try temporaryFile(Self.fixture)
-        XCTAssertEqual(try ProcSlabInfo.readText(path: path), Self.fixture)
+        XCTAssertEqual(try ProcFile.readText(path: path), Self.fixture)
         XCTAssertEqual(try ProcSlabInfo.read(path: path), try ProcSlabInfo.parse(Self.fixture))
     }
 
@@ -231,8 +226,8 @@ final class ProcSlabInfoTests: XCTestCase {
         for i in 0..<3000 { text += "c\(i)" + line.dropFirst("kmalloc-8".count) }
         let path = try temporaryFile(text)
         let info = try ProcSlabInfo.read(path: path)
-        XCTAssertEqual(info.entries.count, 3000)
-        XCTAssertEqual(info.entries.last?.name, "c2999")
+        XCTAssertEqual(info.rows.count, 3000)
+        XCTAssertEqual(info.rows.last?.name, "c2999")
     }
 
     func test_read_malformedFile_errorNamesThePathAndLine() throws {
@@ -247,37 +242,37 @@ final class ProcSlabInfoTests: XCTestCase {
     func test_read_missingFile_throwsMissing_namingThePath() {
         let path = "/nonexistent/slabinfo-\(getpid())"
         XCTAssertThrowsError(try ProcSlabInfo.read(path: path)) { error in
-            XCTAssertEqual(error as? ProcSlabInfo.ReadError, .missing(path: path))
+            XCTAssertEqual(error as? ProcFile.ReadError, .missing(path: path))
             XCTAssertTrue("\(error)".contains(path), "\(error)")
             XCTAssertTrue("\(error)".contains("does not exist"), "\(error)")
         }
     }
 
     func test_read_directory_throwsOtherErrno_withStrerror() {
-        XCTAssertThrowsError(try ProcSlabInfo.readText(path: "/")) { error in
-            XCTAssertEqual(error as? ProcSlabInfo.ReadError, .failed(path: "/", errno: EISDIR, operation: "read"))
+        XCTAssertThrowsError(try ProcFile.readText(path: "/")) { error in
+            XCTAssertEqual(error as? ProcFile.ReadError, .failed(path: "/", errno: EISDIR, operation: "read"))
             XCTAssertTrue("\(error)".contains("Is a directory"), "\(error)")
         }
     }
 
     func test_readError_fromErrno_mapsPermissionAndMissing_andExplainsProcSlabinfo() {
         let proc = ProcSlabInfo.defaultPath
-        XCTAssertEqual(ProcSlabInfo.ReadError(errno: EACCES, path: proc, operation: "open"), .permissionDenied(path: proc))
-        XCTAssertEqual(ProcSlabInfo.ReadError(errno: EPERM, path: proc, operation: "open"), .permissionDenied(path: proc))
-        XCTAssertEqual(ProcSlabInfo.ReadError(errno: ENOENT, path: proc, operation: "open"), .missing(path: proc))
-        XCTAssertEqual(ProcSlabInfo.ReadError(errno: EIO, path: proc, operation: "read"),
+        XCTAssertEqual(ProcFile.ReadError(errno: EACCES, path: proc, operation: "open"), .permissionDenied(path: proc))
+        XCTAssertEqual(ProcFile.ReadError(errno: EPERM, path: proc, operation: "open"), .permissionDenied(path: proc))
+        XCTAssertEqual(ProcFile.ReadError(errno: ENOENT, path: proc, operation: "open"), .missing(path: proc))
+        XCTAssertEqual(ProcFile.ReadError(errno: EIO, path: proc, operation: "read"),
                        .failed(path: proc, errno: EIO, operation: "read"))
-        let denied = "\(ProcSlabInfo.ReadError.permissionDenied(path: proc))"
+        let denied = "\(ProcFile.ReadError.permissionDenied(path: proc))"
         XCTAssertTrue(denied.contains("permission denied") && denied.contains("root"), denied)
-        let missing = "\(ProcSlabInfo.ReadError.missing(path: proc))"
+        let missing = "\(ProcFile.ReadError.missing(path: proc))"
         XCTAssertTrue(missing.contains("no slabinfo") && missing.contains("CONFIG_SLUB_DEBUG"), missing)
     }
 
     // MARK: slabtop's arithmetic
 
     private func entry(_ name: String = "c", active: Int, total: Int, size: Int = 64, perSlab: Int = 64,
-                       pages: Int = 1, slabs: Int = 1) -> ProcSlabInfo.Entry {
-        ProcSlabInfo.Entry(name: name, activeObjects: active, totalObjects: total, objectSize: size,
+                       pages: Int = 1, slabs: Int = 1) -> SlabInfoRow {
+        SlabInfoRow(name: name, activeObjects: active, totalObjects: total, objectSize: size,
                            objectsPerSlab: perSlab, pagesPerSlab: pages, activeSlabs: slabs, totalSlabs: slabs)
     }
 
@@ -321,10 +316,10 @@ final class ProcSlabInfoTests: XCTestCase {
     }
 
     func test_totals_minimumCountsEmptyCaches_andEmptyFileIsAllZero() {
-        let info = ProcSlabInfo(entries: [entry(active: 0, total: 0, size: 4, slabs: 0), entry(active: 1, total: 2, size: 64)])
+        let info = ProcSlabInfo(rows: [entry(active: 0, total: 0, size: 4, slabs: 0), entry(active: 1, total: 2, size: 64)])
         XCTAssertEqual(info.totals.minimumObjectSize, 4)
         XCTAssertEqual(info.totals.activeCaches, 1)
-        XCTAssertEqual(ProcSlabInfo(entries: []).totals, ProcSlabInfo.Totals())
+        XCTAssertEqual(ProcSlabInfo(rows: []).totals, ProcSlabInfo.Totals())
     }
 
     func test_slabtopReport_byName_equalsSlabtopOutputForSameFile() throws {
@@ -342,7 +337,7 @@ final class ProcSlabInfoTests: XCTestCase {
     }
 
     func test_summary_emptyFile_printsZeroPercentNotNaN() {
-        let summary = ProcSlabInfo(entries: []).summary()
+        let summary = ProcSlabInfo(rows: []).summary()
         XCTAssertFalse(summary.contains("nan"), summary)
         XCTAssertTrue(summary.hasPrefix(" Active / Total Objects (% used)    : 0 / 0 (0.0%)"), summary)
     }
@@ -370,13 +365,13 @@ final class ProcSlabInfoTests: XCTestCase {
         XCTAssertEqual(info.sorted(by: .cacheSize, pageSize: 4096).map(\.name),
                        ["ext4_inode_cache", "dentry", "buffer_head", "kmalloc-4k", "kmalloc-1k", "task_struct",
                         "kmalloc-8", "bio-312", "btrfs_ordered_extent"])
-        XCTAssertEqual(info.sorted(by: .name).map(\.name), info.entries.map(\.name).sorted())
+        XCTAssertEqual(info.sorted(by: .name).map(\.name), info.rows.map(\.name).sorted())
         XCTAssertEqual(info.sorted(by: .objectSize).first?.name, "task_struct")
         XCTAssertEqual(info.sorted(by: .objectsPerSlab).first?.name, "kmalloc-8")
         XCTAssertEqual(info.sorted(by: .objects).first?.name, "dentry")
         XCTAssertEqual(info.sorted(by: .use).prefix(2).map(\.name), ["bio-312", "kmalloc-4k"])
         for key in ProcSlabInfo.SortKey.allCases {
-            XCTAssertEqual(info.sorted(by: key).count, info.entries.count, "\(key)")
+            XCTAssertEqual(info.sorted(by: key).count, info.rows.count, "\(key)")
         }
     }
 

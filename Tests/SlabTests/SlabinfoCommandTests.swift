@@ -1,12 +1,11 @@
-// The `slabinfo` executable, run as a child process: the seed lab's steps and slabinfo line,
-// --demo --raw read back by the parser, the system view on a fixed file, and the exit status and
-// message for each way it can fail.
-//
-// The binary is the one SwiftPM built next to this test bundle (the products directory is the
-// bundle's parent); `swift test` builds it with the tests.
+// The `slabinfo` executable, run as a child process (SlabinfoProcess): the seed lab's steps and
+// slabinfo line, --demo --raw read back by the parser, the system view on a fixed file, and the
+// exit status and message for each way it can fail.
 
 import Foundation
 import Slab
+import SlabTop
+import TestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -14,70 +13,8 @@ import Glibc
 #endif
 
 final class SlabinfoCommandTests: XCTestCase {
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var summary: String { "exit \(status)\n--- stdout ---\n\(stdout)\n--- stderr ---\n\(stderr)" }
-    }
-
-    struct MissingBinary: Error, CustomStringConvertible {
-        var path: String
-        var description: String { "no slabinfo executable at \(path): build it (swift build) before these tests" }
-    }
-
-    /// The products directory: the parent of the .xctest bundle (on Linux the bundle is the test
-    /// executable itself).
-    static var productsDirectory: URL {
-        if let bundle = Bundle.allBundles.first(where: { $0.bundlePath.hasSuffix(".xctest") }) {
-            return bundle.bundleURL.deletingLastPathComponent()
-        }
-        return URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    }
-
-    func binary() throws -> URL {
-        let url = Self.productsDirectory.appendingPathComponent("slabinfo")
-        guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            throw MissingBinary(path: url.path)
-        }
-        return url
-    }
-
-    /// Runs slabinfo with `arguments`. Output goes to files, not pipes, so a large output can
-    /// never block the child while we wait for it.
-    func run(_ arguments: [String], prefix: [String] = []) throws -> Run {
-        let executable = try binary()
-        let directory = FileManager.default.temporaryDirectory
-        let tag = "slabinfo-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let out = directory.appendingPathComponent(tag + ".out"), err = directory.appendingPathComponent(tag + ".err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: out)
-            try? FileManager.default.removeItem(at: err)
-        }
-        let process = Process()
-        if let launcher = prefix.first {
-            process.executableURL = URL(fileURLWithPath: launcher)
-            process.arguments = Array(prefix.dropFirst()) + [executable.path] + arguments
-        } else {
-            process.executableURL = executable
-            process.arguments = arguments
-        }
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus,
-                   stdout: try String(contentsOf: out, encoding: .utf8),
-                   stderr: try String(contentsOf: err, encoding: .utf8))
-    }
-
-    func temporaryFile(_ text: String) throws -> String {
-        let path = NSTemporaryDirectory() + "slabinfo-fixture-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        addTeardownBlock { unlink(path) }
-        return path
+    func run(_ arguments: [String], prefix: [String] = []) throws -> ChildResult {
+        try SlabinfoProcess.run(arguments, prefix: prefix)
     }
 
     // MARK: The seed lab
@@ -111,7 +48,7 @@ final class SlabinfoCommandTests: XCTestCase {
 
         // The slabinfo line, taken while the object is live, in 2.1 format.
         let line = try XCTUnwrap(lines.first { $0.hasPrefix("mycache ") })
-        let entry = try ProcSlabInfo.parseEntry(Substring(line), lineNumber: 1)
+        let entry = try ProcSlabInfo.parseRow(Substring(line), lineNumber: 1)
         XCTAssertEqual(entry.name, "mycache")
         XCTAssertEqual(entry.objectSize, 24)
         XCTAssertGreaterThanOrEqual(entry.activeObjects, 1)
@@ -123,8 +60,8 @@ final class SlabinfoCommandTests: XCTestCase {
         XCTAssertTrue(small.hasSuffix(" from kmalloc-128, ksize 128"), small)
         let large = try XCTUnwrap(lines.first { $0.hasPrefix("kmalloc(20000) ok") })
         XCTAssertTrue(large.hasSuffix(" from the page allocator, order 3 (8 pages), ksize 32768"), large)
-        let kmalloc128 = try ProcSlabInfo.parseEntry(Substring(try XCTUnwrap(lines.first { $0.hasPrefix("kmalloc-128 ") })),
-                                                     lineNumber: 1)
+        let kmalloc128 = try ProcSlabInfo.parseRow(Substring(try XCTUnwrap(lines.first { $0.hasPrefix("kmalloc-128 ") })),
+                                                   lineNumber: 1)
         XCTAssertGreaterThanOrEqual(kmalloc128.activeObjects, 1, "the kmalloc(100) object is live in the snapshot")
         XCTAssertEqual(kmalloc128.objectSize, 128)
     }
@@ -136,8 +73,8 @@ final class SlabinfoCommandTests: XCTestCase {
         XCTAssertTrue(r.stdout.hasPrefix(SlabInfo.header + "\n"), r.summary)
         let info = try ProcSlabInfo.parse(r.stdout)
         // kmalloc was used, so its caches are listed after mycache.
-        XCTAssertEqual(info.entries.map(\.name), ["mycache"] + Kmalloc.sizeClasses.map(\.name))
-        let entry = try XCTUnwrap(info.entries.first)
+        XCTAssertEqual(info.rows.map(\.name), ["mycache"] + Kmalloc.sizeClasses.map(\.name))
+        let entry = try XCTUnwrap(info.rows.first)
         XCTAssertEqual(entry.objectSize, 24)
         XCTAssertGreaterThanOrEqual(entry.activeObjects, 1)
         XCTAssertLessThanOrEqual(entry.activeObjects, entry.totalObjects)

@@ -5,7 +5,8 @@
 //   memory       resident set size from /proc/self/smaps_rollup (or /proc/self/statm)
 //   threads      plain pthreads, so a test can run more threads than cores
 //   children     re-running this test binary as a child process, to run one test in another
-//                CPU-layer mode or to watch a bad free stop the process with the right message
+//                CPU-layer mode or to watch a bad free stop the process with the right message;
+//                running another of the package's executables (slabinfo) the same way
 //   stamps       writing and checking an owner + sequence + checksum pattern over a whole object
 //   LiveSet      a sharded, locked set of addresses: proves no object is handed out twice
 //   counters     relaxed atomic counters (through the CSlab shim)
@@ -135,6 +136,13 @@ public enum ChildProcess {
         var env = ProcessInfo.processInfo.environment
         env["SWIFT_BACKTRACE"] = "enable=no"
         for (k, v) in extra { env[k] = v }
+        return try run(URL(fileURLWithPath: testBinaryPath), arguments: [specifier], environment: env, timeout: timeout)
+    }
+
+    /// Runs `executable` with `arguments` and `environment` (nil: ours), kills it after `timeout`
+    /// seconds, and says how it ended and what it printed.
+    public static func run(_ executable: URL, arguments: [String], environment: [String: String]? = nil,
+                           timeout: TimeInterval = 300) throws -> ChildResult {
         let dir = FileManager.default.temporaryDirectory
         let tag = "slabchild-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let outURL = dir.appendingPathComponent(tag + ".out"), errURL = dir.appendingPathComponent(tag + ".err")
@@ -147,9 +155,9 @@ public enum ChildProcess {
         // Files, not pipes: a chatty child can never block on a full pipe we are not reading.
         let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: testBinaryPath)
-        process.arguments = [specifier]
-        process.environment = env
+        process.executableURL = executable
+        process.arguments = arguments
+        if let environment { process.environment = environment }
         process.standardOutput = out
         process.standardError = err
         try process.run()
