@@ -386,7 +386,7 @@ final class CPUCache: @unchecked Sendable {
                 problems.append("\(name): CPU \(i)'s previous magazine holds \(s.previousRounds) rounds: neither empty nor full (M = \(capacity))")
             }
         }
-        problems += depot.checkInvariants(capacity: capacity).map { "\(name): depot: \($0)" }
+        problems += depot.checkInvariants().map { "\(name): depot: \($0)" }
         for list in [Depot.List.full, .empty] {
             for h in depot.handles(on: list) { place(h, "on the depot's \(list) list") }
         }

@@ -41,8 +41,8 @@ final class Depot: @unchecked Sendable {
     deinit { words.deallocate() }
 
     /// A head word: `tag << tagShift | handle`.
-    private static let handleMask = CPUState.handleMask
-    private static let tagShift = UInt64(CSLAB_HANDLE_BITS)
+    static let handleMask = CPUState.handleMask
+    static let tagShift = UInt64(CSLAB_HANDLE_BITS)
 
     /// The head that follows `old` when `handle` becomes the top: the tag moves on by one.
     @inline(__always) private static func head(after old: UInt64, top handle: MagazineHandle) -> UInt64 {
@@ -131,28 +131,83 @@ final class Depot: @unchecked Sendable {
     }
 }
 
+// MARK: Invariant checking
+
 extension Depot {
-    /// Checks the depot's accounting against its lists; returns the problems found. Exact only
-    /// while the depot is quiet.
-    func checkInvariants(capacity: Int) -> [String] {
+    /// Walks both lists and checks them against the counters; returns the problems found (empty
+    /// when all hold):
+    ///   - each list ends (a walk that meets a magazine twice has found a cycle, and stops) and
+    ///     its length equals `count(list)`;
+    ///   - every handle on a list names a magazine of the region: not 0, on a magazine boundary,
+    ///     below the region's bump pointer;
+    ///   - no magazine is on both lists, or twice on one;
+    ///   - every full magazine holds 1...capacity rounds (its header's `rounds`), and
+    ///     `fullRounds` is their sum.
+    /// Valid only when the depot is quiet: no thread pushes or pops while it runs, and every
+    /// push and pop has finished (a push increments the count after its CAS, a pop decrements it
+    /// after its own, so a concurrent check sees counts one off and reads links being rewritten).
+    /// Compiled in every build, run only when asked (tests, validation calls); it only reads.
+    func checkInvariants() -> [String] {
         var problems: [String] = []
-        for list in [List.full, .empty] {
-            let handles = handles(on: list)
-            if handles.count > region.made { problems.append("the \(list) list loops") }
-            if handles.count != count(list) {
-                problems.append("the \(list) list holds \(handles.count) magazines, its count says \(count(list))")
+        let capacity = UInt64(region.capacity)
+        let units = UInt64(region.magazineBytes / 8)
+        let handleMask = Self.handleMask
+        func invalid(_ h: UInt64) -> String? {
+            if h == 0 { return "handle 0" }
+            if h % units != 0 { return "handle \(h) is not on a magazine boundary (\(units) units)" }
+            if !region.isMagazine(h) { return "handle \(h) is beyond the magazines made (\(region.made))" }
+            return nil
+        }
+        var onList: [UInt64: List] = [:]
+        var fullRoundsSum: UInt64 = 0
+        for list in [List.full, List.empty] {
+            var h = cslab_load_acquire(words + Self.headWord[list.rawValue]) & handleMask
+            var length = 0
+            // Bounded: each step meets a new valid handle (a repeat ends the walk), and there are
+            // only `region.made` of those.
+            while h != 0 {
+                if let why = invalid(h) {
+                    problems.append("\(list) list, position \(length): \(why)")
+                    break
+                }
+                if let other = onList[h] {
+                    problems.append(other == list
+                        ? "\(list) list, position \(length): magazine \(h) appears twice (a cycle)"
+                        : "\(list) list, position \(length): magazine \(h) is on both lists")
+                    break
+                }
+                onList[h] = list
+                length += 1
+                if list == .full {
+                    let rounds = region.header(h).pointee.rounds
+                    if rounds < 1 || rounds > capacity {
+                        problems.append("full list, position \(length - 1): magazine \(h) holds \(rounds) rounds (capacity \(capacity))")
+                    }
+                    fullRoundsSum &+= rounds
+                }
+                let next = cslab_load_relaxed(UnsafeMutableRawPointer(region.header(h)).assumingMemoryBound(to: UInt64.self))
+                if next & ~handleMask != 0 {
+                    problems.append("\(list) list, position \(length - 1): magazine \(h) links to \(next), not a handle")
+                    break
+                }
+                h = next
             }
-            if Set(handles).count != handles.count { problems.append("a magazine is twice on the \(list) list") }
-            if list == .full {
-                let rounds = handles.map { Int(region.header($0).pointee.rounds) }
-                if let bad = rounds.first(where: { !(1...capacity).contains($0) }) {
-                    problems.append("a full magazine holds \(bad) rounds (M = \(capacity))")
-                }
-                if rounds.reduce(0, +) != fullRounds {
-                    problems.append("the full magazines hold \(rounds.reduce(0, +)) rounds, the count says \(fullRounds)")
-                }
+            let counted = Int64(bitPattern: cslab_load_relaxed(words + Self.countWord[list.rawValue]))
+            if counted != Int64(length) {
+                problems.append("\(list) list: count \(counted), walked \(length)")
             }
         }
+        let counted = Int64(bitPattern: cslab_load_relaxed(words + Self.fullRoundsWord))
+        if counted != Int64(bitPattern: fullRoundsSum) {
+            problems.append("fullRounds \(counted), the full magazines hold \(fullRoundsSum)")
+        }
         return problems
+    }
+
+    /// A list's head word split into its version tag and the top magazine's handle (for tests of
+    /// the ABA defence).
+    func head(_ list: List) -> (tag: UInt64, handle: MagazineHandle) {
+        let word = cslab_load_acquire(words + Self.headWord[list.rawValue])
+        return (word >> Self.tagShift, word & Self.handleMask)
     }
 }

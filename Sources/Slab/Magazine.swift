@@ -69,8 +69,12 @@ final class MagazineRegion: @unchecked Sendable {
     /// magazine layer for this object).
     func make() -> MagazineHandle? {
         let units = UInt64(magazineBytes / 8)
-        let h = cslab_fetch_add_relaxed(nextHandle, units)
-        guard h + units <= UInt64(1) << Self.handleBits else { return nil }
+        var h = cslab_load_relaxed(nextHandle)
+        // A CAS rather than a fetch-add, so that an exhausted region's bump stays at its end and
+        // `made` stays exact.
+        repeat {
+            guard h + units <= UInt64(1) << Self.handleBits else { return nil }
+        } while !cslab_cas_acquire(nextHandle, &h, h + units)
         return h
     }
 

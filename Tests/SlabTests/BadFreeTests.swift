@@ -14,7 +14,7 @@ import Glibc
 enum CrashScenario: String, CaseIterable {
     case wrongCacheSameGeometry, wrongCacheSmallToLarge, wrongCacheLargeToSmall
     case mallocPointer, interiorPointer, interiorPointerWithCPULayer, doubleFree, allocateAfterDestroy, allocateAfterDestroyWithCPULayer
-    case freeAfterDestroy
+    case freeAfterDestroy, slabHeaderPointer
 
     static let environmentKey = "SLAB_CRASH_SCENARIO"
     static let survivedMarker = "SCENARIO SURVIVED"
@@ -76,6 +76,13 @@ enum CrashScenario: String, CaseIterable {
             a.free(p)
             try a.destroy()
             a.free(p)
+        case .slabHeaderPointer:
+            // The start of the slab, below its first object: the offset from the objects wraps
+            // to 2^64 - 64k, a multiple of the 64-byte stride modulo 2^64, so the divisibility
+            // test alone would take it; only the bound on the offset stops it.
+            let a = try SlabCache(name: nameA, size: 64, align: 64)
+            let p = a.allocate()!
+            a.free(UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: p) & ~UInt(a.layout.slabBytes - 1))!)
         }
         FileHandle.standardError.write((Self.survivedMarker + "\n").data(using: .utf8)!)
     }
@@ -144,6 +151,11 @@ final class BadFreeTests: XCTestCase {
 
     func test_free_ofInteriorPointer_withCPULayer_stopsAtTheFree() throws {
         let s = CrashScenario.interiorPointerWithCPULayer
+        _ = try expectCrash(s, saying: ["is not the start of an object", s.nameA])
+    }
+
+    func test_free_ofTheSlabHeader_reportsNotTheStartOfAnObject() throws {
+        let s = CrashScenario.slabHeaderPointer
         _ = try expectCrash(s, saying: ["is not the start of an object", s.nameA])
     }
 

@@ -144,6 +144,17 @@ final class CPULayerTests: XCTestCase {
         XCTAssertEqual(cache.checkInvariants(), [])
     }
 
+    func test_region_exhausted_refusesMagazines_andKeepsItsCountExact() throws {
+        let region = try XCTUnwrap(MagazineRegion(capacity: 255))
+        var handles = 0
+        while region.make() != nil { handles += 1 }
+        let units = region.magazineBytes / 8
+        XCTAssertEqual(handles, (1 << MagazineRegion.handleBits) / units - 1, "every magazine-sized slot but handle 0")
+        XCTAssertEqual(region.made, handles)
+        XCTAssertNil(region.make())
+        XCTAssertEqual(region.made, handles, "a refused make() does not count")
+    }
+
     // MARK: Stopping every CPU
 
     func test_destroy_refused_startsTheCPUsAgain_andAcceptedRetiresThem() throws {
