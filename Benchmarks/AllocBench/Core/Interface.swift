@@ -182,13 +182,17 @@ public enum CountScale: String, Codable, Sendable {
     case test
 }
 
-/// Latency percentiles of single operations, in nanoseconds (sampled into an HDR histogram).
+/// Latency percentiles in nanoseconds per operation (sampled into an HDR histogram).
 public struct LatencySummary: Codable, Sendable, Equatable {
     public var p50: Double
     public var p99: Double
     public var p999: Double
     public var max: Double
     public var samples: Int
+    /// Operations timed together in each sample: every percentile is a sample's time divided by
+    /// this (Workloads/Measurement.swift, 2.). nil in files written before samples were grouped,
+    /// whose samples timed single operations.
+    public var groupOps: Int? = nil
 }
 
 /// One point of an RSS series (sawtooth).

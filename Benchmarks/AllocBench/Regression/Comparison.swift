@@ -223,6 +223,12 @@ public enum Comparator {
                     rows.append(row)
                     continue
                 }
+                if metric == .p99, let difference = latencyMethodDiffers(x, y) {
+                    row.verdict = .notJudged
+                    row.note = difference
+                    rows.append(row)
+                    continue
+                }
                 let xs = samples(x, metric), ys = samples(y, metric)
                 guard !xs.isEmpty, !ys.isEmpty else { continue }
                 fill(&row, xs, ys)
@@ -239,6 +245,16 @@ public enum Comparator {
         comparison.geometricMeans = geometricMeans(comparison.rows, focus: focus, a: a, b: b, peers: peers)
         comparison.notes = notes(old: old.machine, new: new.machine, interleaved: interleaved, thresholds: thresholds)
         return comparison
+    }
+
+    /// Why two cells' latency percentiles cannot be compared, or nil when they can: the samples
+    /// timed different numbers of ops together (single ops before grouping existed, groups of
+    /// 32 since), so their p99s are different statistics even where the work is the same.
+    static func latencyMethodDiffers(_ old: CellResult, _ new: CellResult) -> String? {
+        func method(_ r: CellResult) -> Int? { r.repetitions.lazy.compactMap(\.latency).first.map { $0.groupOps ?? 1 } }
+        guard let a = method(old), let b = method(new), a != b else { return nil }
+        func name(_ k: Int) -> String { k == 1 ? "single ops" : "groups of \(k) ops" }
+        return "latency timed in \(name(a)) in OLD, \(name(b)) in NEW: different statistics"
     }
 
     /// Medians, change, test and interval of one row from its two samples.

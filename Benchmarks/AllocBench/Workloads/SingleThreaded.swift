@@ -7,7 +7,8 @@
 // keeps the pointers observable so the optimiser cannot delete an allocation it sees freed.
 //
 // Op counts per repetition (full / quick / test / count):
-//   pair              8M / 800K / 2000 / 200K; sampling pass: 1M (125K timed) / 100K / 640 / none
+//   pair              8M / 800K / 2000 / 200K; sampling pass: 1M / 100K / 640 / none, half of
+//                     it timed (a group of 32 at the start of every 64 ops)
 //   batch-*-100       6M / 600K / 1000 / 200K (60,000 / 6,000 / 10 / 2,000 batches)
 //   batch-*-1000      6M / 600K / 2000 / 200K
 //   batch-lifo/fifo-1m  3.1M / 1M / 2000 / 1M (3 / 1 / - / 1 batches of 1,048,576; test: batches
@@ -59,16 +60,14 @@ struct PairWorkload: Workload {
     var latencySampleCapacity: Int { samplingOps / latencyStride + 1 }
 
     func sampleLatency<A: FixedSizeAllocator>(_ a: A, into samples: inout LatencySamples) -> Int {
+        let group = samples.groupOps
         var done = 0
         while done + latencyStride <= samplingOps {
             let t0 = monotonicNanoseconds()
-            let p = a.allocate()
-            touch(p, size: size, stamp: UInt64(done))
-            cslab_black_hole(p)
-            a.free(p)
+            pairLoop(a, count: group, size: size)
             let t1 = monotonicNanoseconds()
             samples.record(start: t0, end: t1)
-            pairLoop(a, count: latencyStride - 1, size: size)
+            pairLoop(a, count: latencyStride - group, size: size)
             done += latencyStride
         }
         return done
@@ -302,13 +301,14 @@ struct SteadyRandomWorkload: Workload {
     func sampleLatency<A: FixedSizeAllocator>(_ a: A, into samples: inout LatencySamples) -> Int {
         fill(a)
         var rng = SplitMix64(seed: 0x5A_3B1E)
+        let group = samples.groupOps
         var done = 0
         while done + latencyStride <= samplingOps {
             let t0 = monotonicNanoseconds()
-            replace(a, count: 1, rng: &rng)
+            replace(a, count: group, rng: &rng)
             let t1 = monotonicNanoseconds()
             samples.record(start: t0, end: t1)
-            replace(a, count: latencyStride - 1, rng: &rng)
+            replace(a, count: latencyStride - group, rng: &rng)
             done += latencyStride
         }
         empty(a)
