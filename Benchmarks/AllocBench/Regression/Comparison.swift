@@ -20,7 +20,8 @@
 //   environment  would be slower or faster, but the peers moved the same way by as much (within
 //                the threshold): the machine changed, not our code
 //   missing      a cell of OLD that NEW does not have; `failed`: a side did not measure it
-//   not judged   the workload's version differs between the files: different work was measured
+//   not judged   the workload's version differs between the files: different work was measured;
+//                or a p99 row's sides timed their latency samples differently (single ops, groups)
 //   new          a cell only NEW has
 //   Instruction counts are exact: their rows have no test, only the threshold.
 //
