@@ -1,6 +1,6 @@
 // The out-of-line half of CAllocBench: whether the client requests were compiled in (evaluated
 // with the same include path as the header, so the answer is the one the inline wrappers were
-// built with), the persona switch for the children, and who serves malloc.
+// built with), the persona switch for the children, and who serves malloc (and other symbols).
 #define _GNU_SOURCE
 #include "CAllocBench.h"
 
@@ -32,6 +32,14 @@ void callocbench_restore_persona(int previous) {
 const char *callocbench_malloc_provider(void) {
     void *symbol = dlsym(RTLD_DEFAULT, "malloc");
     Dl_info info;
+    if (symbol == NULL || dladdr(symbol, &info) == 0) return NULL;
+    return info.dli_fname;
+}
+
+const char *callocbench_symbol_provider(const char *name, void **address) {
+    void *symbol = dlsym(RTLD_DEFAULT, name);
+    Dl_info info;
+    *address = symbol;
     if (symbol == NULL || dladdr(symbol, &info) == 0) return NULL;
     return info.dli_fname;
 }

@@ -149,6 +149,31 @@ final class CompareTests: XCTestCase {
         XCTAssertEqual(onlyPair.exitStatus(gate: true), 3)
     }
 
+    /// p99 of single ops and p99 per op of 32-op groups are different statistics of the same
+    /// work: the time rows are judged, the p99 rows are not.
+    func test_p99_fromDifferentlyTimedLatencySamples_isNotJudged_timeStillIs() throws {
+        func withLatency(_ record: RunRecord, groupOps: Int?) -> RunRecord {
+            var r = record
+            r.workloads[0].measuresLatency = true
+            for i in r.results.indices where r.results[i].parameters.workload == "pair" {
+                for j in r.results[i].repetitions.indices {
+                    let ns = r.results[i].repetitions[j].nsPerOp
+                    r.results[i].repetitions[j].latency = LatencySummary(p50: ns, p99: 3 * ns, p999: 5 * ns, max: 50 * ns,
+                                                                         samples: 1000, groupOps: groupOps)
+                }
+            }
+            return r
+        }
+        let options = CompareOptions(metrics: [.time, .p99])
+        let c = try compare(withLatency(Self.run(), groupOps: nil), withLatency(Self.run(phase: 7), groupOps: 32), options)
+        let p99 = try XCTUnwrap(c.rows.first { $0.workload == "pair" && $0.metric == .p99 })
+        XCTAssertEqual(p99.verdict, .notJudged)
+        XCTAssertEqual(p99.note, "latency timed in single ops in OLD, groups of 32 ops in NEW: different statistics")
+        XCTAssertEqual(c.rows.first { $0.workload == "pair" && $0.metric == .time }?.verdict, .same)
+        let same = try compare(withLatency(Self.run(), groupOps: 32), withLatency(Self.run(phase: 7), groupOps: 32), options)
+        XCTAssertEqual(same.rows.first { $0.workload == "pair" && $0.metric == .p99 }?.verdict, .same)
+    }
+
     func test_missingAndNewCells_areReported_andAMissingGatedCellFailsTheGate() throws {
         let c = try compare(Self.run(), Self.run(phase: 7, drop: ["pair"]))
         XCTAssertEqual(verdicts(c)["pair x1 slab"], .missing)

@@ -12,9 +12,29 @@ enum ReportFixtures {
     /// A repetition taking `ns` per op over 1e6 ops.
     static func rep(_ ns: Double, latency: Bool = false, series: Bool = false) -> Repetition {
         Repetition(ops: 1_000_000, seconds: ns * 1e-3,
-                   latency: latency ? LatencySummary(p50: ns, p99: ns * 3, p999: ns * 10, max: 5000, samples: 1000) : nil,
+                   latency: latency ? LatencySummary(p50: ns, p99: ns * 3, p999: ns * 10, max: 5000, samples: 1000, groupOps: 32) : nil,
                    peakRSSBytes: 4 << 20, peakLiveBytes: 2 << 20, rssAfterBytes: series ? 3 << 20 : nil,
-                   rssSeries: series ? (0..<10).map { RSSPoint(seconds: Double($0) / 10, rssBytes: (4 + $0 % 3) << 20, liveBytes: ($0 % 3) << 20) } : nil)
+                   rssSeries: series ? sawtoothSeries(secondsPerStep: ns / 300) : nil)
+    }
+
+    /// Two cycles of a sawtooth of 400 objects of 20 B: fill in 4 steps, drain in 4, a release call
+    /// (RSS 6 MiB full, 5 MiB drained, 3 MiB after the call); 1 + 2 x 9 points. The seconds differ
+    /// between allocators (each its own speed), the operations do not.
+    static func sawtoothSeries(secondsPerStep: Double) -> [RSSPoint] {
+        var points = [RSSPoint(seconds: 0, rssBytes: 3 << 20, liveBytes: 0, operations: 0)]
+        for cycle in 0..<2 {
+            for k in 1...4 {
+                points.append(RSSPoint(seconds: Double(points.count) * secondsPerStep, rssBytes: (3 << 20) + k * (768 << 10),
+                                       liveBytes: k * 100 * 20, operations: cycle * 800 + k * 100))
+            }
+            for k in 1...4 {
+                points.append(RSSPoint(seconds: Double(points.count) * secondsPerStep, rssBytes: k == 4 ? 5 << 20 : 6 << 20,
+                                       liveBytes: (4 - k) * 100 * 20, operations: cycle * 800 + 400 + k * 100))
+            }
+            points.append(RSSPoint(seconds: Double(points.count) * secondsPerStep, rssBytes: 3 << 20, liveBytes: 0,
+                                   operations: cycle * 800 + 800, afterRelease: true))
+        }
+        return points
     }
 
     static func cell(_ a: AllocatorID, _ w: String, size: Int = 20, threads: Int = 1, _ ns: [Double],
@@ -39,7 +59,10 @@ enum ReportFixtures {
             results.append(cell(.slab, "threads", threads: t, [4, 5, 6]))
         }
         for a in [AllocatorID.glibc, .mimalloc, .slab] {
-            results.append(cell(a, "sawtooth", [30, 31, 32], series: true))
+            var sawtooth = cell(a, "sawtooth", [30, 31, 32], series: true)
+            sawtooth.releaseCall = a == .slab ? ReleaseCall(call: "SlabCache.shrink()", found: true)
+                : a == .glibc ? ReleaseCall(call: "malloc_trim(0)", found: true) : ReleaseCall(call: "mi_collect(true)", found: true)
+            results.append(sawtooth)
         }
         results.append(CellResult(
             parameters: CellParameters(allocator: .slab, workload: "_crash", size: 20, threads: 1, repetitions: 3, quick: false),

@@ -18,6 +18,8 @@ final class AllocationLedger: @unchecked Sendable {
         var allocations = 0
         var frees = 0
         var peakLive = 0
+        /// releaseFreeMemory() calls, and the objects live at each.
+        var releases: [Int] = []
         var problems: [String] = []
     }
     private var state = State()
@@ -57,6 +59,8 @@ final class AllocationLedger: @unchecked Sendable {
         }
     }
 
+    func released() { withLock { $0.releases.append($0.live.count) } }
+
     var snapshot: State { withLock { $0 } }
 
     func reset() { withLock { $0 = State() } }
@@ -87,7 +91,9 @@ struct CountingAllocator: FixedSizeAllocator {
         Glibc.free(object)
     }
 
-    func drain() {}
+    func releaseFreeMemory() { ledger.released() }
+
+    var releaseCall: ReleaseCall { ReleaseCall(call: "AllocationLedger.released()", found: true) }
 }
 
 /// malloc/free of any size through the ledger, for the mixed-size workloads; counts the bytes
@@ -115,5 +121,5 @@ final class CountingGeneralAllocator: GeneralAllocator, Sendable {
         Glibc.free(object)
     }
 
-    func drain() {}
+    func releaseFreeMemory() { ledger.released() }
 }

@@ -19,6 +19,12 @@
 //   KmallocAllocator  kmalloc(size) and kfree (KmallocAllocator.swift, with the GeneralAllocator
 //                     protocol the mixed-size workloads use).
 //
+//   Each has its own way to be asked for its free memory back, `releaseFreeMemory()`: the
+//   slab's shrink(), Kmalloc.shrink(), and for malloc the serving allocator's own call
+//   (MallocRelease.swift: malloc_trim(0), jemalloc's arena purge, mi_collect(true), gperftools'
+//   ReleaseFreeMemory), resolved in the cell's child. `releaseCall` says which, or that there was
+//   none to be found.
+//
 // 3. Constructed objects
 // ----------------------
 //   `constructsObjects` is true when `allocate()` returns objects in their constructed state
@@ -34,8 +40,10 @@ import Synchronization
 import Glibc
 #endif
 
-/// A source of fixed-size objects. Conformers must be cheap to copy (a word or two) and safe to
-/// use from several threads at once.
+/// A source of fixed-size objects. Conformers must be cheap to copy (a few words: a workload
+/// copies its adapter once per repetition or thread, never inside a loop; MallocAllocator's
+/// release call and its description add a few, and pair's count under callgrind did not move)
+/// and safe to use from several threads at once.
 public protocol FixedSizeAllocator: Sendable {
     /// Requested object size in bytes.
     var size: Int { get }
@@ -45,9 +53,11 @@ public protocol FixedSizeAllocator: Sendable {
     func allocate() -> UnsafeMutableRawPointer
     /// Frees an object from `allocate()`.
     func free(_ object: UnsafeMutableRawPointer)
-    /// Returns cached memory to the OS where the allocator has a way to be asked (slab: shrink()).
-    /// Peers: nothing, so that no peer gets a call the others do not (malloc_trim is glibc-only).
-    func drain()
+    /// Asks the allocator to return the free memory it holds to the OS, with its own call (see
+    /// `releaseCall`). The sawtooth calls it after every drain.
+    func releaseFreeMemory()
+    /// What `releaseFreeMemory()` calls in this process, or that nothing could be found to call.
+    var releaseCall: ReleaseCall { get }
 }
 
 /// Out of memory in a timed loop: there is no sensible way to go on, and the runner records a
@@ -63,8 +73,14 @@ func outOfMemory(_ what: String, size: Int) -> Never {
 public struct MallocAllocator: FixedSizeAllocator {
     public let size: Int
     public var constructsObjects: Bool { false }
+    /// The serving malloc's release call, resolved in this process.
+    let release: MallocRelease
 
-    public init(size: Int) { self.size = size }
+    /// `release`: `MallocRelease.resolve(for:)` the allocator that serves malloc in this process.
+    public init(size: Int, release: MallocRelease) {
+        self.size = size
+        self.release = release
+    }
 
     @inline(__always)
     public func allocate() -> UnsafeMutableRawPointer {
@@ -75,8 +91,9 @@ public struct MallocAllocator: FixedSizeAllocator {
     @inline(__always)
     public func free(_ object: UnsafeMutableRawPointer) { Glibc.free(object) }
 
-    @inline(__always)
-    public func drain() {}
+    public func releaseFreeMemory() { release.release() }
+
+    public var releaseCall: ReleaseCall { release.releaseCall }
 }
 
 // MARK: - slab
@@ -116,7 +133,9 @@ public struct SlabAllocator: FixedSizeAllocator, @unchecked Sendable {
     @inline(__always)
     public func free(_ object: UnsafeMutableRawPointer) { fast.free(object) }
 
-    public func drain() { cache.shrink() }
+    public func releaseFreeMemory() { cache.shrink() }
+
+    public var releaseCall: ReleaseCall { ReleaseCall(call: "SlabCache.shrink()", found: true) }
 
     /// Ends the cell: the cache must be empty (a workload that leaked fails here).
     public func destroy() throws { try cache.destroy() }

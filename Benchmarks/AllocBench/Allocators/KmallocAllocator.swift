@@ -17,8 +17,8 @@
 //   allocate()/free() doing the same work, so the report shows what generality costs. The size
 //   classes are set up before the cell (no timed loop pays for it), and after it every kmalloc
 //   allocation must have been freed: a leak fails the cell, as a leaking slab cell fails its
-//   destroy(). drain() shrinks every class (cached objects back to their slabs, empty slabs to
-//   the OS), as it shrinks the cache of a slab cell.
+//   destroy(). releaseFreeMemory() shrinks every class (cached objects back to their slabs, empty
+//   slabs to the OS), as it shrinks the cache of a slab cell.
 
 import Slab
 
@@ -34,9 +34,9 @@ public protocol GeneralAllocator: Sendable {
     func allocate(bytes: Int) -> UnsafeMutableRawPointer
     /// Frees an object from `allocate(bytes:)`.
     func free(_ object: UnsafeMutableRawPointer)
-    /// Returns cached memory to the OS where the allocator has a way to be asked (kmalloc:
-    /// Kmalloc.shrink()); peers: nothing.
-    func drain()
+    /// Asks the allocator to return its free memory to the OS with its own call (kmalloc:
+    /// Kmalloc.shrink(); malloc: the serving allocator's, see MallocRelease.swift).
+    func releaseFreeMemory()
 }
 
 extension MallocAllocator: GeneralAllocator {
@@ -73,7 +73,9 @@ public struct KmallocAllocator: FixedSizeAllocator, GeneralAllocator {
     @inline(__always)
     public func free(_ object: UnsafeMutableRawPointer) { kfree(object) }
 
-    public func drain() { Kmalloc.shrink() }
+    public func releaseFreeMemory() { Kmalloc.shrink() }
+
+    public var releaseCall: ReleaseCall { ReleaseCall(call: "Kmalloc.shrink()", found: true) }
 
     /// Ends the cell: nothing kmalloc handed out may still be held (the workload leaked otherwise).
     public func checkNothingLive() throws {

@@ -182,20 +182,54 @@ public enum CountScale: String, Codable, Sendable {
     case test
 }
 
-/// Latency percentiles of single operations, in nanoseconds (sampled into an HDR histogram).
+/// Latency percentiles in nanoseconds per operation (sampled into an HDR histogram).
 public struct LatencySummary: Codable, Sendable, Equatable {
     public var p50: Double
     public var p99: Double
     public var p999: Double
     public var max: Double
     public var samples: Int
+    /// Operations timed together in each sample: every percentile is a sample's time divided by
+    /// this (Workloads/Measurement.swift, 2.). nil in files written before samples were grouped,
+    /// whose samples timed single operations.
+    public var groupOps: Int? = nil
 }
 
-/// One point of an RSS-over-time series (sawtooth).
+/// One point of an RSS series (sawtooth).
 public struct RSSPoint: Codable, Sendable, Equatable {
+    /// Since the start of the repetition's measured region.
     public var seconds: Double
     public var rssBytes: Int
     public var liveBytes: Int
+    /// Allocator calls (allocations and frees) the repetition had made: the same for every
+    /// allocator at the same point of the workload, so series line up on it. nil in files
+    /// written before it was recorded.
+    public var operations: Int? = nil
+    /// True for the point read just after the allocator's release call (`ReleaseCall`); absent
+    /// (nil) for the others.
+    public var afterRelease: Bool? = nil
+}
+
+/// What a cell called to have its allocator give its free memory back to the OS (the sawtooth,
+/// after each drain), as the child resolved it in its own process.
+public struct ReleaseCall: Codable, Sendable, Equatable {
+    /// The call as written in C or Swift ("malloc_trim(0)", "mi_collect(true)",
+    /// "SlabCache.shrink()"); when not found, what was looked for.
+    public var call: String
+    /// False when the child found no such entry point: no call was made, and RSS after a drain
+    /// is whatever the allocator gave back by itself.
+    public var found: Bool
+    /// Why the call was not found (which library defines none of the entry points looked for).
+    public var missing: String? = nil
+
+    public init(call: String, found: Bool, missing: String? = nil) {
+        self.call = call
+        self.found = found
+        self.missing = missing
+    }
+
+    /// For reports: the call, or that there was none and why.
+    public var summary: String { found ? call : "no release call (\(missing ?? call + " not found"))" }
 }
 
 /// One timed repetition of a cell.
@@ -208,7 +242,7 @@ public struct Repetition: Codable, Sendable, Equatable {
     public var peakRSSBytes: Int
     /// Peak bytes the workload held live (objects x requested size).
     public var peakLiveBytes: Int
-    /// RSS after the workload freed everything (and called shrink for slab), bytes.
+    /// RSS after the workload freed everything and made its allocator's release call, bytes.
     public var rssAfterBytes: Int?
     public var rssSeries: [RSSPoint]?
 
@@ -216,6 +250,12 @@ public struct Repetition: Codable, Sendable, Equatable {
     public var mopsPerSecond: Double { seconds > 0 ? Double(ops) / seconds / 1e6 : .nan }
     /// Peak RSS over peak live bytes (1.0 = no overhead); nil when nothing was live.
     public var rssOverhead: Double? { peakLiveBytes > 0 ? Double(peakRSSBytes) / Double(peakLiveBytes) : nil }
+    /// RSS once the last drain freed everything, before the release call that followed it (the
+    /// series' point before its last `afterRelease` one); nil without such a point.
+    public var rssDrainedBytes: Int? {
+        guard let series = rssSeries, let last = series.lastIndex(where: { $0.afterRelease == true }), last > 0 else { return nil }
+        return series[last - 1].rssBytes
+    }
 }
 
 /// The outcome of one cell, as the child reports it (JSON on a pipe) or as the runner records a
@@ -228,4 +268,7 @@ public struct CellResult: Codable, Sendable {
     public var repetitions: [Repetition]
     /// The allocator's version string as the child saw it (e.g. mimalloc's version), if known.
     public var allocatorVersion: String?
+    /// The release call the workload made after each drain (sawtooth); nil for the workloads
+    /// that make none, and absent from their JSON.
+    public var releaseCall: ReleaseCall? = nil
 }

@@ -20,7 +20,8 @@
 //   environment  would be slower or faster, but the peers moved the same way by as much (within
 //                the threshold): the machine changed, not our code
 //   missing      a cell of OLD that NEW does not have; `failed`: a side did not measure it
-//   not judged   the workload's version differs between the files: different work was measured
+//   not judged   the workload's version differs between the files: different work was measured;
+//                or a p99 row's sides timed their latency samples differently (single ops, groups)
 //   new          a cell only NEW has
 //   Instruction counts are exact: their rows have no test, only the threshold.
 //
@@ -223,6 +224,12 @@ public enum Comparator {
                     rows.append(row)
                     continue
                 }
+                if metric == .p99, let difference = latencyMethodDiffers(x, y) {
+                    row.verdict = .notJudged
+                    row.note = difference
+                    rows.append(row)
+                    continue
+                }
                 let xs = samples(x, metric), ys = samples(y, metric)
                 guard !xs.isEmpty, !ys.isEmpty else { continue }
                 fill(&row, xs, ys)
@@ -239,6 +246,16 @@ public enum Comparator {
         comparison.geometricMeans = geometricMeans(comparison.rows, focus: focus, a: a, b: b, peers: peers)
         comparison.notes = notes(old: old.machine, new: new.machine, interleaved: interleaved, thresholds: thresholds)
         return comparison
+    }
+
+    /// Why two cells' latency percentiles cannot be compared, or nil when they can: the samples
+    /// timed different numbers of ops together (single ops before grouping existed, groups of
+    /// 32 since), so their p99s are different statistics even where the work is the same.
+    static func latencyMethodDiffers(_ old: CellResult, _ new: CellResult) -> String? {
+        func method(_ r: CellResult) -> Int? { r.repetitions.lazy.compactMap(\.latency).first.map { $0.groupOps ?? 1 } }
+        guard let a = method(old), let b = method(new), a != b else { return nil }
+        func name(_ k: Int) -> String { k == 1 ? "single ops" : "groups of \(k) ops" }
+        return "latency timed in \(name(a)) in OLD, \(name(b)) in NEW: different statistics"
     }
 
     /// Medians, change, test and interval of one row from its two samples.

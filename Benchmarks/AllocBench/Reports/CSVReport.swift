@@ -12,7 +12,7 @@ public enum CSVReport {
         "threads",
         "repetition", "quick", "status", "message", "ops", "seconds", "ns_per_op", "mops_per_s",
         "p50_ns", "p99_ns", "p999_ns", "max_ns", "latency_samples", "peak_rss_bytes", "live_bytes",
-        "rss_overhead", "rss_after_bytes",
+        "rss_overhead", "rss_after_bytes", "latency_group_ops", "rss_drained_bytes", "release_call",
     ]
 
     public static func render(_ record: RunRecord) -> String {
@@ -40,6 +40,8 @@ public enum CSVReport {
                     r.latency.map { String($0.samples) } ?? "",
                     String(r.peakRSSBytes), String(r.peakLiveBytes), number(r.rssOverhead),
                     r.rssAfterBytes.map(String.init) ?? "",
+                    r.latency?.groupOps.map(String.init) ?? "", r.rssDrainedBytes.map(String.init) ?? "",
+                    result.releaseCall?.summary ?? "",
                 ]
                 out += line(row)
             }

@@ -26,12 +26,18 @@ public struct CellSummary: Sendable {
     public var mopsPerSecond: Spread?
     public var peakRSSBytes: Spread?
     public var rssAfterBytes: Spread?
+    /// RSS once the last drain was done, before its release call (Repetition.rssDrainedBytes).
+    public var rssDrainedBytes: Spread?
+    /// The release call the cell made (sawtooth), as the child reported it.
+    public var releaseCall: ReleaseCall?
     public var rssOverhead: Spread?
     /// Medians over the repetitions of each percentile.
     public var p50: Double?
     public var p99: Double?
     public var p999: Double?
     public var max: Double?
+    /// Ops each latency sample timed together (nil: single ops, or no latency).
+    public var latencyGroupOps: Int?
 
     public init(_ result: CellResult) {
         let p = result.parameters
@@ -44,12 +50,15 @@ public struct CellSummary: Sendable {
         mopsPerSecond = Spread(reps.map(\.mopsPerSecond))
         peakRSSBytes = Spread(reps.map { Double($0.peakRSSBytes) })
         rssAfterBytes = Spread(reps.compactMap { $0.rssAfterBytes.map(Double.init) })
+        rssDrainedBytes = Spread(reps.compactMap { $0.rssDrainedBytes.map(Double.init) })
+        releaseCall = result.releaseCall
         rssOverhead = Spread(reps.compactMap(\.rssOverhead))
         let lat = reps.compactMap(\.latency)
         p50 = Spread(lat.map(\.p50))?.median
         p99 = Spread(lat.map(\.p99))?.median
         p999 = Spread(lat.map(\.p999))?.median
         max = Spread(lat.map(\.max))?.median
+        latencyGroupOps = lat.lazy.compactMap(\.groupOps).first
     }
 }
 

@@ -68,41 +68,69 @@ public enum Charts {
                                panels: panels, legend: legend(run.allocators))
     }
 
-    /// RSS over time of the first repetition that recorded a series, per allocator; the workload's
-    /// live bytes (the same for every allocator) dashed.
+    /// One panel per workload and size: RSS through the first repetition that recorded a series,
+    /// per allocator, against the allocator calls made so far. Every allocator does the same
+    /// work, so its fills, drains and release calls fall at the same x and the lines line up
+    /// (seconds would give each allocator its own axis). A triangle marks the RSS just after each
+    /// release call; the legend names each allocator's call, or says it had none (latest.txt says
+    /// why). The workload's live bytes (the same for every allocator) dashed. Series from files
+    /// that did not record call counts are drawn against seconds.
     static func sawtoothRSS(_ record: RunRecord, _ run: RunSummary) -> String {
         let mib = Double(1 << 20)
         var panels: [ChartPanel] = []
         let withSeries = record.results.filter { r in r.status == .ok && r.repetitions.contains { !($0.rssSeries ?? []).isEmpty } }
         var workloads: [String] = []
         for r in withSeries where !workloads.contains(r.parameters.workload) { workloads.append(r.parameters.workload) }
-        for w in workloads {
-            let cells = withSeries.filter { $0.parameters.workload == w }
-            let size = cells.contains { $0.parameters.size == 20 } ? 20 : cells.map(\.parameters.size).min()!
-            let atSize = cells.filter { $0.parameters.size == size }
+        var plotted: [AllocatorID] = []
+        var releaseCalls: [AllocatorID: ReleaseCall] = [:]
+        let panelsOf = workloads.flatMap { w in
+            Set(withSeries.filter { $0.parameters.workload == w }.map(\.parameters.size)).sorted().map { (w, $0) }
+        }
+        for (w, size) in panelsOf {
+            let atSize = withSeries.filter { $0.parameters.workload == w && $0.parameters.size == size }
             let threads = atSize.map(\.parameters.threads).min()!
-            var series: [ChartSeries] = []
-            var live: [RSSPoint] = []
-            var maxT = 0.0
+            var chosen: [(allocator: AllocatorID, result: CellResult, points: [RSSPoint])] = []
             for a in run.allocators {
                 guard let r = atSize.first(where: { $0.parameters.allocator == a && $0.parameters.threads == threads }),
                       let pts = r.repetitions.lazy.compactMap(\.rssSeries).first(where: { !$0.isEmpty }) else { continue }
-                if live.isEmpty { live = pts }
-                maxT = max(maxT, pts.map(\.seconds).max() ?? 0)
-                series.append(ChartSeries(name: a.name, color: SVGChart.color(a),
-                                          points: pts.map { ($0.seconds, Double($0.rssBytes) / mib, nil) }, markers: false))
+                chosen.append((a, r, pts))
             }
-            if !live.isEmpty {
+            let byOperations = chosen.allSatisfy { $0.points.allSatisfy { $0.operations != nil } }
+            func x(_ p: RSSPoint) -> Double { byOperations ? Double(p.operations!) / 1e6 : p.seconds }
+            var series: [ChartSeries] = []
+            var releaseXs = Set<Double>()
+            for (k, (a, r, pts)) in chosen.enumerated() {
+                if !plotted.contains(a) { plotted.append(a) }
+                if let call = r.releaseCall { releaseCalls[a] = call }
+                let what = r.releaseCall.map { $0.found ? $0.call : "no release call" } ?? "release call"
+                let events = pts.filter { $0.afterRelease == true }.map { p in
+                    (x: x(p), y: Double(p.rssBytes) / mib,
+                     label: "\(a.name) after \(what): RSS \(TextReport.bytes(Double(p.rssBytes)))")
+                }
+                releaseXs.formUnion(events.map(\.x))
+                // Earlier lines wider: slab and slab-nocpu, whose RSS is the same, both show.
+                series.append(ChartSeries(name: a.name, color: SVGChart.color(a),
+                                          points: pts.map { (x($0), Double($0.rssBytes) / mib, nil) }, markers: false,
+                                          strokeWidth: 1.5 + 0.4 * Double(chosen.count - 1 - k), events: events))
+            }
+            if let live = chosen.first?.points {
                 series.append(ChartSeries(name: "live bytes", color: "#000000",
-                                          points: live.map { ($0.seconds, Double($0.liveBytes) / mib, nil) },
+                                          points: live.map { (x($0), Double($0.liveBytes) / mib, nil) },
                                           dashed: true, markers: false))
             }
-            let ticks = (0...4).map { maxT * Double($0) / 4 }
+            let maxX = chosen.flatMap { $0.points.map(x) }.max() ?? 0
+            let ticks = byOperations && !releaseXs.isEmpty ? [0] + releaseXs.sorted() : (0...4).map { maxX * Double($0) / 4 }
             panels.append(ChartPanel(title: "\(w), \(size) B, \(threads) thread\(threads == 1 ? "" : "s")",
-                                     xLabel: "seconds", yLabel: "RSS (MiB)", xTicks: ticks, logX: false, series: series))
+                                     xLabel: byOperations ? "allocator calls made (millions): fill, drain, release call, repeated" : "seconds",
+                                     yLabel: "RSS (MiB)", xTicks: ticks, logX: false, series: series,
+                                     guides: byOperations ? releaseXs.sorted() : []))
         }
-        return SVGChart.render(title: "RSS over time (sawtooth fill and drain)",
-                               subtitle: "first repetition of each allocator; dashed: bytes the workload holds live",
-                               panels: panels, legend: legend(run.allocators) + [("live bytes", "#000000")])
+        let legendAllocators = plotted.isEmpty ? run.allocators : plotted
+        let entries = legendAllocators.map { a -> (String, String) in
+            (releaseCalls[a].map { "\(a.name): \($0.found ? $0.call : "no release call found")" } ?? a.name, SVGChart.color(a))
+        }
+        return SVGChart.render(title: "RSS through the sawtooth: fill, drain, then the allocator's release call",
+                               subtitle: "first repetition of each allocator, against the allocator calls made so far (the same point of the work at the same x); triangles: RSS just after each release call; dashed: bytes the workload holds live",
+                               panels: panels, legend: entries + [("live bytes", "#000000")])
     }
 }

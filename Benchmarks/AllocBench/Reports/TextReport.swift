@@ -94,10 +94,12 @@ public enum TextReport {
             let best = Ratio.bestPeer(in: medians)
             let hasLatency = cells.values.contains { $0.p50 != nil }
             let hasAfter = cells.values.contains { $0.rssAfterBytes != nil }
+            let hasDrained = cells.values.contains { $0.rssDrainedBytes != nil }
             text += "\n\(record.spec(of: workload)?.mixedSizes == true ? "sizes" : "size") \(record.sizeLabel(workload, key.size)) B, \(key.threads) thread\(key.threads == 1 ? "" : "s")"
             if let best { text += "; best peer \(best.allocator.name)" }
             text += "\n"
             var header = ["allocator", "ns/op", "min-max", "MAD", "Mops/s", "x glibc", "x best", "peak RSS", "RSS/live"]
+            if hasDrained { header.append("RSS drained") }
             if hasAfter { header.append("RSS after") }
             if hasLatency { header += ["p50", "p99", "p99.9", "max"] }
             var table = TextTable(header: header, leftColumns: 1)
@@ -114,13 +116,41 @@ public enum TextReport {
                     s.peakRSSBytes.map { bytes($0.median) } ?? "",
                     s.rssOverhead.map { fixed($0.median) } ?? "",
                 ]
+                if hasDrained { row.append(s.rssDrainedBytes.map { bytes($0.median) } ?? "") }
                 if hasAfter { row.append(s.rssAfterBytes.map { bytes($0.median) } ?? "") }
                 if hasLatency { row += [s.p50, s.p99, s.p999, s.max].map { $0.map(fixed) ?? "" } }
                 table.add(row)
             }
             text += table.render()
+            text += releaseNote(run, cells)
+            if hasLatency { text += latencyNote(cells) }
         }
         return text
+    }
+
+    /// Under a table whose cells made release calls: what each allocator was asked with, and
+    /// which had no call (whose "RSS after" is what it gave back unasked).
+    static func releaseNote(_ run: RunSummary, _ cells: [AllocatorID: CellSummary]) -> String {
+        let calls = run.allocators.compactMap { a in cells[a]?.releaseCall.map { (a, $0) } }
+        guard !calls.isEmpty else { return "" }
+        var text = "RSS drained: after the last drain; RSS after: after the release call that followed it. Release calls: "
+        text += calls.map { a, call in "\(a.name) \(call.summary)" }.joined(separator: "; ") + "\n"
+        return text
+    }
+
+    /// Under a table with latency columns: what a latency figure is.
+    static func latencyNote(_ cells: [AllocatorID: CellSummary]) -> String {
+        let groups = Set(cells.values.compactMap(\.latencyGroupOps))
+        let singles = cells.values.contains { $0.p50 != nil && $0.latencyGroupOps == nil }
+        var parts: [String] = []
+        if !groups.isEmpty {
+            let k = groups.sorted().map(String.init).joined(separator: " or ")
+            parts.append("p50-max: ns per op of samples that time \(k) consecutive ops together (one op is below the clock's resolution; a slow op counts as its excess over the group)")
+        }
+        if singles {
+            parts.append("latency of single ops: values under the clock's resolution (about 10-40 ns here) mean \"at the floor\"")
+        }
+        return parts.joined(separator: "; ") + "\n"
     }
 
     static func failures(_ record: RunRecord) -> String {

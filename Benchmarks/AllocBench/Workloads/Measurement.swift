@@ -6,15 +6,21 @@
 //   clock_gettime(CLOCK_MONOTONIC) through the vDSO (no system call). Throughput is timed around
 //   a whole loop, so the clock's own cost is irrelevant there.
 //
-// 2. Latency (sampled)
-// --------------------
-//   Latency is measured in a separate sampling pass, never in the loop that gives ns/op: in that
-//   pass every `latencyStride`-th op is bracketed by two clock reads, the other ops run untimed
-//   between samples (so the allocator sees the same stream of operations as in the throughput
-//   loop). A sample is (t1 - t0) minus the clock floor, the median cost of two back-to-back reads
-//   measured once per cell, clamped at 0. The floor is 20-40 ns under KVM, so latencies well
-//   below it (the slab's fast path) are at the resolution limit: p50 tells little there, the tail
-//   (p99, p99.9, max: slow paths, page faults, preemption) is what the histogram is for.
+// 2. Latency (sampled, in groups)
+// -------------------------------
+//   Latency is measured in a separate sampling pass, never in the loop that gives ns/op. That
+//   pass runs the same stream of operations as the throughput loop, in strides of
+//   `latencyStride` ops: the first `latencyGroup` ops of each stride are bracketed by two clock
+//   reads, the rest run untimed. A sample is (t1 - t0) minus the clock floor (the median cost of
+//   two back-to-back reads, measured once per cell), clamped at 0; the percentiles are of the
+//   samples divided by the group, i.e. ns per op, as package-benchmark reports a benchmark
+//   with a scaling factor.
+//   Why groups: this clock advances in steps of about 10 ns here (back-to-back reads differ by
+//   20, 21, 30 or 31 ns, nothing between), and a fast path takes 3-10 ns, so a single op timed
+//   alone read as 0 or 10 ns and printed a p50 of 0.00. A group of 32 of the fastest ops spans
+//   about 100 ns, and one clock step is then 0.3 ns per op. The price is that a sample averages
+//   its group: one slow op (a refill, a page fault) shows as its excess divided by 32, so p99
+//   and max are "the slowest groups of 32", not the slowest single op.
 //   A C `rdtsc` would be cheaper, but the only C target (CSlab) belongs to the allocator.
 //
 // 3. Memory
@@ -119,23 +125,28 @@ enum ProcessMemory {
 
 // MARK: - Latency
 
-/// Raw latency samples, filled in a sampling pass (a preallocated buffer: no allocation while
-/// sampling), summarised through an HDR histogram afterwards.
+/// Raw latency samples, each the time of `groupOps` consecutive ops, filled in a sampling pass (a
+/// preallocated buffer: no allocation while sampling), summarised through an HDR histogram
+/// afterwards.
 struct LatencySamples {
     let values: UnsafeMutablePointer<UInt64>
     let capacity: Int
     var count = 0
     let floor: UInt64
+    /// Ops each sample times together.
+    let groupOps: Int
 
-    init(capacity: Int, floor: UInt64) {
+    init(capacity: Int, floor: UInt64, groupOps: Int = latencyGroup) {
+        precondition(groupOps >= 1, "a latency sample times at least one op")
         self.capacity = capacity
         values = .allocate(capacity: max(capacity, 1))
         self.floor = floor
+        self.groupOps = groupOps
     }
 
     func deallocate() { values.deallocate() }
 
-    /// Records one bracketed interval.
+    /// Records one bracketed interval: one group of `groupOps` ops.
     @inline(__always)
     mutating func record(start: UInt64, end: UInt64) {
         guard count < capacity else { return }
@@ -144,20 +155,25 @@ struct LatencySamples {
         count += 1
     }
 
-    /// Percentiles through an HDR histogram (3 significant digits, 1 ns to 10 s).
+    /// Percentiles per op: the groups' times through an HDR histogram (3 significant digits,
+    /// 1 ns to 10 s), divided by `groupOps`.
     func summary() -> LatencySummary? {
         guard count > 0 else { return nil }
         var h = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000_000,
                                   numberOfSignificantValueDigits: .three)
         for i in 0..<count { h.record(Swift.min(values[i], 10_000_000_000)) }
-        return LatencySummary(p50: Double(h.valueAtPercentile(50)), p99: Double(h.valueAtPercentile(99)),
-                              p999: Double(h.valueAtPercentile(99.9)), max: Double(h.max),
-                              samples: count)
+        let perOp = { (groupNanoseconds: UInt64) in Double(groupNanoseconds) / Double(groupOps) }
+        return LatencySummary(p50: perOp(h.valueAtPercentile(50)), p99: perOp(h.valueAtPercentile(99)),
+                              p999: perOp(h.valueAtPercentile(99.9)), max: perOp(h.max),
+                              samples: count, groupOps: groupOps)
     }
 }
 
-/// One in this many ops is timed in a sampling pass.
+/// A sampling pass goes in strides of this many ops; each stride begins with one timed group.
 let latencyStride = 64
+/// Ops timed together as one latency sample (see 2. above): enough that the fastest op's group
+/// spans ten clock steps.
+let latencyGroup = 32
 
 // MARK: - PRNG
 

@@ -7,7 +7,8 @@
 // keeps the pointers observable so the optimiser cannot delete an allocation it sees freed.
 //
 // Op counts per repetition (full / quick / test / count):
-//   pair              8M / 800K / 2000 / 200K; sampling pass: 1M (125K timed) / 100K / 640 / none
+//   pair              8M / 800K / 2000 / 200K; sampling pass: 1M / 100K / 640 / none, half of
+//                     it timed (a group of 32 at the start of every 64 ops)
 //   batch-*-100       6M / 600K / 1000 / 200K (60,000 / 6,000 / 10 / 2,000 batches)
 //   batch-*-1000      6M / 600K / 2000 / 200K
 //   batch-lifo/fifo-1m  3.1M / 1M / 2000 / 1M (3 / 1 / - / 1 batches of 1,048,576; test: batches
@@ -19,7 +20,7 @@
 //                     K = 100); sampling pass: 1M / 100K / 640 / none
 //   sawtooth          4 cycles of N = 16 MiB / size objects (min 1000): 4.2M / 419K (size 16),
 //                     262K / 26K (size 256); count: as quick;
-//                     test: 4 x 500
+//                     test: 4 x 500; and 4 release calls, one after each drain
 //   ctor-256          3M / 300K / 2000 / 200K in batches of 32
 //
 // The count scale (`bench instructions`) is sized for callgrind: the slowest allocator here
@@ -59,16 +60,14 @@ struct PairWorkload: Workload {
     var latencySampleCapacity: Int { samplingOps / latencyStride + 1 }
 
     func sampleLatency<A: FixedSizeAllocator>(_ a: A, into samples: inout LatencySamples) -> Int {
+        let group = samples.groupOps
         var done = 0
         while done + latencyStride <= samplingOps {
             let t0 = monotonicNanoseconds()
-            let p = a.allocate()
-            touch(p, size: size, stamp: UInt64(done))
-            cslab_black_hole(p)
-            a.free(p)
+            pairLoop(a, count: group, size: size)
             let t1 = monotonicNanoseconds()
             samples.record(start: t0, end: t1)
-            pairLoop(a, count: latencyStride - 1, size: size)
+            pairLoop(a, count: latencyStride - group, size: size)
             done += latencyStride
         }
         return done
@@ -302,13 +301,14 @@ struct SteadyRandomWorkload: Workload {
     func sampleLatency<A: FixedSizeAllocator>(_ a: A, into samples: inout LatencySamples) -> Int {
         fill(a)
         var rng = SplitMix64(seed: 0x5A_3B1E)
+        let group = samples.groupOps
         var done = 0
         while done + latencyStride <= samplingOps {
             let t0 = monotonicNanoseconds()
-            replace(a, count: 1, rng: &rng)
+            replace(a, count: group, rng: &rng)
             let t1 = monotonicNanoseconds()
             samples.record(start: t0, end: t1)
-            replace(a, count: latencyStride - 1, rng: &rng)
+            replace(a, count: latencyStride - group, rng: &rng)
             done += latencyStride
         }
         empty(a)
@@ -318,10 +318,17 @@ struct SteadyRandomWorkload: Workload {
 
 // MARK: - sawtooth
 
-/// Fill to N objects, drain to 0 (oldest first), `cycles` times, sampling RSS every N/16 ops
-/// into the series (the statm reads, about 70 per cycle, are inside the timed region; they cost
-/// well under 1% of it). After the last drain the allocator is asked to return memory
-/// (`drain()`: shrink() for slab, nothing for peers) and the RSS after is recorded.
+/// Fill to N objects, drain to 0 (oldest first), then ask the allocator to give its free memory
+/// back (`releaseFreeMemory()`: its own call, MallocRelease.swift), `cycles` times. RSS is read
+/// into the series every N/16 ops and just after each release call, with the allocator calls made
+/// so far, so that every allocator's series lines up on the same points of the workload. The
+/// release calls are inside the measured region (a sawtooth that returns memory pays for the call
+/// and for faulting the pages in again on the next fill), and so are the statm reads (about 35
+/// per fill or drain, well under 1% of it). The RSS after is the one read after the last release.
+///
+/// Version 2: the release call after every drain, for every allocator. Version 1 made one, after
+/// the last drain and outside the measured region, and only the slab had one (shrink()): the
+/// peers' repetitions started with the memory the warm-up left them and their lines stayed flat.
 struct SawtoothWorkload: Workload {
     static let cycles = 4
     let size: Int
@@ -341,15 +348,17 @@ struct SawtoothWorkload: Workload {
     func repetition<A: FixedSizeAllocator>(_ a: A) throws -> Measured {
         let step = max(1, n / 16)
         var series: [RSSPoint] = []
-        series.reserveCapacity(Self.cycles * (2 * (n / step + 2)) + 4)
+        series.reserveCapacity(Self.cycles * (2 * (n / step + 2) + 1) + 1)
         let slots = self.slots, n = self.n, size = self.size
         let t0 = measuredRegionBegins()
-        @inline(__always) func sample(live: Int) {
+        @inline(__always) func sample(live: Int, operations: Int, afterRelease: Bool = false) {
             series.append(RSSPoint(seconds: seconds(from: t0, to: monotonicNanoseconds()),
-                                   rssBytes: ProcessMemory.currentRSS(), liveBytes: live * size))
+                                   rssBytes: ProcessMemory.currentRSS(), liveBytes: live * size,
+                                   operations: operations, afterRelease: afterRelease ? true : nil))
         }
-        sample(live: 0)
-        for _ in 0..<Self.cycles {
+        sample(live: 0, operations: 0)
+        for cycle in 0..<Self.cycles {
+            let base = cycle * 2 * n
             var i = 0
             while i < n {
                 let end = min(n, i + step)
@@ -359,7 +368,7 @@ struct SawtoothWorkload: Workload {
                     slots[i] = p
                     i &+= 1
                 }
-                sample(live: i)
+                sample(live: i, operations: base + i)
             }
             cslab_black_hole(slots)
             i = 0
@@ -369,15 +378,14 @@ struct SawtoothWorkload: Workload {
                     a.free(slots[i].unsafelyUnwrapped)
                     i &+= 1
                 }
-                sample(live: n - i)
+                sample(live: n - i, operations: base + n + i)
             }
+            a.releaseFreeMemory()
+            sample(live: 0, operations: base + 2 * n, afterRelease: true)
         }
         let t1 = measuredRegionEnds()
-        a.drain()
-        let after = ProcessMemory.currentRSS()
-        series.append(RSSPoint(seconds: seconds(from: t0, to: monotonicNanoseconds()), rssBytes: after, liveBytes: 0))
         return Measured(ops: Self.cycles * n, seconds: seconds(from: t0, to: t1), peakLiveObjects: n,
-                        rssAfterBytes: after, rssSeries: series)
+                        rssAfterBytes: series.last?.rssBytes, rssSeries: series)
     }
 }
 

@@ -166,7 +166,9 @@ public enum WorkloadCatalog {
                      minimumThreads: 2),
         WorkloadInfo("prodcons-nxn", "threads/2 producers to threads/2 consumers, a ring per pair", threads: true, minimumThreads: 2),
         WorkloadInfo("larson", "threads replace random slots and hand chunks to the next thread to free", threads: true),
-        WorkloadInfo("sawtooth", "fill to 16 MiB of objects, drain to 0, 4 cycles; RSS over time and after drain"),
+        // Version 2: every allocator's own release call after every drain (SingleThreaded.swift).
+        WorkloadInfo("sawtooth", "fill to 16 MiB of objects, drain to 0, ask the allocator to release free memory; 4 cycles; RSS throughout and after release",
+                     version: 2),
         WorkloadInfo("ctor-256", "256-byte constructed object: slab constructor vs malloc + initialise", fixedSize: 256),
         WorkloadInfo("larson-mixed", "larson with sizes drawn from 8 to 1024 B (median 26 B), 10,000 slots a thread",
                      threads: true, fixedSize: MixedSizes.largest, version: 1, mixedSizes: true),
@@ -205,6 +207,7 @@ public enum WorkloadCatalog {
                 let slab = try SlabAllocator(size: size, perCPU: p.allocator != .slabNoCPU, label: p.workload,
                                              constructor: constructor)
                 result.allocatorVersion = AllocatorVersion.current(for: p.allocator, slab: slab.cache)
+                if kind.releasesFreeMemory { result.releaseCall = slab.releaseCall }
                 let cellResult = Result {
                     try kind.runCell(slab, context, repetitions: p.repetitions, counted: p.countScale != nil)
                 }
@@ -216,6 +219,7 @@ public enum WorkloadCatalog {
             } else if p.allocator == .kmalloc {
                 let k = try KmallocAllocator(size: size)
                 result.allocatorVersion = AllocatorVersion.current(for: .kmalloc)
+                if kind.releasesFreeMemory { result.releaseCall = k.releaseCall }
                 let cellResult = Result {
                     try kind.runCell(k, context, repetitions: p.repetitions, counted: p.countScale != nil)
                 }
@@ -223,8 +227,9 @@ public enum WorkloadCatalog {
                 try k.checkNothingLive()
             } else {
                 result.allocatorVersion = AllocatorVersion.current(for: p.allocator)
-                result.repetitions = try kind.runCell(MallocAllocator(size: size), context, repetitions: p.repetitions,
-                                                      counted: p.countScale != nil)
+                let m = MallocAllocator(size: size, release: .resolve(for: p.allocator))
+                if kind.releasesFreeMemory { result.releaseCall = m.releaseCall }
+                result.repetitions = try kind.runCell(m, context, repetitions: p.repetitions, counted: p.countScale != nil)
             }
             result.status = .ok
         } catch {
@@ -256,7 +261,8 @@ extension WorkloadCatalog {
                 try k.checkNothingLive()
             } else {
                 result.allocatorVersion = AllocatorVersion.current(for: p.allocator)
-                result.repetitions = try kind.runCell(MallocAllocator(size: p.size), context, repetitions: p.repetitions)
+                result.repetitions = try kind.runCell(MallocAllocator(size: p.size, release: .resolve(for: p.allocator)), context,
+                                                      repetitions: p.repetitions)
             }
             result.status = .ok
         } catch {
@@ -283,6 +289,10 @@ enum WorkloadKind: String, CaseIterable {
     case ctor256 = "ctor-256"
 
     var usesThreads: Bool { WorkloadCatalog.all.first { $0.name == rawValue }?.usesThreads ?? false }
+
+    /// The workload asks its allocator to release free memory (`releaseFreeMemory()`), so its
+    /// result names the call.
+    var releasesFreeMemory: Bool { self == .sawtooth }
 
     /// Calls `visitor.visit(W.self)` with the workload's concrete type. One `case` per workload,
     /// each a direct generic call: with the visitor generic over the adapter, every (W, A) pair is

@@ -23,7 +23,9 @@
  *     counted children without address-space randomisation (see below).
  *  5. Who serves malloc
  *     And dladdr(3), a GNU extension the module leaves out: which shared object defines the
- *     malloc a child calls, so a `preload:` peer's cell can prove the library really serves it.
+ *     malloc a child calls, so a `preload:` peer's cell can prove the library really serves it,
+ *     and which defines an allocator's release entry point (malloc_trim, mallctl, ...), so that a
+ *     `preload:` peer is asked with its own call and never with glibc's.
  *
  * All symbols are prefixed `callocbench_`. Nothing here belongs to the allocator (that is CSlab).
  */
@@ -53,6 +55,11 @@ void callocbench_restore_persona(int previous);
  * this process calls: the first definition in the global search order, where LD_PRELOAD puts its
  * libraries. NULL when it cannot be found. The string belongs to the dynamic linker. */
 const char *callocbench_malloc_provider(void);
+
+/* The file name of the shared object that defines `name` first in the global search order (as
+ * dlsym(RTLD_DEFAULT) finds it), and the address in `address`. NULL (and *address NULL) when no
+ * loaded object defines it. The string belongs to the dynamic linker. */
+const char *callocbench_symbol_provider(const char *name, void **address);
 
 #ifdef CALLOCBENCH_HAVE_VALGRIND
 
