@@ -25,12 +25,14 @@ let package = Package(
             name: "slabinfo",
             dependencies: ["Slab", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        // valgrind's client requests for `bench instructions` (no-ops when valgrind's headers are missing).
+        // The bench's C: valgrind's client requests for `bench instructions` (no-ops when valgrind's
+        // headers are missing), the persona switch, who serves malloc, and the workloads' black hole,
+        // ring atomics and spin hint (the bench does not import the allocator's private CSlab).
         .target(name: "CAllocBench", path: "Benchmarks/CAllocBench"),
         // The benchmark suite: workloads, allocator adapters, runner, reports.
         .target(
             name: "AllocBench",
-            dependencies: ["Slab", "CSlab", "CAllocBench", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: ["Slab", "CAllocBench", .product(name: "Histogram", package: "hdrhistogram-swift")],
             path: "Benchmarks/AllocBench"
         ),
         .executableTarget(

@@ -26,7 +26,6 @@
 //   itself after every allocation; the test is a compile-time constant for each adapter.
 
 import CAllocBench
-import CSlab
 import Slab
 import Synchronization
 

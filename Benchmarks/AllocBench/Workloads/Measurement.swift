@@ -22,7 +22,6 @@
 //   Peak RSS per repetition: write "5" to /proc/self/clear_refs (resets VmHWM to the current RSS)
 //   before the repetition, read VmHWM from /proc/self/status after. Current RSS: /proc/self/statm.
 
-import CSlab
 import Histogram
 
 #if canImport(Glibc)

@@ -35,7 +35,7 @@
 // larson-mixed, each thread's most bytes in its slots plus, for the objects in flight between
 // threads (bounded as larson bounds them), the table's mean size each: an estimate.
 
-import CSlab
+import CAllocBench
 
 #if canImport(Glibc)
 import Glibc
@@ -227,12 +227,12 @@ struct LarsonMixedWorkload: MixedWorkload {
                     fill(k, stamp: UInt64(k))
                 }
                 // Relaxed: a statistic; a stale head only overstates what is in flight.
-                mostInFlight = max(mostInFlight, outbox.tail &- cslab_load_relaxed(outbox.ring.head))
+                mostInFlight = max(mostInFlight, outbox.tail &- callocbench_load_relaxed(outbox.ring.head))
                 mostBytes = max(mostBytes, bytes)
                 drainInbox()
             }
         }
-        cslab_black_hole(slots)
+        callocbench_black_hole(slots)
         for i in 0..<n { a.free(slots[i].unsafelyUnwrapped) }
         gate.finished.add(1, ordering: .releasing)
         var spins = 0
@@ -287,7 +287,7 @@ struct BatchMixedWorkload: MixedWorkload {
                 i &+= 1
             }
             mostBytes = max(mostBytes, bytes)
-            cslab_black_hole(slots)
+            callocbench_black_hole(slots)
             let perm = orders.permutation(b)
             var j = 0
             while j < n {

@@ -12,7 +12,7 @@
 //                  every 128 replacements a chunk of 32 objects handed to the next thread:
 //                  ops = T x (1000 + R + R / 128 x 32)   (test: 100 slots)
 
-import CSlab
+import CAllocBench
 import Synchronization
 
 #if canImport(Glibc)
@@ -34,7 +34,7 @@ final class ThreadGate: @unchecked Sendable {
         var spins = 0
         while !open.load(ordering: .acquiring) {
             spins += 1
-            if spins & 63 == 0 { sched_yield() } else { cslab_cpu_relax() }
+            if spins & 63 == 0 { sched_yield() } else { callocbench_cpu_relax() }
         }
     }
 }
@@ -75,7 +75,7 @@ func runThreads(_ count: Int, _ body: @escaping @Sendable (Int, ThreadGate) -> V
 @inline(__always)
 func backOff(_ spins: inout Int) {
     spins &+= 1
-    if spins & 15 == 0 { sched_yield() } else { cslab_cpu_relax() }
+    if spins & 15 == 0 { sched_yield() } else { callocbench_cpu_relax() }
 }
 
 // MARK: - SPSC ring
@@ -115,19 +115,19 @@ struct SPSCRing: @unchecked Sendable {
 
         init(_ ring: SPSCRing) {
             self.ring = ring
-            tail = cslab_load_relaxed(ring.tail)
-            headSeen = cslab_load_acquire(ring.head)
+            tail = callocbench_load_relaxed(ring.tail)
+            headSeen = callocbench_load_acquire(ring.head)
         }
 
         @inline(__always)
         mutating func push(_ object: UnsafeMutableRawPointer) -> Bool {
             if tail &- headSeen == UInt64(SPSCRing.capacity) {
-                headSeen = cslab_load_acquire(ring.head)
+                headSeen = callocbench_load_acquire(ring.head)
                 if tail &- headSeen == UInt64(SPSCRing.capacity) { return false }
             }
             ring.slots[Int(tail & UInt64(SPSCRing.mask))] = UInt64(UInt(bitPattern: object))
             tail &+= 1
-            cslab_store_release(ring.tail, tail)
+            callocbench_store_release(ring.tail, tail)
             return true
         }
     }
@@ -140,19 +140,19 @@ struct SPSCRing: @unchecked Sendable {
 
         init(_ ring: SPSCRing) {
             self.ring = ring
-            head = cslab_load_relaxed(ring.head)
-            tailSeen = cslab_load_acquire(ring.tail)
+            head = callocbench_load_relaxed(ring.head)
+            tailSeen = callocbench_load_acquire(ring.tail)
         }
 
         @inline(__always)
         mutating func pop() -> UnsafeMutableRawPointer? {
             if head == tailSeen {
-                tailSeen = cslab_load_acquire(ring.tail)
+                tailSeen = callocbench_load_acquire(ring.tail)
                 if head == tailSeen { return nil }
             }
             let word = ring.slots[Int(head & UInt64(SPSCRing.mask))]
             head &+= 1
-            cslab_store_release(ring.head, head)
+            callocbench_store_release(ring.head, head)
             return UnsafeMutableRawPointer(bitPattern: UInt(word))
         }
     }
@@ -418,11 +418,11 @@ struct LarsonWorkload: Workload {
                     slots[k] = q
                 }
                 // Relaxed: a statistic; a stale head only overstates what is in flight.
-                mostInFlight = max(mostInFlight, outbox.tail &- cslab_load_relaxed(outbox.ring.head))
+                mostInFlight = max(mostInFlight, outbox.tail &- callocbench_load_relaxed(outbox.ring.head))
                 drainInbox()
             }
         }
-        cslab_black_hole(slots)
+        callocbench_black_hole(slots)
         for i in 0..<n { a.free(slots[i].unsafelyUnwrapped) }
         gate.finished.add(1, ordering: .releasing)
         var spins = 0

@@ -31,7 +31,6 @@
 //   generic over `FixedSizeAllocator` and `Workload`, so the compiler specialises each
 //   (workload, adapter) pair and the timed loops contain no indirect calls.
 
-import CSlab
 import Slab
 
 #if canImport(Glibc)
