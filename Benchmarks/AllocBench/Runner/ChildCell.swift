@@ -21,13 +21,7 @@ public struct BenchCatalog: Sendable {
 
     /// The suite's workloads (Workloads/WorkloadCatalog.swift).
     public static var standard: BenchCatalog {
-        BenchCatalog(
-            workloads: WorkloadCatalog.all.map {
-                WorkloadSpec(name: $0.name, summary: $0.summary, measuresLatency: $0.measuresLatency,
-                             usesThreads: $0.usesThreads, fixedSize: $0.fixedSize, version: $0.version,
-                             minimumThreads: $0.minimumThreads, mixedSizes: $0.mixedSizes)
-            },
-            run: { WorkloadCatalog.run($0) })
+        BenchCatalog(workloads: WorkloadCatalog.all, run: { WorkloadCatalog.run($0) })
     }
 
     /// Real and hidden workloads by name.
