@@ -5,6 +5,7 @@
 import Foundation
 import XCTest
 @testable import AllocBench
+import TestSupport
 
 final class InstructionCountTests: XCTestCase {
     var dir: String!
@@ -31,7 +32,7 @@ final class InstructionCountTests: XCTestCase {
     func counter() throws -> InstructionCounter {
         let options = InstructionOptions(allocators: [.slab], workloads: ["pair"], cacheSimulation: false, timeout: 60,
                                          outputDirectory: dir, scale: .test)
-        var c = InstructionCounter(options: options, catalog: .standard, executable: try benchPath(),
+        var c = InstructionCounter(options: options, catalog: .standard, executable: try builtExecutable("bench"),
                                    tools: try tools(), interrupt: nil)
         c.log = { _ in }
         return c

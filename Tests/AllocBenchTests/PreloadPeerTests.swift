@@ -6,6 +6,7 @@
 import Foundation
 import XCTest
 @testable import AllocBench
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -125,7 +126,7 @@ final class PreloadPeerTests: XCTestCase {
     func runner() throws -> SuiteRunner {
         SuiteRunner(options: SuiteOptions(allocators: [.glibc], workloads: [], repetitions: 1, quick: true, timeout: 30,
                                           outputDirectory: dir),
-                    catalog: BenchCatalog.standard, executable: try benchPath(), interrupt: nil)
+                    catalog: BenchCatalog.standard, executable: try builtExecutable("bench"), interrupt: nil)
     }
 
     func test_cell_jemallocByPath_servesMalloc_andReportsItsVersion() throws {

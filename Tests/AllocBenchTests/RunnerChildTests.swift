@@ -4,6 +4,7 @@
 import Foundation
 import XCTest
 @testable import AllocBench
+import TestSupport
 
 final class RunnerChildTests: XCTestCase {
     var dir: String!
@@ -21,7 +22,7 @@ final class RunnerChildTests: XCTestCase {
         let options = SuiteOptions(allocators: [.glibc], workloads: [], repetitions: 2, quick: true, timeout: timeout,
                                    outputDirectory: dir)
         return SuiteRunner(options: options, catalog: BenchCatalog(workloads: [], run: { _ in fatalError() }),
-                           executable: try benchPath(), interrupt: nil)
+                           executable: try builtExecutable("bench"), interrupt: nil)
     }
 
     func cell(_ workload: String, _ a: AllocatorID = .glibc) -> CellParameters {

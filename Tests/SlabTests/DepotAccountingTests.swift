@@ -3,6 +3,7 @@
 // so another thread could take the magazine and push it back with another count first, and the
 // counter drifted by a magazine (fixed in the commit that moved the read before the CAS).
 
+import Harness
 import Slab
 import TestSupport
 import XCTest

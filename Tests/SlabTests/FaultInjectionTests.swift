@@ -3,6 +3,7 @@
 // Uses the page source's internal fault-injection hook.
 
 @testable import Slab
+import Harness
 import TestSupport
 import XCTest
 

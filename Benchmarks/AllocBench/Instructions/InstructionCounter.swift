@@ -65,6 +65,7 @@ import Glibc
 #endif
 import CAllocBench
 import Foundation
+import Harness
 
 public struct InstructionOptions: Sendable {
     public var allocators: [AllocatorID]
@@ -303,7 +304,7 @@ public struct InstructionCounter {
     public var tools: CallgrindTools
     public var interrupt: Interrupt?
     /// Progress and notes; stderr by default.
-    public var log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+    public var log: @Sendable (String) -> Void = writeStandardError
     /// For tests: variables set (or removed, nil) in the child's environment after the
     /// allocator's own, e.g. to make a slab cell run in the wrong mode.
     public var environmentOverrides: [String: String?] = [:]
@@ -424,7 +425,7 @@ public struct InstructionCounter {
     /// Runs every cell and writes the reports.
     public func run() throws -> Outcome {
         let startDate = Date()
-        let start = ChildProcess.now()
+        let start = monotonicSeconds()
         let machine = Machine.probe(allocators: options.allocators, date: startDate)
         let cells = InstructionPlan.cells(options, catalog: catalog)
 
@@ -464,7 +465,7 @@ public struct InstructionCounter {
             }
             done += 1
             log("[\(done)/\(launched)] \(cell.allocator.rawValue) \(cell.workload) \(cell.size) B ... ")
-            let t0 = ChildProcess.now()
+            let t0 = monotonicSeconds()
             var c = countCell(cell, library: libraries[cell.allocator], prepared: prepared)
             if options.verify && c.status == .ok && interrupt?.isRequested != true {
                 let again = countCell(cell, library: libraries[cell.allocator], prepared: prepared)
@@ -475,7 +476,7 @@ public struct InstructionCounter {
                         : "the second count \(again.status.rawValue): \(again.message ?? "")"
                 }
             }
-            let dt = ChildProcess.now() - t0
+            let dt = monotonicSeconds() - t0
             spent += dt
             if interrupt?.isRequested == true {
                 log("interrupted\n")
@@ -488,12 +489,12 @@ public struct InstructionCounter {
                 ? "\(InstructionReport.perOp(c.instructionsPerOp)) instructions/op"
                 : "\(c.status.rawValue.uppercased()): \(c.message ?? "")"
             if status.count > 200 { status = String(status.prefix(200)) + "..." }
-            log("\(status)  (\(TextReport.duration(dt)); elapsed \(TextReport.duration(ChildProcess.now() - start)), ETA \(TextReport.duration(eta)))\n")
+            log("\(status)  (\(TextReport.duration(dt)); elapsed \(TextReport.duration(monotonicSeconds() - start)), ETA \(TextReport.duration(eta)))\n")
         }
 
         let record = InstructionRecord(
             runID: SuiteRunner.runID(startDate, commit: machine.commitLabel), machine: machine, valgrind: tools.version,
-            cacheSimulation: options.cacheSimulation, durationSeconds: ChildProcess.now() - start, cells: counted)
+            cacheSimulation: options.cacheSimulation, durationSeconds: monotonicSeconds() - start, cells: counted)
         if interrupted {
             log("bench instructions: interrupted after \(counted.count) cells; nothing written, earlier instructions.* left intact\n")
             return Outcome(record: record, written: [], exitStatus: 130)

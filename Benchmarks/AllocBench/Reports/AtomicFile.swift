@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import Foundation
+import Harness
 
 public enum AtomicFile {
     public struct WriteError: Error, CustomStringConvertible {
@@ -28,14 +29,8 @@ public enum AtomicFile {
         var closed = false
         do {
             try body { bytes in
-                var done = 0
-                while done < bytes.count {
-                    let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, bytes.count - done) }
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw WriteError(description: "writing \(tmp): \(errnoText())")
-                    }
-                    done += n
+                if let failure = writeAll(bytes, to: fd) {
+                    throw WriteError(description: "writing \(tmp): \(String(cString: strerror(failure)))")
                 }
             }
             guard fsync(fd) == 0 else { throw WriteError(description: "fsync \(tmp): \(errnoText())") }
@@ -49,8 +44,6 @@ public enum AtomicFile {
             throw error
         }
     }
-
-    static func errnoText() -> String { String(cString: strerror(errno)) }
 }
 
 /// Writes a run's reports into a folder: latest.{json,csv,txt} and the SVG charts, each atomically.

@@ -26,6 +26,7 @@
 import Glibc
 #endif
 import Foundation
+import Harness
 
 public struct SuiteRunner {
     public var options: SuiteOptions
@@ -34,22 +35,13 @@ public struct SuiteRunner {
     public var executable: String
     public var interrupt: Interrupt?
     /// Progress and notes; stderr by default.
-    public var log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+    public var log: @Sendable (String) -> Void = writeStandardError
 
     public init(options: SuiteOptions, catalog: BenchCatalog, executable: String, interrupt: Interrupt?) {
         self.options = options
         self.catalog = catalog
         self.executable = executable
         self.interrupt = interrupt
-    }
-
-    /// The path of the running executable (what /proc/self/exe points to).
-    public static func currentExecutable() -> String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        guard n > 0 else { return CommandLine.arguments[0] }
-        buf[n] = 0
-        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     public struct Outcome {
@@ -62,7 +54,7 @@ public struct SuiteRunner {
     /// Runs every cell and writes the reports.
     public func run() throws -> Outcome {
         let startDate = Date()
-        let start = ChildProcess.now()
+        let start = monotonicSeconds()
         let machine = Machine.probe(allocators: options.allAllocators, date: startDate)
         let cores = machine.cores
         let cells = SuitePlan.cells(options, catalog: catalog, cores: cores)
@@ -95,9 +87,9 @@ public struct SuiteRunner {
             done += 1
             let label = "[\(done)/\(launched)] \(cell.allocator.name) \(cell.workload) \(cell.size) B x\(cell.threads)"
             log(label + " ... ")
-            let t0 = ChildProcess.now()
+            let t0 = monotonicSeconds()
             let result = runCell(cell, library: libraries[cell.allocator])
-            let dt = ChildProcess.now() - t0
+            let dt = monotonicSeconds() - t0
             spent += dt
             if interrupt?.isRequested == true {
                 log("interrupted\n")
@@ -108,12 +100,12 @@ public struct SuiteRunner {
             let eta = spent / Double(done) * Double(launched - done)
             var status = result.status == .ok ? summaryText(result) : "\(result.status.rawValue.uppercased()): \(result.message ?? "")"
             if status.count > 160 { status = String(status.prefix(160)) + "..." }
-            log("\(status)  (\(TextReport.duration(dt)); elapsed \(TextReport.duration(ChildProcess.now() - start)), ETA \(TextReport.duration(eta)))\n")
+            log("\(status)  (\(TextReport.duration(dt)); elapsed \(TextReport.duration(monotonicSeconds() - start)), ETA \(TextReport.duration(eta)))\n")
         }
 
         let record = RunRecord(
             runID: Self.runID(startDate, commit: machine.commitLabel), machine: machine, quick: options.quick,
-            interrupted: interrupted, durationSeconds: ChildProcess.now() - start,
+            interrupted: interrupted, durationSeconds: monotonicSeconds() - start,
             workloads: options.workloads.compactMap { catalog.spec(named: $0) }, results: results)
         let written = try ReportWriter.write(record, to: options.outputDirectory)
         let failed = results.filter { $0.status == .failed || $0.status == .timeout }.count

@@ -36,6 +36,7 @@
 // threads (bounded as larson bounds them), the table's mean size each: an estimate.
 
 import CAllocBench
+import Harness
 
 #if canImport(Glibc)
 import Glibc
@@ -165,7 +166,7 @@ struct LarsonMixedWorkload: MixedWorkload {
         let slotBytes = PerThreadCounters(count: T)
         defer { rings.deallocate(); inFlight.deallocate(); slotBytes.deallocate() }
         let (slots, replacements, sizes) = (slotsPerThread, self.replacements, self.sizes)
-        let wall = runThreads(T) { t, gate in
+        let wall = runTimedThreads(T) { t, gate in
             let (most, bytes) = Self.serve(a, thread: t, threads: T, rings: rings, slots: slots, replacements: replacements,
                                            sizes: sizes, gate: gate)
             inFlight.set(most, thread: t)

@@ -30,6 +30,7 @@
 // frees outside the bracket are neither timed nor counted.
 
 import CAllocBench
+import Harness
 
 #if canImport(Glibc)
 import Glibc

@@ -3,7 +3,8 @@
 //
 // Each repetition starts its threads, which wait at a start gate; the clock starts when the gate
 // opens and stops when the last thread has been joined, so ops / wall seconds is the total
-// throughput. Threads are plain pthreads running a generic function specialised for the adapter.
+// throughput. Threads are plain pthreads (Harness's ThreadGroup) running a generic function
+// specialised for the adapter.
 //
 // Op counts per repetition (full / quick / test), T = threads:
 //   threads        8M / 800K / 2000 in total, split evenly over T (remainder dropped)
@@ -13,6 +14,7 @@
 //                  ops = T x (1000 + R + R / 128 x 32)   (test: 100 slots)
 
 import CAllocBench
+import Harness
 import Synchronization
 
 #if canImport(Glibc)
@@ -39,34 +41,20 @@ final class ThreadGate: @unchecked Sendable {
     }
 }
 
-private final class ThreadStart {
-    let body: (Int) -> Void
-    let index: Int
-    init(_ body: @escaping (Int) -> Void, _ index: Int) { self.body = body; self.index = index }
-}
-
-/// Runs `body(i)` on `count` new threads behind a start gate; returns the wall seconds from the
-/// gate's opening to the last join.
-func runThreads(_ count: Int, _ body: @escaping @Sendable (Int, ThreadGate) -> Void) -> Double {
+/// Runs `body(i, gate)` on `count` new threads behind a start gate; returns the wall seconds from
+/// the gate's opening to the last join.
+func runTimedThreads(_ count: Int, _ body: @escaping @Sendable (Int, ThreadGate) -> Void) -> Double {
     let gate = ThreadGate()
-    var threads: [pthread_t] = []
-    threads.reserveCapacity(count)
-    for i in 0..<count {
-        let start = Unmanaged.passRetained(ThreadStart({ body($0, gate) }, i)).toOpaque()
-        var t = pthread_t()
-        let rc = pthread_create(&t, nil, { raw in
-            let start = Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue()
-            start.body(start.index)
-            return nil
-        }, start)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        threads.append(t)
-    }
+    let threads = ThreadGroup(count: count) { body($0, gate) }
     while gate.ready.load(ordering: .relaxed) < count { sched_yield() }
     let t0 = monotonicNanoseconds()
     gate.open.store(true, ordering: .releasing)
-    for t in threads { pthread_join(t, nil) }
-    let t1 = monotonicNanoseconds()
+    // The threads' array is released after the clock stops, not between the last join and the
+    // read (its free would be timed).
+    let t1 = withExtendedLifetime(threads) {
+        threads.join()
+        return monotonicNanoseconds()
+    }
     return seconds(from: t0, to: t1)
 }
 
@@ -209,7 +197,7 @@ struct ThreadsWorkload: Workload {
 
     func repetition<A: FixedSizeAllocator>(_ a: A) throws -> Measured {
         let perThread = self.perThread, size = self.size
-        let wall = runThreads(threads) { _, gate in
+        let wall = runTimedThreads(threads) { _, gate in
             gate.arriveAndWait()
             pairLoop(a, count: perThread, size: size)
         }
@@ -261,7 +249,7 @@ struct ProdConsWorkload<Shape: ProdConsShape>: Workload {
         defer { rings.deallocate(); failures.deallocate() }
         let (P, C, size) = (producers, consumers, self.size)
         let perProducer = total / producers
-        let wall = runThreads(P + C) { t, gate in
+        let wall = runTimedThreads(P + C) { t, gate in
             if t < P {
                 Self.produce(a, rings: rings, producer: t, consumers: C, count: perProducer, size: size, gate: gate)
             } else {
@@ -371,7 +359,7 @@ struct LarsonWorkload: Workload {
         let inFlight = PerThreadCounters(count: T)
         defer { rings.deallocate(); inFlight.deallocate() }
         let (slots, replacements, size) = (slotsPerThread, self.replacements, self.size)
-        let wall = runThreads(T) { t, gate in
+        let wall = runTimedThreads(T) { t, gate in
             let most = Self.serve(a, thread: t, threads: T, rings: rings, slots: slots, replacements: replacements,
                                   size: size, gate: gate)
             inFlight.set(most, thread: t)
