@@ -10,14 +10,7 @@ import TestSupport
 final class InstructionCountTests: XCTestCase {
     var dir: String!
 
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "/instruction-tests-\(getpid())-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: dir)
-    }
+    override func setUpWithError() throws { dir = try temporaryFolder("instruction-tests") }
 
     /// valgrind and objcopy, or a skip naming what is missing.
     func tools() throws -> CallgrindTools {

@@ -15,14 +15,7 @@ import Glibc
 final class PreloadPeerTests: XCTestCase {
     var dir: String!
 
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "/preload-tests-\(getpid())-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: dir)
-    }
+    override func setUpWithError() throws { dir = try temporaryFolder("preload-tests") }
 
     func jemallocPath() throws -> String {
         guard let path = PeerLibraries.locate(.jemalloc) else { throw XCTSkip("libjemalloc.so.2 is not installed") }

@@ -9,14 +9,7 @@ import TestSupport
 final class RunnerChildTests: XCTestCase {
     var dir: String!
 
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "/runner-tests-\(getpid())-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: dir)
-    }
+    override func setUpWithError() throws { dir = try temporaryFolder("runner-tests") }
 
     func runner(timeout: Double = 10) throws -> SuiteRunner {
         let options = SuiteOptions(allocators: [.glibc], workloads: [], repetitions: 2, quick: true, timeout: timeout,

@@ -10,6 +10,7 @@
 //   stamps       writing and checking an owner + sequence + checksum pattern over a whole object
 //   LiveSet      a sharded, locked set of addresses: proves no object is handed out twice
 //   counters     relaxed atomic counters (through the CSlab shim)
+//   folders      a temporary folder per test, removed after it
 
 import CSlab
 import Foundation
@@ -289,4 +290,17 @@ public final class HeldObjects: @unchecked Sendable {
 public struct SendablePointer: @unchecked Sendable {
     public let raw: UnsafeMutableRawPointer
     public init(_ raw: UnsafeMutableRawPointer) { self.raw = raw }
+}
+
+// MARK: Folders
+
+extension XCTestCase {
+    /// A new, empty folder under the system's temporary folder, named after `prefix`, removed
+    /// with everything in it when the test ends.
+    public func temporaryFolder(_ prefix: String) throws -> String {
+        let path = NSTemporaryDirectory() + "/\(prefix)-\(getpid())-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
 }
