@@ -94,6 +94,25 @@ final class StressRun: @unchecked Sendable {
         mine.forEach(free)
     }
 
+    /// Runs `workers` threads of `work` beside one more that calls `shrinker(pass)` (pass 0, 1,
+    /// ...) until every worker has finished; returns how many passes the shrinker made.
+    func workWhileShrinking(workers: Int, iterations: Int, shrinker: @escaping @Sendable (Int) -> Void) -> Int {
+        let finished = Counter()
+        let passes = Counter()
+        runThreads(workers + 1) { t in
+            if t == workers {
+                while finished.value < workers {
+                    shrinker(passes.value)
+                    passes.add()
+                }
+            } else {
+                self.work(thread: t, iterations: iterations)
+                finished.add()
+            }
+        }
+        return passes.value
+    }
+
     /// Frees whatever is left in the slots (call after every worker has stopped).
     func drainSlots() {
         for i in 0..<slotCount {
@@ -166,28 +185,16 @@ final class StressTests: XCTestCase {
             let cache = try SlabCache(name: uniqueCacheName("shrinkrace\(size)"), size: size)
             checkExpectedMode(cache)
             let run = StressRun(cache: cache, slotCount: 512)
-            let workers = Self.threads - 1
-            let iterations = Self.iterations
-            let finished = Counter()
-            let shrinks = Counter()
-            runThreads(workers + 1) { t in
-                if t == workers {
-                    // The shrinker: drain every CPU and the depot, release slabs, reap, again.
-                    while finished.value < workers {
-                        cache.shrink()
-                        shrinks.add()
-                        if shrinks.value % 4 == 0 { cache.reap() }
-                        _ = cache.statistics
-                        sched_yield()
-                    }
-                } else {
-                    run.work(thread: t, iterations: iterations)
-                    finished.add()
-                }
+            // The shrinker: drain every CPU and the depot, release slabs, reap, again.
+            let shrinks = run.workWhileShrinking(workers: Self.threads - 1, iterations: Self.iterations) { pass in
+                cache.shrink()
+                if (pass + 1) % 4 == 0 { cache.reap() }
+                _ = cache.statistics
+                sched_yield()
             }
             run.drainSlots()
-            print("shrink race \(cache.name) mode \(cache.mode.rawValue): \(shrinks.value) shrinks during \(run.allocations.value) allocations")
-            XCTAssertGreaterThan(shrinks.value, 1)
+            print("shrink race \(cache.name) mode \(cache.mode.rawValue): \(shrinks) shrinks during \(run.allocations.value) allocations")
+            XCTAssertGreaterThan(shrinks, 1)
             checkBalanced(run)
             try cache.destroy()
         }
