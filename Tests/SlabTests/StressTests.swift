@@ -25,7 +25,6 @@ final class StressRun: @unchecked Sendable {
     let allocations = Counter()
     let frees = Counter()
     let handoffs = Counter()
-    let failedAllocations = Counter()
 
     init(cache: SlabCache, slotCount: Int) {
         self.cache = cache
@@ -39,7 +38,6 @@ final class StressRun: @unchecked Sendable {
 
     func allocate(owner: Int, sequence: UInt64) -> UnsafeMutableRawPointer? {
         guard let p = cache.allocate() else {
-            failedAllocations.add()
             problems.add("allocation returned nil")
             return nil
         }
