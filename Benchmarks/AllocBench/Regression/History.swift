@@ -34,17 +34,19 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
 
     public static func key(_ p: CellParameters) -> String { "\(p.workload)/\(p.size)/\(p.threads)" }
 
+    /// A line with no figures yet: what it is and where it was measured.
+    private init(kind: String, machine m: MachineInfo) {
+        self.kind = kind
+        commit = m.commitLabel
+        date = m.date
+        machine = m.cpuModel
+        cores = m.cores
+    }
+
     /// The line of a full run.
     public init(run r: RunRecord, kind: String = "run") {
-        self.kind = kind
-        commit = r.machine.commitLabel
-        date = r.machine.date
-        machine = r.machine.cpuModel
-        cores = r.machine.cores
-        for c in r.results where c.status == .ok {
-            guard let s = Spread(c.repetitions.map(\.nsPerOp)) else { continue }
-            medians[Self.key(c.parameters), default: [:]][c.parameters.allocator.rawValue] = Self.round(s.median)
-        }
+        self.init(kind: kind, machine: r.machine)
+        addMedians(of: r) { $0.allocator.rawValue }
         for (key, m) in medians {
             if let slab = m["slab"], let glibc = m["glibc"], glibc > 0 { slabOverGlibc[key] = Self.round(slab / glibc) }
         }
@@ -52,11 +54,7 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
 
     /// The line of an instruction count.
     public init(instructions r: InstructionRecord, kind: String = "instructions") {
-        self.kind = kind
-        commit = r.machine.commitLabel
-        date = r.machine.date
-        machine = r.machine.cpuModel
-        cores = r.machine.cores
+        self.init(kind: kind, machine: r.machine)
         for c in r.cells where c.status == .ok {
             let v = c.instructionsPerOp
             guard v.isFinite else { continue }
@@ -66,14 +64,16 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
 
     /// The line of a time gate: the base's and the head's slab medians side by side.
     public init(gate base: RunRecord, head: RunRecord) {
-        self.init(run: head, kind: "gate-time")
-        medians = [:]
-        slabOverGlibc = [:]
-        for (name, r) in [("slab@base", base), ("slab@head", head)] {
-            for c in r.results where c.status == .ok {
-                guard let s = Spread(c.repetitions.map(\.nsPerOp)) else { continue }
-                medians[Self.key(c.parameters), default: [:]][name] = Self.round(s.median)
-            }
+        self.init(kind: "gate-time", machine: head.machine)
+        addMedians(of: base) { _ in "slab@base" }
+        addMedians(of: head) { _ in "slab@head" }
+    }
+
+    /// The median ns per op of every cell of `r` that succeeded, under the name `column` gives it.
+    private mutating func addMedians(of r: RunRecord, as column: (CellParameters) -> String) {
+        for c in r.results where c.status == .ok {
+            guard let s = Spread(c.repetitions.map(\.nsPerOp)) else { continue }
+            medians[Self.key(c.parameters), default: [:]][column(c.parameters)] = Self.round(s.median)
         }
     }
 
