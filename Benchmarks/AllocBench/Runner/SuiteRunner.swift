@@ -59,49 +59,13 @@ public struct SuiteRunner {
         let cores = machine.cores
         let cells = SuitePlan.cells(options, catalog: catalog, cores: cores)
 
-        var libraries: [AllocatorID: String] = [:]
-        var missing = Set<AllocatorID>()
-        for a in options.allAllocators where a.isPreloaded {
-            if let path = PeerLibraries.locate(a) { libraries[a] = path } else {
-                missing.insert(a)
-                log(PeerLibraries.missingNote(a) + "\n")
-            }
-        }
-
-        let launched = cells.filter { !missing.contains($0.allocator) }.count
-        log("bench: \(cells.count) cells (\(launched) to run), \(options.repetitions) repetitions each, timeout \(Int(options.timeout)) s per cell; machine \(machine.cpuModel), \(cores) CPUs, commit \(machine.commitLabel)\n")
-
-        var results: [CellResult] = []
-        var interrupted = false
-        var done = 0
-        var spent = 0.0
-        for cell in cells {
-            if interrupt?.isRequested == true { interrupted = true; break }
-            if missing.contains(cell.allocator) {
-                let p = cell.allocator.preload!
-                results.append(CellResult(parameters: cell, status: .skipped,
-                                          message: "\(p.library) not installed (apt-get install \(p.debianPackage))",
-                                          repetitions: [], allocatorVersion: nil))
-                continue
-            }
-            done += 1
-            let label = "[\(done)/\(launched)] \(cell.allocator.name) \(cell.workload) \(cell.size) B x\(cell.threads)"
-            log(label + " ... ")
-            let t0 = monotonicSeconds()
-            let result = runCell(cell, library: libraries[cell.allocator])
-            let dt = monotonicSeconds() - t0
-            spent += dt
-            if interrupt?.isRequested == true {
-                log("interrupted\n")
-                interrupted = true
-                break
-            }
-            results.append(result)
-            let eta = spent / Double(done) * Double(launched - done)
-            var status = result.status == .ok ? summaryText(result) : "\(result.status.rawValue.uppercased()): \(result.message ?? "")"
-            if status.count > 160 { status = String(status.prefix(160)) + "..." }
-            log("\(status)  (\(TextReport.duration(dt)); elapsed \(TextReport.duration(monotonicSeconds() - start)), ETA \(TextReport.duration(eta)))\n")
-        }
+        let loop = CellLoop(cells: cells, allocators: options.allAllocators, interrupt: interrupt, start: start, log: log)
+        log("bench: \(cells.count) cells (\(loop.launched) to run), \(options.repetitions) repetitions each, timeout \(Int(options.timeout)) s per cell; machine \(machine.cpuModel), \(cores) CPUs, commit \(machine.commitLabel)\n")
+        let (results, interrupted) = loop.run(
+            label: { "\($0.allocator.name) \($0.workload) \($0.size) B x\($0.threads)" },
+            skipped: { CellResult(parameters: $0, status: .skipped, message: $1, repetitions: [], allocatorVersion: nil) },
+            measure: { runCell($0, library: $1) },
+            summary: { $0.status == .ok ? summaryText($0) : "\($0.status.rawValue.uppercased()): \($0.message ?? "")" })
 
         let record = RunRecord(
             runID: Self.runID(startDate, commit: machine.commitLabel), machine: machine, quick: options.quick,
