@@ -52,7 +52,6 @@ public enum ReportWriter {
     /// Returns the paths written.
     @discardableResult
     public static func write(_ record: RunRecord, to directory: String) throws -> [String] {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let stem = record.interrupted ? "interrupted" : "latest"
         var files: [(String, String)] = [
             ("\(stem).json", try json(record)),
@@ -60,13 +59,18 @@ public enum ReportWriter {
             ("\(stem).txt", TextReport.render(record)),
         ]
         if !record.interrupted { files += Charts.render(record).map { ($0.name, $0.svg) } }
-        var written: [String] = []
-        for (name, text) in files {
+        return try write(files, to: directory)
+    }
+
+    /// Writes each (file name, contents) into `directory`, atomically, creating the folder if
+    /// needed; returns the paths written.
+    static func write(_ files: [(String, String)], to directory: String) throws -> [String] {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return try files.map { name, contents in
             let path = (directory as NSString).appendingPathComponent(name)
-            try AtomicFile.write(text, to: path)
-            written.append(path)
+            try AtomicFile.write(contents, to: path)
+            return path
         }
-        return written
     }
 
     /// Every JSON file the bench writes: pretty, keys sorted (so files diff well), non-finite
