@@ -235,13 +235,7 @@ struct LarsonMixedWorkload: MixedWorkload {
         }
         callocbench_black_hole(slots)
         for i in 0..<n { a.free(slots[i].unsafelyUnwrapped) }
-        gate.finished.add(1, ordering: .releasing)
-        var spins = 0
-        while gate.finished.load(ordering: .acquiring) < T {
-            drainInbox()
-            backOff(&spins)
-        }
-        drainInbox()
+        gate.finish(threads: T, draining: drainInbox)
         return (Int(mostInFlight), max(mostBytes, bytes))
     }
 }

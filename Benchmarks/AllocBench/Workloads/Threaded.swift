@@ -39,6 +39,20 @@ final class ThreadGate: @unchecked Sendable {
             if spins & 63 == 0 { sched_yield() } else { callocbench_cpu_relax() }
         }
     }
+
+    /// The end of a larson thread: say it has finished (released after its last push), then
+    /// keep draining its inbox until every thread has finished (acquired before the final drain,
+    /// so nothing sent to it is left behind).
+    @inline(__always)
+    func finish(threads: Int, draining drain: () -> Void) {
+        finished.add(1, ordering: .releasing)
+        var spins = 0
+        while finished.load(ordering: .acquiring) < threads {
+            drain()
+            backOff(&spins)
+        }
+        drain()
+    }
 }
 
 /// Runs `body(i, gate)` on `count` new threads behind a start gate; returns the wall seconds from
@@ -412,13 +426,7 @@ struct LarsonWorkload: Workload {
         }
         callocbench_black_hole(slots)
         for i in 0..<n { a.free(slots[i].unsafelyUnwrapped) }
-        gate.finished.add(1, ordering: .releasing)
-        var spins = 0
-        while gate.finished.load(ordering: .acquiring) < T {
-            drainInbox()
-            backOff(&spins)
-        }
-        drainInbox()
+        gate.finish(threads: T, draining: drainInbox)
         return Int(mostInFlight)
     }
 }
