@@ -135,10 +135,10 @@ final class WorkloadLedgerTests: XCTestCase {
         let ledger = AllocationLedger()
         let p = malloc(8)!
         ledger.allocated(p)
-        ledger.freeing(p)
-        ledger.freeing(p)
+        XCTAssertTrue(ledger.freeing(p))
+        XCTAssertFalse(ledger.freeing(p), "a double free is refused")
         var local = 0
-        withUnsafeMutablePointer(to: &local) { ledger.freeing(UnsafeMutableRawPointer($0)) }
+        XCTAssertFalse(withUnsafeMutablePointer(to: &local) { ledger.freeing(UnsafeMutableRawPointer($0)) })
         XCTAssertEqual(ledger.snapshot.problems.count, 2)
         free(p)
     }
