@@ -39,6 +39,26 @@ final class HistoryTests: XCTestCase {
         XCTAssertEqual(e.slabOverGlibc, [:], "a gate line has no glibc to compare with")
     }
 
+    func test_trend_tablesTheRunRatiosAndTheGateRatios_perTrendCell() {
+        var base = ReportFixtures.record
+        base.results = base.results.filter { $0.parameters.allocator == .slab }
+        var head = base
+        head.results = head.results.map { c in
+            var c = c
+            c.repetitions = c.repetitions.map { r in var r = r; r.seconds *= 1.5; return r }
+            return c
+        }
+        let text = History.trend([HistoryEntry(run: ReportFixtures.record), HistoryEntry(gate: base, head: head)])
+        let lines = text.split(separator: "\n").map(String.init)
+        // Of the trend cells, the fixture has pair 20 B and sawtooth 20 B (one thread).
+        let runTable = lines.firstIndex { $0.hasPrefix("slab / glibc") }!
+        XCTAssertTrue(lines[runTable + 1].contains("pair 20") && lines[runTable + 1].contains("sawtooth 20"), text)
+        XCTAssertFalse(lines[runTable + 1].contains("batch-fifo-1000"), "a column only for cells some entry has:\n\(text)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("abc1234-dirty") && $0.contains("0.125") && $0.contains("1.000") }, text)
+        let gateTable = lines.firstIndex { $0.hasPrefix("time gate:") }!
+        XCTAssertTrue(lines[(gateTable + 1)...].contains { $0.hasPrefix("abc1234-dirty") && $0.contains("1.500") }, text)
+    }
+
     /// The repository's results/ folder (this file is Tests/AllocBenchTests/HistoryTests.swift).
     private var resultsFolder: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -139,12 +139,7 @@ public enum History {
         let runs = entries.filter { $0.kind == "run" }
         if !runs.isEmpty {
             out += "slab / glibc (median ns per op, same run; below 1 the slab is faster)\n"
-            let cells = trendCells.filter { c in runs.contains { $0.slabOverGlibc[c] != nil } }
-            var t = TextTable(header: ["commit", "date"] + cells.map(shortCell), leftColumns: 2)
-            for e in runs {
-                t.add([e.commit, String(e.date.prefix(10))] + cells.map { e.slabOverGlibc[$0].map { String(format: "%.3f", $0) } ?? "-" })
-            }
-            out += t.render() + "\n"
+            out += ratioTable(runs) { e, cell in e.slabOverGlibc[cell] } + "\n"
         }
         let counts = entries.filter { $0.kind == "instructions" || $0.kind == "gate-instructions" }
         if !counts.isEmpty {
@@ -166,17 +161,23 @@ public enum History {
         let gates = entries.filter { $0.kind == "gate-time" }
         if !gates.isEmpty {
             out += "time gate: head / base slab median (same machine, interleaved)\n"
-            let cells = trendCells.filter { c in gates.contains { $0.medians[c] != nil } }
-            var t = TextTable(header: ["commit", "date"] + cells.map(shortCell), leftColumns: 2)
-            for e in gates {
-                t.add([e.commit, String(e.date.prefix(10))] + cells.map { c in
-                    guard let m = e.medians[c], let b = m["slab@base"], let h = m["slab@head"], b > 0 else { return "-" }
-                    return String(format: "%.3f", h / b)
-                })
+            out += ratioTable(gates) { e, cell in
+                guard let m = e.medians[cell], let b = m["slab@base"], let h = m["slab@head"], b > 0 else { return nil }
+                return h / b
             }
-            out += t.render()
         }
         return out.isEmpty ? "no entries\n" : out
+    }
+
+    /// A row per entry (its commit and date) and a column per trend cell that some entry has a
+    /// ratio for, `ratio(entry, cell)` to three decimals ("-" where that entry has none).
+    static func ratioTable(_ entries: [HistoryEntry], ratio: (HistoryEntry, String) -> Double?) -> String {
+        let cells = trendCells.filter { c in entries.contains { ratio($0, c) != nil } }
+        var t = TextTable(header: ["commit", "date"] + cells.map(shortCell), leftColumns: 2)
+        for e in entries {
+            t.add([e.commit, String(e.date.prefix(10))] + cells.map { c in ratio(e, c).map { String(format: "%.3f", $0) } ?? "-" })
+        }
+        return t.render()
     }
 
     static func shortCell(_ c: String) -> String {
