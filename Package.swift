@@ -46,6 +46,6 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Slab", "CSlab", "Harness"], path: "Tests/TestSupport"),
         .testTarget(name: "SlabTests", dependencies: ["Slab", "CSlab", "Harness", "TestSupport"]),
         // Fixtures/ holds the script that generated RankStatisticsFixtures.swift (with scipy).
-        .testTarget(name: "AllocBenchTests", dependencies: ["AllocBench", "Harness", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "AllocBenchTests", dependencies: ["AllocBench", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )
