@@ -29,21 +29,26 @@ let package = Package(
             name: "slabinfo",
             dependencies: ["Slab", "SlabTop", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        // valgrind's client requests for `bench instructions` (no-ops when valgrind's headers are missing).
+        // The bench's C: valgrind's client requests for `bench instructions` (no-ops when valgrind's
+        // headers are missing), the persona switch, who serves malloc, and the workloads' black hole,
+        // ring atomics and spin hint (the bench does not import the allocator's private CSlab).
         .target(name: "CAllocBench", path: "Benchmarks/CAllocBench"),
+        // What the bench and the tests both run on: the monotonic clock, standard error, pthreads,
+        // SplitMix64, child processes.
+        .target(name: "Harness", path: "Benchmarks/Harness"),
         // The benchmark suite: workloads, allocator adapters, runner, reports.
         .target(
             name: "AllocBench",
-            dependencies: ["Slab", "CSlab", "CAllocBench", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: ["Slab", "CAllocBench", "Harness", .product(name: "Histogram", package: "hdrhistogram-swift")],
             path: "Benchmarks/AllocBench"
         ),
         .executableTarget(
             name: "bench",
-            dependencies: ["AllocBench", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["AllocBench", "Harness", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/bench"
         ),
-        .target(name: "TestSupport", dependencies: ["Slab", "CSlab"], path: "Tests/TestSupport"),
-        .testTarget(name: "SlabTests", dependencies: ["Slab", "SlabTop", "CSlab", "TestSupport"]),
+        .target(name: "TestSupport", dependencies: ["Slab", "CSlab", "Harness"], path: "Tests/TestSupport"),
+        .testTarget(name: "SlabTests", dependencies: ["Slab", "SlabTop", "CSlab", "Harness", "TestSupport"]),
         // Fixtures/ holds the script that generated RankStatisticsFixtures.swift (with scipy).
         .testTarget(name: "AllocBenchTests", dependencies: ["AllocBench", "TestSupport"], exclude: ["Fixtures"]),
     ]

@@ -3,6 +3,7 @@
 import AllocBench
 import ArgumentParser
 import Foundation
+import Harness
 
 struct ABCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -70,19 +71,19 @@ struct ABCommand: ParsableCommand {
             guard samples >= 2 else { throw InvalidValueError(description: "--samples must be at least 2") }
             guard repetitions >= 1 else { throw InvalidValueError(description: "--repetitions must be at least 1") }
         } catch {
-            printError("bench ab: error: \(error)\n")
+            writeStandardError("bench ab: error: \(error)\n")
             throw ExitCode(2)
         }
         let binaries: ABBinaries
         do {
             let root = try ABBuild.packageRoot()
             let ref = try base ?? ABBuild.baselineCommit(root: root)
-            binaries = try ABBuild.build(ref: ref, root: root, extraSwiftFlags: headFlags) { printError($0) }
+            binaries = try ABBuild.build(ref: ref, root: root, extraSwiftFlags: headFlags) { writeStandardError($0) }
         } catch {
-            printError("bench ab: error: \(error)\n")
+            writeStandardError("bench ab: error: \(error)\n")
             throw ExitCode(2)
         }
-        printError("bench ab: \(binaries.harness)\n")
+        writeStandardError("bench ab: \(binaries.harness)\n")
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         let comparison: Comparison
         if instructions {
@@ -110,7 +111,7 @@ struct ABCommand: ParsableCommand {
     func countBoth(_ binaries: ABBinaries, catalog: BenchCatalog, options: CompareOptions) throws -> Comparison {
         let tools: CallgrindTools
         do { tools = try CallgrindTools.locate() } catch {
-            printError("bench ab: error: \(error)\n")
+            writeStandardError("bench ab: error: \(error)\n")
             throw ExitCode(2)
         }
         var records: [InstructionRecord] = []

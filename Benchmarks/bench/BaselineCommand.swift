@@ -2,6 +2,7 @@
 import AllocBench
 import ArgumentParser
 import Foundation
+import Harness
 
 struct BaselineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,7 +46,7 @@ struct BaselineCommand: ParsableCommand {
                 }
                 print("baseline: commit \(u.manifest.commit), \(u.manifest.cpuModel); wrote \(u.written.joined(separator: ", "))")
             } catch {
-                printError("bench baseline update: error: \(error)\n")
+                writeStandardError("bench baseline update: error: \(error)\n")
                 throw ExitCode(2)
             }
         }
@@ -70,7 +71,7 @@ struct BaselineCommand: ParsableCommand {
                 accepted   \(m.accepted.isEmpty ? "(first baseline)" : m.accepted.joined(separator: "; "))
                 """)
             } catch {
-                printError("bench baseline show: error: \(error)\n")
+                writeStandardError("bench baseline show: error: \(error)\n")
                 throw ExitCode(2)
             }
         }

@@ -2,6 +2,7 @@
 import AllocBench
 import ArgumentParser
 import Foundation
+import Harness
 
 struct CompareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,7 +37,7 @@ struct CompareCommand: ParsableCommand {
         do {
             (options, format) = try judgement.resolve()
         } catch {
-            printError("bench compare: error: \(error)\n")
+            writeStandardError("bench compare: error: \(error)\n")
             throw ExitCode(2)
         }
         let comparison: Comparison
@@ -45,7 +46,7 @@ struct CompareCommand: ParsableCommand {
             let b = try BenchFile.load(new)
             comparison = try Comparator.compare(a, oldPath: old, b, newPath: new, options: options)
         } catch {
-            printError("bench compare: error: \(error)\n")
+            writeStandardError("bench compare: error: \(error)\n")
             throw ExitCode(2)
         }
         print(ComparisonReport.render(comparison, format: format), terminator: "")

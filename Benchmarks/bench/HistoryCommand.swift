@@ -1,6 +1,7 @@
 // `bench history`: the trend of the key figures across commits (AllocBench/Regression/History.swift).
 import AllocBench
 import ArgumentParser
+import Harness
 
 struct HistoryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,11 +24,11 @@ struct HistoryCommand: ParsableCommand {
     func run() throws {
         let entries: [HistoryEntry]
         do { entries = try History.load(file) } catch {
-            printError("bench history: error: \(error)\n")
+            writeStandardError("bench history: error: \(error)\n")
             throw ExitCode(2)
         }
         print(History.trend(entries), terminator: "")
         try AtomicFile.write(History.chart(entries), to: chart)
-        printError("bench history: \(entries.count) entries; wrote \(chart)\n")
+        writeStandardError("bench history: \(entries.count) entries; wrote \(chart)\n")
     }
 }

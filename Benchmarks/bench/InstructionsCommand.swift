@@ -1,6 +1,7 @@
 // `bench instructions`: instructions per op under callgrind (AllocBench/Instructions).
 import AllocBench
 import ArgumentParser
+import Harness
 
 struct InstructionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -68,12 +69,12 @@ struct InstructionsCommand: ParsableCommand {
             guard timeout > 0 else { throw InvalidValueError(description: "--timeout must be positive") }
             tools = try CallgrindTools.locate(valgrind: valgrind)
         } catch {
-            printError("bench instructions: error: \(error)\n")
+            writeStandardError("bench instructions: error: \(error)\n")
             throw ExitCode(2)
         }
         let interrupt = Interrupt()
         interrupt.install()
-        let counter = InstructionCounter(options: options, catalog: catalog, executable: SuiteRunner.currentExecutable(),
+        let counter = InstructionCounter(options: options, catalog: catalog, executable: ChildProcess.currentExecutable,
                                          tools: tools, interrupt: interrupt)
         let outcome = try counter.run()
         if !noHistory && outcome.exitStatus == 0 {

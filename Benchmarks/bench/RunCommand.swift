@@ -3,6 +3,7 @@
 import AllocBench
 import ArgumentParser
 import Foundation
+import Harness
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -83,7 +84,7 @@ struct RunCommand: ParsableCommand {
             guard options.repetitions >= 1 else { throw InvalidValueError(description: "--repetitions must be at least 1") }
             guard timeout > 0 else { throw InvalidValueError(description: "--timeout must be positive") }
         } catch {
-            printError("bench: error: \(error)\n")
+            writeStandardError("bench: error: \(error)\n")
             throw ExitCode(2)
         }
         if list {
@@ -92,7 +93,7 @@ struct RunCommand: ParsableCommand {
         }
         let interrupt = Interrupt()
         interrupt.install()
-        let runner = SuiteRunner(options: options, catalog: catalog, executable: SuiteRunner.currentExecutable(),
+        let runner = SuiteRunner(options: options, catalog: catalog, executable: ChildProcess.currentExecutable,
                                  interrupt: interrupt)
         let outcome = try runner.run()
         if !noHistory && !quick && !outcome.record.interrupted {
@@ -160,5 +161,5 @@ struct RunCommand: ParsableCommand {
 func appendHistory(_ entry: HistoryEntry, directory: String) throws {
     let path = (directory as NSString).appendingPathComponent("history.jsonl")
     try History.append(entry, to: path)
-    printError("history: appended to \(path): \(entry.line)\n")
+    writeStandardError("history: appended to \(path): \(entry.line)\n")
 }

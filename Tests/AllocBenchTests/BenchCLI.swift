@@ -1,8 +1,9 @@
-// Running the built `bench` binary from a test: where it is, and a child run with its exit
-// status, stdout and stderr.
+// Running the built `bench` binary from a test, in a folder of the test's, with its exit status,
+// stdout and stderr, and Ctrl-C (SIGINT) when asked. (Foundation's Process, not Harness's
+// ChildProcess: the bench must run in the test's folder, and ChildProcess cannot change a child's.)
 import Foundation
+import TestSupport
 import XCTest
-@testable import AllocBench
 
 struct BenchRun {
     var status: Int32
@@ -20,25 +21,11 @@ final class LockedData: @unchecked Sendable {
 }
 
 extension XCTestCase {
-    /// The bench executable: products dir = the directory holding the .xctest bundle.
-    func benchPath() throws -> String {
-        var url = URL(fileURLWithPath: SuiteRunner.currentExecutable())
-        while url.path != "/" && !url.lastPathComponent.hasSuffix(".xctest") { url.deleteLastPathComponent() }
-        let products = url.path == "/" ? URL(fileURLWithPath: SuiteRunner.currentExecutable()).deletingLastPathComponent()
-                                       : url.deletingLastPathComponent()
-        let bench = products.appendingPathComponent("bench").path
-        guard FileManager.default.isExecutableFile(atPath: bench) else {
-            XCTFail("no bench executable at \(bench): build it first (swift build)")
-            throw XCTSkip("bench not built")
-        }
-        return bench
-    }
-
     /// Runs the bench binary as a child in `directory` and waits (at most `limit` seconds).
     func runBench(_ arguments: [String], in directory: String, limit: Double = 120,
                   sigintAfter: Double? = nil) throws -> BenchRun {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: try benchPath())
+        p.executableURL = URL(fileURLWithPath: try builtExecutable("bench"))
         p.arguments = arguments
         p.currentDirectoryURL = URL(fileURLWithPath: directory)
         let out = Pipe(), err = Pipe()

@@ -4,6 +4,7 @@
 import Foundation
 import XCTest
 @testable import AllocBench
+import TestSupport
 
 final class CompareTests: XCTestCase {
     // MARK: Synthetic runs
@@ -251,12 +252,7 @@ final class CompareTests: XCTestCase {
 
     var dir: String!
 
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "/compare-tests-\(getpid())-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+    override func setUpWithError() throws { dir = try temporaryFolder("compare-tests") }
 
     func write(_ name: String, _ text: String) -> String {
         let path = dir + "/" + name

@@ -5,18 +5,12 @@
 import Foundation
 import XCTest
 @testable import AllocBench
+import TestSupport
 
 final class InstructionCountTests: XCTestCase {
     var dir: String!
 
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "/instruction-tests-\(getpid())-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: dir)
-    }
+    override func setUpWithError() throws { dir = try temporaryFolder("instruction-tests") }
 
     /// valgrind and objcopy, or a skip naming what is missing.
     func tools() throws -> CallgrindTools {
@@ -31,7 +25,7 @@ final class InstructionCountTests: XCTestCase {
     func counter() throws -> InstructionCounter {
         let options = InstructionOptions(allocators: [.slab], workloads: ["pair"], cacheSimulation: false, timeout: 60,
                                          outputDirectory: dir, scale: .test)
-        var c = InstructionCounter(options: options, catalog: .standard, executable: try benchPath(),
+        var c = InstructionCounter(options: options, catalog: .standard, executable: try builtExecutable("bench"),
                                    tools: try tools(), interrupt: nil)
         c.log = { _ in }
         return c

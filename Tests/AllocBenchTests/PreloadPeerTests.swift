@@ -6,6 +6,7 @@
 import Foundation
 import XCTest
 @testable import AllocBench
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -14,14 +15,7 @@ import Glibc
 final class PreloadPeerTests: XCTestCase {
     var dir: String!
 
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "/preload-tests-\(getpid())-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: dir)
-    }
+    override func setUpWithError() throws { dir = try temporaryFolder("preload-tests") }
 
     func jemallocPath() throws -> String {
         guard let path = PeerLibraries.locate(.jemalloc) else { throw XCTSkip("libjemalloc.so.2 is not installed") }
@@ -125,7 +119,7 @@ final class PreloadPeerTests: XCTestCase {
     func runner() throws -> SuiteRunner {
         SuiteRunner(options: SuiteOptions(allocators: [.glibc], workloads: [], repetitions: 1, quick: true, timeout: 30,
                                           outputDirectory: dir),
-                    catalog: BenchCatalog.standard, executable: try benchPath(), interrupt: nil)
+                    catalog: BenchCatalog.standard, executable: try builtExecutable("bench"), interrupt: nil)
     }
 
     func test_cell_jemallocByPath_servesMalloc_andReportsItsVersion() throws {

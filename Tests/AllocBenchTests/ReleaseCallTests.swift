@@ -6,6 +6,7 @@
 import Foundation
 import XCTest
 @testable import AllocBench
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -127,7 +128,7 @@ final class ReleaseCallTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let runner = SuiteRunner(options: SuiteOptions(allocators: [.glibc], workloads: [], repetitions: 1, quick: true,
                                                        timeout: 60, outputDirectory: dir),
-                                 catalog: BenchCatalog.standard, executable: try benchPath(), interrupt: nil)
+                                 catalog: BenchCatalog.standard, executable: try builtExecutable("bench"), interrupt: nil)
         let expected: [(AllocatorID, String)] = [
             (.jemalloc, "mallctl(\"arena.4096.purge\")"), (.mimalloc, "mi_collect(true)"),
             (.tcmalloc, "MallocExtension_ReleaseFreeMemory()"),

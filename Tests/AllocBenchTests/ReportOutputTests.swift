@@ -1,21 +1,18 @@
+// The reports as files: the SVG charts parse as XML with a line per allocator (and say so when
+// there is nothing to draw), the text report's order, atomic writes, and what ReportWriter writes
+// for a finished and for an interrupted run.
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
 import XCTest
 @testable import AllocBench
+import TestSupport
 
 final class ReportOutputTests: XCTestCase {
     var dir: String!
 
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "/report-tests-\(getpid())-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: dir)
-    }
+    override func setUpWithError() throws { dir = try temporaryFolder("report-tests") }
 
     // MARK: SVG
 

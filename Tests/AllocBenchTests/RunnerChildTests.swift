@@ -4,24 +4,18 @@
 import Foundation
 import XCTest
 @testable import AllocBench
+import TestSupport
 
 final class RunnerChildTests: XCTestCase {
     var dir: String!
 
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "/runner-tests-\(getpid())-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: dir)
-    }
+    override func setUpWithError() throws { dir = try temporaryFolder("runner-tests") }
 
     func runner(timeout: Double = 10) throws -> SuiteRunner {
         let options = SuiteOptions(allocators: [.glibc], workloads: [], repetitions: 2, quick: true, timeout: timeout,
                                    outputDirectory: dir)
         return SuiteRunner(options: options, catalog: BenchCatalog(workloads: [], run: { _ in fatalError() }),
-                           executable: try benchPath(), interrupt: nil)
+                           executable: try builtExecutable("bench"), interrupt: nil)
     }
 
     func cell(_ workload: String, _ a: AllocatorID = .glibc) -> CellParameters {

@@ -50,16 +50,32 @@ final class AllocationLedger: @unchecked Sendable {
         }
     }
 
-    func freeing(_ p: UnsafeMutableRawPointer) {
+    /// Records the free; false (and a problem) when `p` is not live.
+    func freeing(_ p: UnsafeMutableRawPointer) -> Bool {
         withLock { s in
             s.frees += 1
-            if s.live.remove(UInt(bitPattern: p)) == nil {
+            guard s.live.remove(UInt(bitPattern: p)) != nil else {
                 s.problems.append("free of \(p), which is not live (never allocated, or freed twice)")
+                return false
             }
+            return true
         }
     }
 
     func released() { withLock { $0.releases.append($0.live.count) } }
+
+    /// malloc(bytes), recorded.
+    func malloc(_ bytes: Int) -> UnsafeMutableRawPointer {
+        let p = Glibc.malloc(bytes)!
+        allocated(p)
+        return p
+    }
+
+    /// free(p), recorded. A rejected free is recorded, not performed: a double free would abort
+    /// the test run.
+    func free(_ p: UnsafeMutableRawPointer) {
+        if freeing(p) { Glibc.free(p) }
+    }
 
     var snapshot: State { withLock { $0 } }
 
@@ -76,20 +92,15 @@ struct CountingAllocator: FixedSizeAllocator {
     var constructsObjects: Bool { claimsConstructed }
 
     func allocate() -> UnsafeMutableRawPointer {
-        let p = malloc(size)!
+        let p = ledger.malloc(size)
         // A liar hands out memory that is certainly raw: a recycled chunk may still hold a
         // constructed object's bytes (glibc overwrites the first words with its free-list links,
         // other mallocs, such as ThreadSanitizer's, do not).
         if claimsConstructed { memset(p, 0xA5, size) }
-        ledger.allocated(p)
         return p
     }
 
-    func free(_ object: UnsafeMutableRawPointer) {
-        ledger.freeing(object)
-        // A rejected free is recorded, not performed: a double free would abort the test run.
-        Glibc.free(object)
-    }
+    func free(_ object: UnsafeMutableRawPointer) { ledger.free(object) }
 
     func releaseFreeMemory() { ledger.released() }
 
@@ -111,15 +122,10 @@ final class CountingGeneralAllocator: GeneralAllocator, Sendable {
     func allocate(bytes: Int) -> UnsafeMutableRawPointer {
         requested.add(bytes, ordering: .relaxed)
         if bytes < 8 || bytes > 1024 { outside.add(1, ordering: .relaxed) }
-        let p = malloc(bytes)!
-        ledger.allocated(p)
-        return p
+        return ledger.malloc(bytes)
     }
 
-    func free(_ object: UnsafeMutableRawPointer) {
-        ledger.freeing(object)
-        Glibc.free(object)
-    }
+    func free(_ object: UnsafeMutableRawPointer) { ledger.free(object) }
 
     func releaseFreeMemory() { ledger.released() }
 }

@@ -76,7 +76,7 @@ final class WorkloadLedgerTests: XCTestCase {
         let names = WorkloadCatalog.all.map(\.name)
         XCTAssertEqual(Set(names).count, names.count)
         XCTAssertEqual(Set(names), Set(WorkloadKind.allCases.map(\.rawValue) + MixedWorkloadKind.allCases.map(\.rawValue)))
-        XCTAssertEqual(Set(WorkloadCatalog.all.filter(\.mixedSizes).map(\.name)), Set(MixedWorkloadKind.allCases.map(\.rawValue)))
+        XCTAssertEqual(Set(WorkloadCatalog.all.filter { $0.mixedSizes == true }.map(\.name)), Set(MixedWorkloadKind.allCases.map(\.rawValue)))
     }
 
     // MARK: The mixed-size workloads
@@ -135,10 +135,10 @@ final class WorkloadLedgerTests: XCTestCase {
         let ledger = AllocationLedger()
         let p = malloc(8)!
         ledger.allocated(p)
-        ledger.freeing(p)
-        ledger.freeing(p)
+        XCTAssertTrue(ledger.freeing(p))
+        XCTAssertFalse(ledger.freeing(p), "a double free is refused")
         var local = 0
-        withUnsafeMutablePointer(to: &local) { ledger.freeing(UnsafeMutableRawPointer($0)) }
+        XCTAssertFalse(withUnsafeMutablePointer(to: &local) { ledger.freeing(UnsafeMutableRawPointer($0)) })
         XCTAssertEqual(ledger.snapshot.problems.count, 2)
         free(p)
     }
@@ -159,12 +159,12 @@ final class WorkloadCatalogRunTests: XCTestCase {
     /// Every workload through the public entry point, in quick mode (or at test scale, to keep
     /// the debug-build test time down, for the variants the brief does not require quick for).
     private func runAll(_ allocator: AllocatorID, scale: Scale = .quick, file: StaticString = #filePath, line: UInt = #line) {
-        for info in WorkloadCatalog.all where allocator.servesAnySize || !info.mixedSizes {
-            let threads = info.usesThreads ? 2 : 1
-            let p = CellParameters(allocator: allocator, workload: info.name, size: 64, threads: threads,
+        for spec in WorkloadCatalog.all where allocator.servesAnySize || spec.mixedSizes != true {
+            let threads = spec.usesThreads ? 2 : 1
+            let p = CellParameters(allocator: allocator, workload: spec.name, size: 64, threads: threads,
                                    repetitions: 1, quick: scale == .quick)
             let r = WorkloadCatalog.run(p, scale: scale)
-            let label = "\(allocator.rawValue) \(info.name)"
+            let label = "\(allocator.rawValue) \(spec.name)"
             XCTAssertEqual(r.status, .ok, "\(label): \(r.message ?? "")", file: file, line: line)
             XCTAssertEqual(r.repetitions.count, 1, label, file: file, line: line)
             for rep in r.repetitions {
@@ -172,13 +172,13 @@ final class WorkloadCatalogRunTests: XCTestCase {
                 XCTAssertGreaterThan(rep.seconds, 0, label, file: file, line: line)
                 XCTAssertGreaterThan(rep.peakRSSBytes, 0, label, file: file, line: line)
                 XCTAssertGreaterThan(rep.peakLiveBytes, 0, label, file: file, line: line)
-                XCTAssertEqual(rep.latency != nil, info.measuresLatency, label, file: file, line: line)
+                XCTAssertEqual(rep.latency != nil, spec.measuresLatency, label, file: file, line: line)
                 if let l = rep.latency {
                     XCTAssertGreaterThan(l.samples, 0, label, file: file, line: line)
                     XCTAssertLessThanOrEqual(l.p50, l.p99, label, file: file, line: line)
                     XCTAssertLessThanOrEqual(l.p99, l.max, label, file: file, line: line)
                 }
-                if info.name == "sawtooth" {
+                if spec.name == "sawtooth" {
                     XCTAssertNotNil(rep.rssAfterBytes, label, file: file, line: line)
                     XCTAssertGreaterThan(rep.rssSeries?.count ?? 0, 10, label, file: file, line: line)
                 }

@@ -11,18 +11,34 @@ import Glibc
 #endif
 
 /// The scenarios, run only in a child. Each does one bad thing; the line after it must not run.
-enum CrashScenario: String, CaseIterable {
+enum CrashScenario: String, CaseIterable, StoppingScenario {
     case wrongCacheSameGeometry, wrongCacheSmallToLarge, wrongCacheLargeToSmall
     case mallocPointer, interiorPointer, interiorPointerWithCPULayer, doubleFree, allocateAfterDestroy, allocateAfterDestroyWithCPULayer
     case freeAfterDestroy, slabHeaderPointer
 
     static let environmentKey = "SLAB_CRASH_SCENARIO"
-    static let survivedMarker = "SCENARIO SURVIVED"
+    static let runnerTest = "SlabTests.CrashScenarioRunner/test_runCrashScenario"
 
     /// Names of the caches a scenario creates: "<scenario>-A" and "<scenario>-B" (fixed, so the
     /// parent knows what the message must contain; the child is a fresh process).
     var nameA: String { "\(rawValue)-A" }
     var nameB: String { "\(rawValue)-B" }
+
+    /// What the child's stderr must say, besides the name of cache A (every message names the
+    /// cache the object was freed to or came from).
+    var expectedWords: [String] {
+        switch self {
+        case .wrongCacheSameGeometry:
+            // Linux's wording: "Wrong slab cache. <cache freed to> but object is from <its cache>".
+            return ["Wrong slab cache. \(nameB) but object", "is from \(nameA)"]
+        case .wrongCacheSmallToLarge, .wrongCacheLargeToSmall: return ["Wrong slab cache", nameB, "is from \(nameA)"]
+        case .mallocPointer: return ["was not allocated from any slab cache"]
+        case .interiorPointer, .interiorPointerWithCPULayer, .slabHeaderPointer: return ["is not the start of an object"]
+        case .doubleFree: return ["double free"]
+        case .allocateAfterDestroy, .allocateAfterDestroyWithCPULayer: return ["destroyed"]
+        case .freeAfterDestroy: return ["freed to a destroyed cache"]
+        }
+    }
 
     func run() throws {
         switch self {
@@ -84,98 +100,34 @@ enum CrashScenario: String, CaseIterable {
             let p = a.allocate()!
             a.free(UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: p) & ~UInt(a.layout.slabBytes - 1))!)
         }
-        FileHandle.standardError.write((Self.survivedMarker + "\n").data(using: .utf8)!)
     }
 }
 
 /// The child's entry point. In a normal run there is no scenario and it skips.
 final class CrashScenarioRunner: XCTestCase {
-    func test_runCrashScenario() throws {
-        guard let name = ProcessInfo.processInfo.environment[CrashScenario.environmentKey] else {
-            throw XCTSkip("runs only in a child process started by BadFreeTests")
-        }
-        let scenario = try XCTUnwrap(CrashScenario(rawValue: name), "unknown scenario \(name)")
-        try scenario.run()
-    }
+    func test_runCrashScenario() throws { try CrashScenario.runNamedInEnvironment() }
 }
 
 final class BadFreeTests: XCTestCase {
-    /// Runs `scenario` in a child; checks it died (by signal, or a non-zero status) before the line
-    /// after the bad operation, with every one of `expected` in its stderr.
-    func expectCrash(_ scenario: CrashScenario, saying expected: [String],
-                     file: StaticString = #filePath, line: UInt = #line) throws -> ChildResult {
-        if ChildProcess.isChild { throw XCTSkip("already a child") }
-        let result = try ChildProcess.runTest("SlabTests.CrashScenarioRunner/test_runCrashScenario",
-                                              environment: [CrashScenario.environmentKey: scenario.rawValue,
-                                                            "SLAB_TEST_CHILD": "1"])
-        XCTAssertTrue(result.diedBySignal || (result.exitStatus ?? 0) != 0,
-                      "\(scenario): the child must stop\n\(result)", file: file, line: line)
-        XCTAssertFalse(result.stderr.contains(CrashScenario.survivedMarker),
-                       "\(scenario): the bad operation returned\n\(result)", file: file, line: line)
-        for words in expected {
-            XCTAssertTrue(result.stderr.contains(words), "\(scenario): stderr lacks \"\(words)\"\n\(result)",
+    /// Runs `scenario` in a child; checks it stopped before the line after the bad operation,
+    /// with the name of its cache A and every one of its expected words in its stderr.
+    private func expectCrash(_ scenario: CrashScenario, file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try scenario.runInChild(file: file, line: line)
+        for words in [scenario.nameA] + scenario.expectedWords {
+            XCTAssertTrue(result.stderrText.contains(words), "\(scenario): stderr lacks \"\(words)\"\n\(result)",
                           file: file, line: line)
         }
-        return result
     }
 
-    func test_free_toWrongCache_reportsBothNames() throws {
-        let s = CrashScenario.wrongCacheSameGeometry
-        let r = try expectCrash(s, saying: ["Wrong slab cache", s.nameA, s.nameB])
-        // Linux's wording: "Wrong slab cache. <cache freed to> but object is from <its cache>".
-        XCTAssertTrue(r.stderr.contains("Wrong slab cache. \(s.nameB) but object"), r.stderr)
-        XCTAssertTrue(r.stderr.contains("is from \(s.nameA)"), r.stderr)
-    }
-
-    func test_free_toWrongCacheWithLargerSlabs_reportsBothNames() throws {
-        let s = CrashScenario.wrongCacheSmallToLarge
-        let r = try expectCrash(s, saying: ["Wrong slab cache", s.nameA, s.nameB])
-        XCTAssertTrue(r.stderr.contains("is from \(s.nameA)"), r.stderr)
-    }
-
-    func test_free_toWrongCacheWithSmallerSlabs_reportsBothNames() throws {
-        let s = CrashScenario.wrongCacheLargeToSmall
-        let r = try expectCrash(s, saying: ["Wrong slab cache", s.nameA, s.nameB])
-        XCTAssertTrue(r.stderr.contains("is from \(s.nameA)"), r.stderr)
-    }
-
-    func test_free_ofMallocPointer_reportsNotFromAnySlabCache() throws {
-        let s = CrashScenario.mallocPointer
-        _ = try expectCrash(s, saying: ["was not allocated from any slab cache", s.nameA])
-    }
-
-    func test_free_ofInteriorPointer_reportsNotTheStartOfAnObject() throws {
-        let s = CrashScenario.interiorPointer
-        _ = try expectCrash(s, saying: ["is not the start of an object", s.nameA])
-    }
-
-    func test_free_ofInteriorPointer_withCPULayer_stopsAtTheFree() throws {
-        let s = CrashScenario.interiorPointerWithCPULayer
-        _ = try expectCrash(s, saying: ["is not the start of an object", s.nameA])
-    }
-
-    func test_free_ofTheSlabHeader_reportsNotTheStartOfAnObject() throws {
-        let s = CrashScenario.slabHeaderPointer
-        _ = try expectCrash(s, saying: ["is not the start of an object", s.nameA])
-    }
-
-    func test_free_twice_reportsDoubleFree() throws {
-        let s = CrashScenario.doubleFree
-        _ = try expectCrash(s, saying: ["double free", s.nameA])
-    }
-
-    func test_allocate_afterDestroy_reportsDestroyed() throws {
-        let s = CrashScenario.allocateAfterDestroy
-        _ = try expectCrash(s, saying: ["destroyed", s.nameA])
-    }
-
-    func test_allocate_afterDestroy_withCPULayer_reportsDestroyed() throws {
-        let s = CrashScenario.allocateAfterDestroyWithCPULayer
-        _ = try expectCrash(s, saying: ["destroyed", s.nameA])
-    }
-
-    func test_free_afterDestroy_reportsDestroyedCache() throws {
-        let s = CrashScenario.freeAfterDestroy
-        _ = try expectCrash(s, saying: ["freed to a destroyed cache", s.nameA])
-    }
+    func test_free_toWrongCache_reportsBothNames() throws { try expectCrash(.wrongCacheSameGeometry) }
+    func test_free_toWrongCacheWithLargerSlabs_reportsBothNames() throws { try expectCrash(.wrongCacheSmallToLarge) }
+    func test_free_toWrongCacheWithSmallerSlabs_reportsBothNames() throws { try expectCrash(.wrongCacheLargeToSmall) }
+    func test_free_ofMallocPointer_reportsNotFromAnySlabCache() throws { try expectCrash(.mallocPointer) }
+    func test_free_ofInteriorPointer_reportsNotTheStartOfAnObject() throws { try expectCrash(.interiorPointer) }
+    func test_free_ofInteriorPointer_withCPULayer_stopsAtTheFree() throws { try expectCrash(.interiorPointerWithCPULayer) }
+    func test_free_ofTheSlabHeader_reportsNotTheStartOfAnObject() throws { try expectCrash(.slabHeaderPointer) }
+    func test_free_twice_reportsDoubleFree() throws { try expectCrash(.doubleFree) }
+    func test_allocate_afterDestroy_reportsDestroyed() throws { try expectCrash(.allocateAfterDestroy) }
+    func test_allocate_afterDestroy_withCPULayer_reportsDestroyed() throws { try expectCrash(.allocateAfterDestroyWithCPULayer) }
+    func test_free_afterDestroy_reportsDestroyedCache() throws { try expectCrash(.freeAfterDestroy) }
 }

@@ -3,6 +3,7 @@
 // free and allocated blocks always tile the arenas, and freeing everything leaves whole arenas.
 
 @testable import Slab
+import Harness
 import TestSupport
 import XCTest
 

@@ -6,6 +6,7 @@
 
 import CSlab
 @testable import Slab
+import Harness
 import TestSupport
 import XCTest
 
@@ -94,9 +95,9 @@ final class CPULayerTests: XCTestCase {
         // The mode is decided once per process: run the same test in a child with the fallback forced.
         if ChildProcess.isChild { return try exerciseAndCheck(mode: .fallback) }
         let result = try ChildProcess.runTest("SlabTests.CPULayerTests/test_invariants_holdAfterTraffic_inFallbackMode",
-                                              environment: ["SLAB_CPU_LAYER": "fallback", "SLAB_TEST_CHILD": "1"])
+                                              environment: ["SLAB_CPU_LAYER": "fallback"])
         XCTAssertTrue(result.succeeded, "\(result)")
-        XCTAssertTrue((result.stdout + result.stderr).contains("Executed 1 test, with 0 failures"), "\(result)")
+        XCTAssertTrue((result.stdoutText + result.stderrText).contains("Executed 1 test, with 0 failures"), "\(result)")
     }
 
     // MARK: The checker catches what it claims to

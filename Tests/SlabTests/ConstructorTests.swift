@@ -53,6 +53,19 @@ final class LifetimeTracker: @unchecked Sendable {
         try SlabCache(name: uniqueCacheName(base), size: size, align: 8, flags: flags,
                       constructor: { [self] in construct($0) }, destructor: { [self] in destruct($0) })
     }
+
+    /// The end of a test: every object in `held` is still constructed; they are freed and the
+    /// cache destroyed; then every object ever constructed has been destroyed once, none is left
+    /// and no problem was seen.
+    func freeAndDestroy(_ held: [UnsafeMutableRawPointer], _ cache: SlabCache, _ context: String,
+                        file: StaticString = #filePath, line: UInt = #line) throws {
+        for p in held { if let d = damage(p) { XCTFail("\(context): a held object is not constructed: \(d)", file: file, line: line) } }
+        held.forEach(cache.free)
+        try cache.destroy()
+        XCTAssertEqual(destroyed.value, constructed.value, "\(context): destroy destructs every object", file: file, line: line)
+        XCTAssertEqual(liveCount, 0, context, file: file, line: line)
+        XCTAssertEqual(problems.all, [], context, file: file, line: line)
+    }
 }
 
 final class ConstructorTests: XCTestCase {
@@ -74,12 +87,7 @@ final class ConstructorTests: XCTestCase {
                 for _ in 0..<(held.count / 2) { held.append(cache.allocate()!) }
                 XCTAssertEqual(t.constructed.value, before, "reallocation must not construct again (\(flags))")
             }
-            for p in held { if let d = t.damage(p) { XCTFail("\(flags): allocated object not constructed: \(d)") } }
-            held.forEach(cache.free)
-            try cache.destroy()
-            XCTAssertEqual(t.destroyed.value, t.constructed.value, "destroy destructs every object (\(flags))")
-            XCTAssertEqual(t.liveCount, 0)
-            XCTAssertEqual(t.problems.all, [])
+            try t.freeAndDestroy(held, cache, "\(flags)")
         }
     }
 
@@ -107,11 +115,7 @@ final class ConstructorTests: XCTestCase {
                     XCTAssertGreaterThan(cache.statistics.totalSlabs, 0, "live objects keep their slabs")
                 }
             }
-            XCTAssertEqual(t.problems.all, [])
-            held.forEach(cache.free)
-            try cache.destroy()
-            XCTAssertEqual(t.destroyed.value, t.constructed.value)
-            XCTAssertEqual(t.problems.all, [])
+            try t.freeAndDestroy(held, cache, "\(flags)")
         }
     }
 
@@ -135,12 +139,7 @@ final class ConstructorTests: XCTestCase {
             XCTAssertEqual(t.liveCount, 0)
             // The cache grows again after shrinking, constructing anew.
             held = (0..<100).map { _ in cache.allocate()! }
-            for p in held { if let d = t.damage(p) { XCTFail("after shrink: \(d)") } }
-            held.forEach(cache.free)
-            try cache.destroy()
-            XCTAssertEqual(t.destroyed.value, t.constructed.value, "\(flags)")
-            XCTAssertEqual(t.liveCount, 0)
-            XCTAssertEqual(t.problems.all, [])
+            try t.freeAndDestroy(held, cache, "\(flags) after shrink")
         }
     }
 
@@ -155,10 +154,6 @@ final class ConstructorTests: XCTestCase {
         XCTAssertEqual(t.destroyed.value, (after.slabsReleased - before.slabsReleased) * after.objectsPerSlab)
         XCTAssertEqual(after.activeObjects, held.count)
         XCTAssertLessThanOrEqual(after.totalSlabs * after.objectsPerSlab - held.count, 2 * after.objectsPerSlab)
-        for p in held { if let d = t.damage(p) { return XCTFail("shrink damaged a live object: \(d)") } }
-        held.forEach(cache.free)
-        try cache.destroy()
-        XCTAssertEqual(t.destroyed.value, t.constructed.value)
-        XCTAssertEqual(t.problems.all, [])
+        try t.freeAndDestroy(held, cache, "after a shrink with live objects")
     }
 }

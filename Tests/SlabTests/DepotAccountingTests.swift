@@ -16,15 +16,7 @@ final class DepotAccountingTests: XCTestCase {
             for size in [24, 200] {
                 let cache = try SlabCache(name: uniqueCacheName("rounds\(size)"), size: size)
                 let run = StressRun(cache: cache, slotCount: 512)
-                let finished = Counter()
-                runThreads(8) { t in
-                    if t == 7 {
-                        while finished.value < 7 { cache.shrink(); sched_yield() }
-                    } else {
-                        run.work(thread: t, iterations: 10_000)
-                        finished.add()
-                    }
-                }
+                _ = run.workWhileShrinking(workers: 7, iterations: 10_000) { _ in cache.shrink(); sched_yield() }
                 run.drainSlots()
                 cache.shrink()
                 let s = cache.statistics

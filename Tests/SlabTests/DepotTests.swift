@@ -6,6 +6,7 @@
 // magazines, stamping each one they hold, and at the end every magazine is in the depot once.
 
 @testable import Slab
+import Harness
 import TestSupport
 import XCTest
 

@@ -4,6 +4,7 @@
 // every behaviour tested in rseq mode is tested in fallback mode too. (The stress tests have their
 // own fallback children in StressTests.)
 
+import Harness
 import TestSupport
 import XCTest
 
@@ -14,12 +15,10 @@ final class FallbackModeTests: XCTestCase {
                          "SlabTests.ShrinkAndReapTests", "SlabTests.FaultInjectionTests", "SlabTests.KmallocTests"]
 
     func test_coreSuites_passInFallbackMode_withRseqDisabledByGlibcTunable() throws {
-        if ChildProcess.isChild { throw XCTSkip("already a child") }
         let result = try ChildProcess.runTest(Self.suites.joined(separator: ","),
-                                              environment: ["GLIBC_TUNABLES": "glibc.pthread.rseq=0",
-                                                            "SLAB_TEST_CHILD": "1"])
+                                              environment: ["GLIBC_TUNABLES": "glibc.pthread.rseq=0"])
         XCTAssertTrue(result.succeeded, "\(result)")
-        let output = result.stdout + result.stderr
+        let output = result.stdoutText + result.stderrText
         // The last summary line covers every suite the child ran.
         let summaries = output.split(separator: "\n").filter { $0.contains("Executed ") }
         let last = try XCTUnwrap(summaries.last, "no XCTest summary in the child's output\n\(result)")

@@ -4,6 +4,7 @@
 // the addresses involved before the bad call, and the parent builds the exact message from them
 // and finds it, whole, on the child's stderr.
 
+import Harness
 import Slab
 import TestSupport
 import XCTest
@@ -12,19 +13,19 @@ import XCTest
 import Glibc
 #endif
 
-enum KmallocCrashScenario: String, CaseIterable {
+enum KmallocCrashScenario: String, CaseIterable, StoppingScenario {
     case mallocPointerBeforeSetUp, mallocPointer, interiorClassObject, interiorPageBlock
     case pageBlockFreedTwice, mappingFreedTwice, slabCacheObject, ksizeOfMallocPointer, kreallocOfInteriorPointer
 
     static let environmentKey = "KMALLOC_CRASH_SCENARIO"
-    static let survivedMarker = "SCENARIO SURVIVED"
+    static let runnerTest = "SlabTests.KmallocCrashScenarioRunner/test_runKmallocCrashScenario"
     static let factPrefix = "FACT "
 
     var cacheName: String { "\(rawValue)-cache" }
 
     /// Tells the parent an address it needs for the expected message.
     static func fact(_ name: String, _ pointer: UnsafeRawPointer) {
-        FileHandle.standardError.write("\(factPrefix)\(name)=0x\(String(UInt(bitPattern: pointer), radix: 16))\n".data(using: .utf8)!)
+        writeStandardError("\(factPrefix)\(name)=0x\(String(UInt(bitPattern: pointer), radix: 16))\n")
     }
 
     func run() throws {
@@ -77,7 +78,6 @@ enum KmallocCrashScenario: String, CaseIterable {
             Self.fact("slab", UnsafeRawPointer(bitPattern: UInt(bitPattern: p) & ~UInt(slabBytes - 1))!)
             _ = try krealloc(p + 16, 200)
         }
-        FileHandle.standardError.write((Self.survivedMarker + "\n").data(using: .utf8)!)
     }
 
     /// The one line the child must print, given the addresses it reported.
@@ -105,34 +105,21 @@ enum KmallocCrashScenario: String, CaseIterable {
 
 /// The child's entry point. In a normal run there is no scenario and it skips.
 final class KmallocCrashScenarioRunner: XCTestCase {
-    func test_runKmallocCrashScenario() throws {
-        guard let name = ProcessInfo.processInfo.environment[KmallocCrashScenario.environmentKey] else {
-            throw XCTSkip("runs only in a child process started by KmallocBadInputTests")
-        }
-        let scenario = try XCTUnwrap(KmallocCrashScenario(rawValue: name), "unknown scenario \(name)")
-        try scenario.run()
-    }
+    func test_runKmallocCrashScenario() throws { try KmallocCrashScenario.runNamedInEnvironment() }
 }
 
 final class KmallocBadInputTests: XCTestCase {
     /// Runs the scenario in a child and checks that it stopped with exactly the expected line.
     private func expectCrash(_ scenario: KmallocCrashScenario, file: StaticString = #filePath, line: UInt = #line) throws {
-        if ChildProcess.isChild { throw XCTSkip("already a child") }
-        let result = try ChildProcess.runTest("SlabTests.KmallocCrashScenarioRunner/test_runKmallocCrashScenario",
-                                              environment: [KmallocCrashScenario.environmentKey: scenario.rawValue,
-                                                            "SLAB_TEST_CHILD": "1"])
-        XCTAssertTrue(result.diedBySignal || (result.exitStatus ?? 0) != 0, "\(scenario): the child must stop\n\(result)",
-                      file: file, line: line)
-        XCTAssertFalse(result.stderr.contains(KmallocCrashScenario.survivedMarker), "\(scenario): the bad call returned\n\(result)",
-                       file: file, line: line)
+        let result = try scenario.runInChild(file: file, line: line)
         var facts: [String: String] = [:]
-        for l in result.stderr.split(separator: "\n") where l.hasPrefix(KmallocCrashScenario.factPrefix) {
+        for l in result.stderrText.split(separator: "\n") where l.hasPrefix(KmallocCrashScenario.factPrefix) {
             let pair = l.dropFirst(KmallocCrashScenario.factPrefix.count).split(separator: "=", maxSplits: 1)
             if pair.count == 2 { facts[String(pair[0])] = String(pair[1]) }
         }
         XCTAssertNotNil(facts["pointer"], "\(scenario): the child never reached the bad call\n\(result)", file: file, line: line)
         let expected = scenario.expectedMessage(facts)
-        let lines = result.stderr.split(separator: "\n").map(String.init)
+        let lines = result.stderrText.split(separator: "\n").map(String.init)
         XCTAssertTrue(lines.contains(expected), "\(scenario): no line \"\(expected)\"\n\(result)", file: file, line: line)
     }
 

@@ -4,6 +4,7 @@
 // fragmentation is measured and reported. (Bad pointers stop the process: KmallocBadInputTests.)
 
 @testable import Slab
+import Harness
 import TestSupport
 import XCTest
 

@@ -7,21 +7,29 @@ import TestSupport
 import XCTest
 
 final class ShrinkAndReapTests: XCTestCase {
+    /// Allocates `count` objects, each written by `write(object, i)`, and reads the resident set
+    /// before and after. The array that holds the objects is filled before the first reading: its
+    /// memory is not the cache's.
+    private func allocateMeasuringRSS(_ cache: SlabCache, count: Int, write: (UnsafeMutableRawPointer, Int) -> Void)
+        throws -> (objects: [UnsafeMutableRawPointer?], rssBefore: Int, rssAfter: Int) {
+        var objects = [UnsafeMutableRawPointer?](repeating: nil, count: count)
+        let before = try XCTUnwrap(ResidentMemory.bytes())
+        for i in 0..<count {
+            let p = try XCTUnwrap(cache.allocate())
+            write(p, i)
+            objects[i] = p
+        }
+        return (objects, before, try XCTUnwrap(ResidentMemory.bytes()))
+    }
+
     func test_shrink_afterFreeingEverything_returnsMostSlabBytesToTheOS() throws {
         try ResidentMemory.skipIfDistorted()
         for flags in [SlabFlags(), .noCPUCache] {
             let count = 200_000
             let cache = try SlabCache(name: uniqueCacheName("rss"), size: 256, flags: flags)
-            let held = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: count)
-            held.initialize(repeating: nil, count: count)
-            defer { held.deallocate() }
-            let rss0 = try XCTUnwrap(ResidentMemory.bytes())
-            for i in 0..<count {
-                let p = try XCTUnwrap(cache.allocate())
+            let (held, rss0, rss1) = try allocateMeasuringRSS(cache, count: count) { p, _ in
                 p.initializeMemory(as: UInt8.self, repeating: 0x5A, count: 256)
-                held[i] = p
             }
-            let rss1 = try XCTUnwrap(ResidentMemory.bytes())
             let slabBytes = cache.statistics.slabBytes
             XCTAssertGreaterThanOrEqual(slabBytes, count * 256)
             XCTAssertGreaterThan(Double(rss1 - rss0), 0.9 * Double(count * 256),
@@ -108,17 +116,9 @@ final class ShrinkAndReapTests: XCTestCase {
         let count = 1_000_000
         let cache = try SlabCache(name: uniqueCacheName("overhead"), size: 20, align: 8)
         XCTAssertEqual(cache.objectSize, 24)
-        // The array that holds the pointers is touched before the baseline: it is not the cache's.
-        let held = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: count)
-        held.initialize(repeating: nil, count: count)
-        defer { held.deallocate() }
-        let rss0 = try XCTUnwrap(ResidentMemory.bytes())
-        for i in 0..<count {
-            let p = try XCTUnwrap(cache.allocate())
+        let (held, rss0, rss1) = try allocateMeasuringRSS(cache, count: count) { p, i in
             p.storeBytes(of: UInt64(i), as: UInt64.self)
-            held[i] = p
         }
-        let rss1 = try XCTUnwrap(ResidentMemory.bytes())
         let s = cache.statistics
         let delta = rss1 - rss0
         let overhead = Double(delta) / Double(count * 24) - 1

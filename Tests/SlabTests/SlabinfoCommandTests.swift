@@ -13,7 +13,7 @@ import Glibc
 #endif
 
 final class SlabinfoCommandTests: XCTestCase {
-    func run(_ arguments: [String], prefix: [String] = []) throws -> ChildResult {
+    func run(_ arguments: [String], prefix: [String] = []) throws -> SlabinfoRun {
         try SlabinfoProcess.run(arguments, prefix: prefix)
     }
 

@@ -6,6 +6,7 @@
 // bundle's parent); `swift test` builds it with the tests.
 
 import Foundation
+import Harness
 import TestSupport
 import XCTest
 
@@ -14,45 +15,35 @@ import Glibc
 #endif
 
 enum SlabinfoProcess {
-    struct MissingBinary: Error, CustomStringConvertible {
-        var path: String
-        var description: String { "no slabinfo executable at \(path): build it (swift build) before these tests" }
-    }
-
-    /// The products directory: the parent of the .xctest bundle (on Linux the bundle is the test
-    /// executable itself).
-    static var productsDirectory: URL {
-        if let bundle = Bundle.allBundles.first(where: { $0.bundlePath.hasSuffix(".xctest") }) {
-            return bundle.bundleURL.deletingLastPathComponent()
-        }
-        return URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    }
-
-    static func binary() throws -> URL {
-        let url = productsDirectory.appendingPathComponent("slabinfo")
-        guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            throw MissingBinary(path: url.path)
-        }
-        return url
-    }
-
     /// Runs slabinfo with `arguments` (after the launcher in `prefix`, if any), with this process's
     /// environment less the variables named in `removing`.
-    static func run(_ arguments: [String], prefix: [String] = [], removing: Set<String> = []) throws -> ChildResult {
-        let executable = try binary()
-        let environment = removing.isEmpty ? nil : ProcessInfo.processInfo.environment.filter { !removing.contains($0.key) }
-        guard let launcher = prefix.first else {
-            return try ChildProcess.run(executable, arguments: arguments, environment: environment)
-        }
-        return try ChildProcess.run(URL(fileURLWithPath: launcher), arguments: prefix.dropFirst() + [executable.path] + arguments,
-                                    environment: environment)
+    static func run(_ arguments: [String], prefix: [String] = [], removing: Set<String> = []) throws -> SlabinfoRun {
+        let executable = try builtExecutable("slabinfo")
+        let environment = ProcessInfo.processInfo.environment.filter { !removing.contains($0.key) }
+            .map { "\($0.key)=\($0.value)" }
+        let (program, programArguments) = prefix.first.map { ($0, Array(prefix.dropFirst()) + [executable] + arguments) }
+            ?? (executable, arguments)
+        return SlabinfoRun(ChildProcess.run(executable: program, arguments: programArguments,
+                                            environment: environment, timeout: 300, interrupt: nil))
     }
 }
 
-extension ChildResult {
+/// How a slabinfo run ended, with its output as text.
+struct SlabinfoRun {
+    let outcome: ChildOutcome
+    init(_ outcome: ChildOutcome) { self.outcome = outcome }
+
     /// The exit status, or 128 + the signal that killed it, as a shell reports them.
-    var status: Int32 { exitStatus ?? 128 + (signal ?? 0) }
-    var summary: String { description }
+    var status: Int32 {
+        switch outcome.ending {
+        case .exited(let s): return s
+        case .signaled(let s): return 128 + s
+        case .timedOut, .interrupted, .spawnFailed: return -1
+        }
+    }
+    var stdout: String { outcome.stdoutText }
+    var stderr: String { outcome.stderrText }
+    var summary: String { outcome.description }
 }
 
 extension XCTestCase {

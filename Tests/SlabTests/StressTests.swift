@@ -9,6 +9,7 @@
 // SLAB_EXPECT_MODE (set by the parent for its children) names the mode the cache must be in.
 
 import CSlab
+import Harness
 import Slab
 import TestSupport
 import XCTest
@@ -24,7 +25,6 @@ final class StressRun: @unchecked Sendable {
     let allocations = Counter()
     let frees = Counter()
     let handoffs = Counter()
-    let failedAllocations = Counter()
 
     init(cache: SlabCache, slotCount: Int) {
         self.cache = cache
@@ -38,7 +38,6 @@ final class StressRun: @unchecked Sendable {
 
     func allocate(owner: Int, sequence: UInt64) -> UnsafeMutableRawPointer? {
         guard let p = cache.allocate() else {
-            failedAllocations.add()
             problems.add("allocation returned nil")
             return nil
         }
@@ -91,6 +90,25 @@ final class StressRun: @unchecked Sendable {
             }
         }
         mine.forEach(free)
+    }
+
+    /// Runs `workers` threads of `work` beside one more that calls `shrinker(pass)` (pass 0, 1,
+    /// ...) until every worker has finished; returns how many passes the shrinker made.
+    func workWhileShrinking(workers: Int, iterations: Int, shrinker: @escaping @Sendable (Int) -> Void) -> Int {
+        let finished = Counter()
+        let passes = Counter()
+        runThreads(workers + 1) { t in
+            if t == workers {
+                while finished.value < workers {
+                    shrinker(passes.value)
+                    passes.add()
+                }
+            } else {
+                self.work(thread: t, iterations: iterations)
+                finished.add()
+            }
+        }
+        return passes.value
     }
 
     /// Frees whatever is left in the slots (call after every worker has stopped).
@@ -165,28 +183,16 @@ final class StressTests: XCTestCase {
             let cache = try SlabCache(name: uniqueCacheName("shrinkrace\(size)"), size: size)
             checkExpectedMode(cache)
             let run = StressRun(cache: cache, slotCount: 512)
-            let workers = Self.threads - 1
-            let iterations = Self.iterations
-            let finished = Counter()
-            let shrinks = Counter()
-            runThreads(workers + 1) { t in
-                if t == workers {
-                    // The shrinker: drain every CPU and the depot, release slabs, reap, again.
-                    while finished.value < workers {
-                        cache.shrink()
-                        shrinks.add()
-                        if shrinks.value % 4 == 0 { cache.reap() }
-                        _ = cache.statistics
-                        sched_yield()
-                    }
-                } else {
-                    run.work(thread: t, iterations: iterations)
-                    finished.add()
-                }
+            // The shrinker: drain every CPU and the depot, release slabs, reap, again.
+            let shrinks = run.workWhileShrinking(workers: Self.threads - 1, iterations: Self.iterations) { pass in
+                cache.shrink()
+                if (pass + 1) % 4 == 0 { cache.reap() }
+                _ = cache.statistics
+                sched_yield()
             }
             run.drainSlots()
-            print("shrink race \(cache.name) mode \(cache.mode.rawValue): \(shrinks.value) shrinks during \(run.allocations.value) allocations")
-            XCTAssertGreaterThan(shrinks.value, 1)
+            print("shrink race \(cache.name) mode \(cache.mode.rawValue): \(shrinks) shrinks during \(run.allocations.value) allocations")
+            XCTAssertGreaterThan(shrinks, 1)
             checkBalanced(run)
             try cache.destroy()
         }
@@ -221,15 +227,13 @@ final class StressTests: XCTestCase {
     // MARK: The same tests in fallback mode, in a child process (the mode is chosen at start-up)
 
     func runInFallbackChild(_ test: String, environment: [String: String]) throws {
-        if ChildProcess.isChild { throw XCTSkip("already a child") }
         var env = environment
         env["SLAB_EXPECT_MODE"] = "fallback"
-        env["SLAB_TEST_CHILD"] = "1"
         let result = try ChildProcess.runTest("SlabTests.StressTests/\(test)", environment: env)
         XCTAssertTrue(result.succeeded, "\(result)")
-        XCTAssertTrue(result.stdout.contains("Executed 1 test, with 0 failures") || result.stderr.contains("Executed 1 test, with 0 failures"),
-                      "the child ran exactly the one test and it passed:\n\(result)")
-        XCTAssertTrue((result.stdout + result.stderr).contains("mode fallback"), "the child's cache ran in fallback mode:\n\(result)")
+        let output = result.stdoutText + result.stderrText
+        XCTAssertTrue(output.contains("Executed 1 test, with 0 failures"), "the child ran exactly the one test and it passed:\n\(result)")
+        XCTAssertTrue(output.contains("mode fallback"), "the child's cache ran in fallback mode:\n\(result)")
     }
 
     func test_stress_handoff_inFallbackMode_rseqDisabledByGlibcTunable() throws {

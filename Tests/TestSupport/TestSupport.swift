@@ -1,21 +1,23 @@
-// TestSupport: what the allocator's tests share.
+// TestSupport: what the tests share. Threads (runThreads), the seeded generator (SplitMix64) and
+// child processes (ChildProcess) are the Harness module's, which the bench runs on too.
 //
 //   names        unique cache names (the registry is process-wide; tests must not collide)
 //   scale        SLAB_STRESS_SCALE, the multiplier for stress loops (default 1)
 //   memory       resident set size from /proc/self/smaps_rollup (or /proc/self/statm)
-//   threads      plain pthreads, so a test can run more threads than cores
 //   children     re-running this test binary as a child process, to run one test in another
-//                CPU-layer mode or to watch a bad free stop the process with the right message;
-//                running another of the package's executables (slabinfo) the same way
+//                CPU-layer mode or to watch a bad call stop the process with the right message;
+//                the package's executables, built beside the test bundle
 //   stamps       writing and checking an owner + sequence + checksum pattern over a whole object
 //   LiveSet      a sharded, locked set of addresses: proves no object is handed out twice
 //   counters     relaxed atomic counters (through the CSlab shim)
+//   folders      a temporary folder per test, removed after it
 
 import CSlab
 import Foundation
+import Harness
 import Slab
-import XCTest
 import Synchronization
+import XCTest
 
 #if canImport(Glibc)
 import Glibc
@@ -79,108 +81,97 @@ public enum ResidentMemory {
     }
 }
 
-// MARK: Threads
-
-private final class ThreadBox {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
-}
-
-/// Runs `body(i)` for i in 0..<count, each on its own pthread, and waits for all of them.
-/// (Dispatch would cap the threads at the core count; stress tests want more threads than cores.)
-public func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
-    var threads: [pthread_t] = []
-    for i in 0..<count {
-        let box = Unmanaged.passRetained(ThreadBox { body(i) })
-        var thread = pthread_t()
-        let r = pthread_create(&thread, nil, { raw in
-            let box = Unmanaged<ThreadBox>.fromOpaque(raw!).takeRetainedValue()
-            box.body()
-            return nil
-        }, box.toOpaque())
-        precondition(r == 0, "pthread_create failed: \(r)")
-        threads.append(thread)
-    }
-    for t in threads { pthread_join(t, nil) }
-}
-
 // MARK: Child processes
 
-/// How a child run ended, and what it printed.
-public struct ChildResult: CustomStringConvertible {
-    public var exitStatus: Int32?
-    public var signal: Int32?
-    public var stdout: String
-    public var stderr: String
+extension ChildProcess {
+    /// True in a child started by `runTest` (it sets SLAB_TEST_CHILD): the parent's test is the
+    /// one checking the result, so the child does the work and reports through its exit status.
+    public static var isChild: Bool { ProcessInfo.processInfo.environment["SLAB_TEST_CHILD"] != nil }
 
-    public var diedBySignal: Bool { signal != nil }
-    public var succeeded: Bool { exitStatus == 0 }
-
-    public var description: String {
-        let how = signal.map { "killed by signal \($0)" } ?? "exit status \(exitStatus ?? -1)"
-        return "child \(how)\n--- stdout (tail) ---\n\(stdout.suffix(3000))\n--- stderr (tail) ---\n\(stderr.suffix(3000))"
+    /// Runs XCTest tests of this binary (`"SlabTests.Class/test_method"`, or suites separated by
+    /// commas) in a child process with `environment` added to ours. The Swift backtracer is turned
+    /// off in the child, so that a deliberate crash ends at once and stderr holds only our message
+    /// and the fatal error. Skips the calling test when it runs in a child already.
+    public static func runTest(_ specifier: String, environment extra: [String: String],
+                               timeout: Double = 300) throws -> ChildOutcome {
+        if isChild { throw XCTSkip("already a child") }
+        var env = ProcessInfo.processInfo.environment
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        env["SLAB_TEST_CHILD"] = "1"
+        for (k, v) in extra { env[k] = v }
+        return run(executable: currentExecutable, arguments: [specifier],
+                   environment: env.map { "\($0.key)=\($0.value)" }, timeout: timeout, interrupt: nil)
     }
 }
 
-public enum ChildProcess {
-    /// The running test binary (the .xctest executable `swift test` launched).
-    public static var testBinaryPath: String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    }
+extension ChildOutcome {
+    /// The child exited with status 0.
+    public var succeeded: Bool { ending == .exited(0) }
 
-    /// Runs one XCTest test of this binary (`"SlabTests.Class/test_method"`) in a child process with
-    /// `environment` added to ours. The Swift backtracer is turned off in the child, so that a
-    /// deliberate crash ends at once and stderr holds only our message and the fatal error.
-    public static func runTest(_ specifier: String, environment extra: [String: String],
-                               timeout: TimeInterval = 300) throws -> ChildResult {
-        var env = ProcessInfo.processInfo.environment
-        env["SWIFT_BACKTRACE"] = "enable=no"
-        for (k, v) in extra { env[k] = v }
-        return try run(URL(fileURLWithPath: testBinaryPath), arguments: [specifier], environment: env, timeout: timeout)
-    }
-
-    /// Runs `executable` with `arguments` and `environment` (nil: ours), kills it after `timeout`
-    /// seconds, and says how it ended and what it printed.
-    public static func run(_ executable: URL, arguments: [String], environment: [String: String]? = nil,
-                           timeout: TimeInterval = 300) throws -> ChildResult {
-        let dir = FileManager.default.temporaryDirectory
-        let tag = "slabchild-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let outURL = dir.appendingPathComponent(tag + ".out"), errURL = dir.appendingPathComponent(tag + ".err")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: outURL)
-            try? FileManager.default.removeItem(at: errURL)
-        }
-        // Files, not pipes: a chatty child can never block on a full pipe we are not reading.
-        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
-        try out.close()
-        try err.close()
-        let stdout = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
-        let stderr = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
-        switch process.terminationReason {
-        case .exit: return ChildResult(exitStatus: process.terminationStatus, signal: nil, stdout: stdout, stderr: stderr)
-        case .uncaughtSignal: return ChildResult(exitStatus: nil, signal: process.terminationStatus, stdout: stdout, stderr: stderr)
-        @unknown default: return ChildResult(exitStatus: process.terminationStatus, signal: nil, stdout: stdout, stderr: stderr)
+    /// The child stopped itself: killed by a signal (a fatal error traps) or exited non-zero.
+    public var stoppedWithFailure: Bool {
+        switch ending {
+        case .signaled: return true
+        case .exited(let status): return status != 0
+        case .timedOut, .interrupted, .spawnFailed: return false
         }
     }
+}
 
-    /// True in a child started by `runTest` with `SLAB_TEST_CHILD` set: the parent's test is the
-    /// one checking the result, so the child does the work and reports through its exit status.
-    public static var isChild: Bool { ProcessInfo.processInfo.environment["SLAB_TEST_CHILD"] != nil }
+/// A bad call a test makes in a child process, where it must stop the process with a message:
+/// the parent re-runs this test binary on `runnerTest` with `environmentKey` naming the case;
+/// the child runs it and, should the bad call return, prints `survivedMarker`.
+public protocol StoppingScenario: RawRepresentable<String> {
+    /// The variable that names the case to run in the child.
+    static var environmentKey: String { get }
+    /// The test that runs the case the variable names ("SlabTests.Class/test_method").
+    static var runnerTest: String { get }
+    /// Does the bad thing; the process must not come back from it.
+    func run() throws
+}
+
+/// What a child prints when a scenario's bad call returned.
+public let survivedMarker = "SCENARIO SURVIVED"
+
+extension StoppingScenario {
+    /// In the child: runs the case the environment names. In a normal run there is none, and the
+    /// calling test skips.
+    public static func runNamedInEnvironment() throws {
+        guard let name = ProcessInfo.processInfo.environment[environmentKey] else {
+            throw XCTSkip("runs only in a child process started by a test of this scenario")
+        }
+        let scenario = try XCTUnwrap(Self(rawValue: name), "unknown scenario \(name)")
+        try scenario.run()
+        writeStandardError(survivedMarker + "\n")
+    }
+
+    /// In the parent: runs this case in a child and checks that the child stopped before the
+    /// line after the bad call. Returns the outcome, for the message's checks.
+    public func runInChild(file: StaticString = #filePath, line: UInt = #line) throws -> ChildOutcome {
+        let result = try ChildProcess.runTest(Self.runnerTest, environment: [Self.environmentKey: rawValue])
+        XCTAssertTrue(result.stoppedWithFailure, "\(self): the child must stop\n\(result)", file: file, line: line)
+        XCTAssertFalse(result.stderrText.contains(survivedMarker), "\(self): the bad call returned\n\(result)",
+                       file: file, line: line)
+        return result
+    }
+}
+
+/// An executable of this package (`bench`, `slabinfo`): SwiftPM builds the products into the
+/// folder that holds the test bundle (on Linux the bundle is the test executable itself).
+public func builtExecutable(_ name: String) throws -> String {
+    var bundle = URL(fileURLWithPath: ChildProcess.currentExecutable)
+    while bundle.path != "/" && !bundle.lastPathComponent.hasSuffix(".xctest") { bundle.deleteLastPathComponent() }
+    let products = bundle.path == "/" ? URL(fileURLWithPath: ChildProcess.currentExecutable).deletingLastPathComponent()
+                                      : bundle.deletingLastPathComponent()
+    let path = products.appendingPathComponent(name).path
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+        throw MissingExecutable(description: "no \(name) executable at \(path): build it first (swift build)")
+    }
+    return path
+}
+
+public struct MissingExecutable: Error, CustomStringConvertible {
+    public var description: String
 }
 
 // MARK: Stamps
@@ -190,12 +181,11 @@ public enum ChildProcess {
 /// of everything before it. Any byte written by someone else (a second owner of the same object,
 /// the allocator's free-list link) breaks the check.
 public enum Stamp {
+    /// A 64-bit mix of `x`: the first output of SplitMix64 seeded with it.
     @inline(__always)
     static func mix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        var generator = SplitMix64(seed: x)
+        return generator.next()
     }
 
     /// Writes the stamp over `size` bytes (size >= 24, a multiple of 8).
@@ -302,12 +292,15 @@ public struct SendablePointer: @unchecked Sendable {
     public init(_ raw: UnsafeMutableRawPointer) { self.raw = raw }
 }
 
-/// SplitMix64: a small, fast, seedable generator for the stress loops.
-public struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return Stamp.mix(state)
+// MARK: Folders
+
+extension XCTestCase {
+    /// A new, empty folder under the system's temporary folder, named after `prefix`, removed
+    /// with everything in it when the test ends.
+    public func temporaryFolder(_ prefix: String) throws -> String {
+        let path = NSTemporaryDirectory() + "/\(prefix)-\(getpid())-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
     }
 }

@@ -32,7 +32,6 @@
 //   itself after every allocation; the test is a compile-time constant for each adapter.
 
 import CAllocBench
-import CSlab
 import Slab
 import Synchronization
 

@@ -43,6 +43,7 @@
 //   change that state, and with it a peer's count (see InstructionCounter.swift, 4.).
 
 import CAllocBench
+import Harness
 import Synchronization
 
 /// Where the one counted repetition is: armed by CountedCellVisitor, advanced by the bracket.

@@ -65,6 +65,7 @@ import Glibc
 #endif
 import CAllocBench
 import Foundation
+import Harness
 
 public struct InstructionOptions: Sendable {
     public var allocators: [AllocatorID]
@@ -303,7 +304,7 @@ public struct InstructionCounter {
     public var tools: CallgrindTools
     public var interrupt: Interrupt?
     /// Progress and notes; stderr by default.
-    public var log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+    public var log: @Sendable (String) -> Void = writeStandardError
     /// For tests: variables set (or removed, nil) in the child's environment after the
     /// allocator's own, e.g. to make a slab cell run in the wrong mode.
     public var environmentOverrides: [String: String?] = [:]
@@ -421,22 +422,28 @@ public struct InstructionCounter {
         return cellWith(.ok, result.message, ops: rep.ops, counts: counts, allocatorVersion: result.allocatorVersion)
     }
 
+    /// Counts one cell; with --verify, counts it again and fails it when the two counts differ.
+    func measureCell(_ cell: CellParameters, library: String?, prepared: PreparedBinary) -> InstructionCell {
+        var c = countCell(cell, library: library, prepared: prepared)
+        guard options.verify && c.status == .ok && interrupt?.isRequested != true else { return c }
+        let again = countCell(cell, library: library, prepared: prepared)
+        if again.status != .ok || again.instructions != c.instructions || again.ops != c.ops {
+            c.status = .failed
+            c.message = again.status == .ok
+                ? "not deterministic: \(c.instructions) instructions for \(c.ops) ops, then \(again.instructions) for \(again.ops)"
+                : "the second count \(again.status.rawValue): \(again.message ?? "")"
+        }
+        return c
+    }
+
     /// Runs every cell and writes the reports.
     public func run() throws -> Outcome {
         let startDate = Date()
-        let start = ChildProcess.now()
+        let start = monotonicSeconds()
         let machine = Machine.probe(allocators: options.allocators, date: startDate)
         let cells = InstructionPlan.cells(options, catalog: catalog)
 
-        var libraries: [AllocatorID: String] = [:]
-        var missing = Set<AllocatorID>()
-        for a in options.allocators where a.isPreloaded {
-            if let path = PeerLibraries.locate(a) { libraries[a] = path } else {
-                missing.insert(a)
-                log(PeerLibraries.missingNote(a) + "\n")
-            }
-        }
-
+        let loop = CellLoop(cells: cells, allocators: options.allocators, interrupt: interrupt, start: start, log: log)
         let prepared = try prepare()
         defer { prepared.remove() }
         let persona = callocbench_exec_without_aslr()
@@ -445,55 +452,23 @@ public struct InstructionCounter {
         }
         callocbench_restore_persona(persona)
 
-        let launched = cells.filter { !missing.contains($0.allocator) }.count
-        log("bench instructions: \(cells.count) cells (\(launched) to count\(options.verify ? ", each twice" : "")) under \(tools.version) callgrind, cache simulation \(options.cacheSimulation ? "on" : "off"), timeout \(Int(options.timeout)) s per cell; machine \(machine.cpuModel), commit \(machine.commitLabel)\n")
-
-        var counted: [InstructionCell] = []
-        var interrupted = false
-        var done = 0
-        var spent = 0.0
-        for cell in cells {
-            if interrupt?.isRequested == true { interrupted = true; break }
-            if missing.contains(cell.allocator) {
-                let p = cell.allocator.preload!
-                counted.append(InstructionCell(
-                    allocator: cell.allocator.rawValue, workload: cell.workload,
-                    workloadVersion: catalog.spec(named: cell.workload)?.version ?? 1, size: cell.size, status: .skipped,
-                    message: "\(p.library) not installed (apt-get install \(p.debianPackage))", ops: 0, instructions: 0))
-                continue
-            }
-            done += 1
-            log("[\(done)/\(launched)] \(cell.allocator.rawValue) \(cell.workload) \(cell.size) B ... ")
-            let t0 = ChildProcess.now()
-            var c = countCell(cell, library: libraries[cell.allocator], prepared: prepared)
-            if options.verify && c.status == .ok && interrupt?.isRequested != true {
-                let again = countCell(cell, library: libraries[cell.allocator], prepared: prepared)
-                if again.status != .ok || again.instructions != c.instructions || again.ops != c.ops {
-                    c.status = .failed
-                    c.message = again.status == .ok
-                        ? "not deterministic: \(c.instructions) instructions for \(c.ops) ops, then \(again.instructions) for \(again.ops)"
-                        : "the second count \(again.status.rawValue): \(again.message ?? "")"
-                }
-            }
-            let dt = ChildProcess.now() - t0
-            spent += dt
-            if interrupt?.isRequested == true {
-                log("interrupted\n")
-                interrupted = true
-                break
-            }
-            counted.append(c)
-            let eta = spent / Double(done) * Double(launched - done)
-            var status = c.status == .ok
-                ? "\(InstructionReport.perOp(c.instructionsPerOp)) instructions/op"
-                : "\(c.status.rawValue.uppercased()): \(c.message ?? "")"
-            if status.count > 200 { status = String(status.prefix(200)) + "..." }
-            log("\(status)  (\(TextReport.duration(dt)); elapsed \(TextReport.duration(ChildProcess.now() - start)), ETA \(TextReport.duration(eta)))\n")
-        }
+        log("bench instructions: \(cells.count) cells (\(loop.launched) to count\(options.verify ? ", each twice" : "")) under \(tools.version) callgrind, cache simulation \(options.cacheSimulation ? "on" : "off"), timeout \(Int(options.timeout)) s per cell; machine \(machine.cpuModel), commit \(machine.commitLabel)\n")
+        let (counted, interrupted) = loop.run(
+            label: { "\($0.allocator.rawValue) \($0.workload) \($0.size) B" },
+            skipped: { cell, why in
+                InstructionCell(allocator: cell.allocator.rawValue, workload: cell.workload,
+                                workloadVersion: catalog.spec(named: cell.workload)?.version ?? 1, size: cell.size,
+                                status: .skipped, message: why, ops: 0, instructions: 0)
+            },
+            measure: { cell, library in measureCell(cell, library: library, prepared: prepared) },
+            summary: { c in
+                c.status == .ok ? "\(InstructionReport.perOp(c.instructionsPerOp)) instructions/op"
+                                : "\(c.status.rawValue.uppercased()): \(c.message ?? "")"
+            })
 
         let record = InstructionRecord(
             runID: SuiteRunner.runID(startDate, commit: machine.commitLabel), machine: machine, valgrind: tools.version,
-            cacheSimulation: options.cacheSimulation, durationSeconds: ChildProcess.now() - start, cells: counted)
+            cacheSimulation: options.cacheSimulation, durationSeconds: monotonicSeconds() - start, cells: counted)
         if interrupted {
             log("bench instructions: interrupted after \(counted.count) cells; nothing written, earlier instructions.* left intact\n")
             return Outcome(record: record, written: [], exitStatus: 130)

@@ -13,7 +13,7 @@ public struct InstructionCell: Codable, Sendable, Equatable {
     /// `slab-nocpu`: an `AllocatorID` raw value.
     public var allocator: String
     public var workload: String
-    /// The workload's version (WorkloadInfo.version) when the cell was counted.
+    /// The workload's version (WorkloadSpec.version) when the cell was counted.
     public var workloadVersion: Int
     public var size: Int
     public var status: CellResult.Status

@@ -119,18 +119,10 @@ public enum InstructionReport {
     /// Writes instructions.{json,txt,csv} into `directory`; returns their paths.
     @discardableResult
     public static func write(_ record: InstructionRecord, to directory: String) throws -> [String] {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let files = [
+        try ReportWriter.write([
             ("instructions.json", try ReportWriter.json(record)),
             ("instructions.txt", text(record)),
             ("instructions.csv", csv(record)),
-        ]
-        var written: [String] = []
-        for (name, content) in files {
-            let path = (directory as NSString).appendingPathComponent(name)
-            try AtomicFile.write(content, to: path)
-            written.append(path)
-        }
-        return written
+        ], to: directory)
     }
 }

@@ -17,6 +17,7 @@
 //   number of samples for which a 10% slowdown has its whole 95% interval beyond the 5%
 //   threshold, with Holm's correction over the gated cells, in at least 90% of trials.
 import Foundation
+import Harness
 
 public struct ABOptions: Sendable {
     /// (workload, size) pairs; the slab, one thread.
@@ -75,7 +76,7 @@ public struct ABRunner {
     public var binaries: ABBinaries
     public var options: ABOptions
     public var catalog: BenchCatalog
-    public var log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+    public var log: @Sendable (String) -> Void = writeStandardError
 
     public init(binaries: ABBinaries, options: ABOptions, catalog: BenchCatalog) {
         self.binaries = binaries
@@ -90,7 +91,7 @@ public struct ABRunner {
 
     /// Measures every cell on both sides, interleaved.
     public func run() -> Outcome {
-        let start = ChildProcess.now()
+        let start = monotonicSeconds()
         let date = Date()
         let machine = Machine.probe(allocators: [options.allocator], date: date)
         let cells = options.cells.map {
@@ -120,7 +121,7 @@ public struct ABRunner {
                     samples[side][c].append(reps[reps.count / 2])
                 }
             }
-            log("bench ab: round \(round + 1)/\(options.samples) done (\(TextReport.duration(ChildProcess.now() - start)))\n")
+            log("bench ab: round \(round + 1)/\(options.samples) done (\(TextReport.duration(monotonicSeconds() - start)))\n")
         }
         func record(_ side: Int) -> RunRecord {
             var m = machine
@@ -132,7 +133,7 @@ public struct ABRunner {
             }
             var r = RunRecord(runID: SuiteRunner.runID(date, commit: m.commitLabel) + (side == 0 ? "-base" : "-head"),
                               machine: m, quick: false, interrupted: false,
-                              durationSeconds: ChildProcess.now() - start,
+                              durationSeconds: monotonicSeconds() - start,
                               workloads: options.cells.compactMap { catalog.spec(named: $0.workload) }, results: results)
             r.sampling = RunRecord.samplingProcesses
             if side == 0 {

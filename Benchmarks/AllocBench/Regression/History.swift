@@ -34,17 +34,19 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
 
     public static func key(_ p: CellParameters) -> String { "\(p.workload)/\(p.size)/\(p.threads)" }
 
+    /// A line with no figures yet: what it is and where it was measured.
+    private init(kind: String, machine m: MachineInfo) {
+        self.kind = kind
+        commit = m.commitLabel
+        date = m.date
+        machine = m.cpuModel
+        cores = m.cores
+    }
+
     /// The line of a full run.
     public init(run r: RunRecord, kind: String = "run") {
-        self.kind = kind
-        commit = r.machine.commitLabel
-        date = r.machine.date
-        machine = r.machine.cpuModel
-        cores = r.machine.cores
-        for c in r.results where c.status == .ok {
-            guard let s = Spread(c.repetitions.map(\.nsPerOp)) else { continue }
-            medians[Self.key(c.parameters), default: [:]][c.parameters.allocator.rawValue] = Self.round(s.median)
-        }
+        self.init(kind: kind, machine: r.machine)
+        addMedians(of: r) { $0.allocator.rawValue }
         for (key, m) in medians {
             if let slab = m["slab"], let glibc = m["glibc"], glibc > 0 { slabOverGlibc[key] = Self.round(slab / glibc) }
         }
@@ -52,11 +54,7 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
 
     /// The line of an instruction count.
     public init(instructions r: InstructionRecord, kind: String = "instructions") {
-        self.kind = kind
-        commit = r.machine.commitLabel
-        date = r.machine.date
-        machine = r.machine.cpuModel
-        cores = r.machine.cores
+        self.init(kind: kind, machine: r.machine)
         for c in r.cells where c.status == .ok {
             let v = c.instructionsPerOp
             guard v.isFinite else { continue }
@@ -66,14 +64,16 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
 
     /// The line of a time gate: the base's and the head's slab medians side by side.
     public init(gate base: RunRecord, head: RunRecord) {
-        self.init(run: head, kind: "gate-time")
-        medians = [:]
-        slabOverGlibc = [:]
-        for (name, r) in [("slab@base", base), ("slab@head", head)] {
-            for c in r.results where c.status == .ok {
-                guard let s = Spread(c.repetitions.map(\.nsPerOp)) else { continue }
-                medians[Self.key(c.parameters), default: [:]][name] = Self.round(s.median)
-            }
+        self.init(kind: "gate-time", machine: head.machine)
+        addMedians(of: base) { _ in "slab@base" }
+        addMedians(of: head) { _ in "slab@head" }
+    }
+
+    /// The median ns per op of every cell of `r` that succeeded, under the name `column` gives it.
+    private mutating func addMedians(of r: RunRecord, as column: (CellParameters) -> String) {
+        for c in r.results where c.status == .ok {
+            guard let s = Spread(c.repetitions.map(\.nsPerOp)) else { continue }
+            medians[Self.key(c.parameters), default: [:]][column(c.parameters)] = Self.round(s.median)
         }
     }
 
@@ -139,12 +139,7 @@ public enum History {
         let runs = entries.filter { $0.kind == "run" }
         if !runs.isEmpty {
             out += "slab / glibc (median ns per op, same run; below 1 the slab is faster)\n"
-            let cells = trendCells.filter { c in runs.contains { $0.slabOverGlibc[c] != nil } }
-            var t = TextTable(header: ["commit", "date"] + cells.map(shortCell), leftColumns: 2)
-            for e in runs {
-                t.add([e.commit, String(e.date.prefix(10))] + cells.map { e.slabOverGlibc[$0].map { String(format: "%.3f", $0) } ?? "-" })
-            }
-            out += t.render() + "\n"
+            out += ratioTable(runs) { e, cell in e.slabOverGlibc[cell] } + "\n"
         }
         let counts = entries.filter { $0.kind == "instructions" || $0.kind == "gate-instructions" }
         if !counts.isEmpty {
@@ -166,17 +161,23 @@ public enum History {
         let gates = entries.filter { $0.kind == "gate-time" }
         if !gates.isEmpty {
             out += "time gate: head / base slab median (same machine, interleaved)\n"
-            let cells = trendCells.filter { c in gates.contains { $0.medians[c] != nil } }
-            var t = TextTable(header: ["commit", "date"] + cells.map(shortCell), leftColumns: 2)
-            for e in gates {
-                t.add([e.commit, String(e.date.prefix(10))] + cells.map { c in
-                    guard let m = e.medians[c], let b = m["slab@base"], let h = m["slab@head"], b > 0 else { return "-" }
-                    return String(format: "%.3f", h / b)
-                })
+            out += ratioTable(gates) { e, cell in
+                guard let m = e.medians[cell], let b = m["slab@base"], let h = m["slab@head"], b > 0 else { return nil }
+                return h / b
             }
-            out += t.render()
         }
         return out.isEmpty ? "no entries\n" : out
+    }
+
+    /// A row per entry (its commit and date) and a column per trend cell that some entry has a
+    /// ratio for, `ratio(entry, cell)` to three decimals ("-" where that entry has none).
+    static func ratioTable(_ entries: [HistoryEntry], ratio: (HistoryEntry, String) -> Double?) -> String {
+        let cells = trendCells.filter { c in entries.contains { ratio($0, c) != nil } }
+        var t = TextTable(header: ["commit", "date"] + cells.map(shortCell), leftColumns: 2)
+        for e in entries {
+            t.add([e.commit, String(e.date.prefix(10))] + cells.map { c in ratio(e, c).map { String(format: "%.3f", $0) } ?? "-" })
+        }
+        return t.render()
     }
 
     static func shortCell(_ c: String) -> String {

@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import Foundation
+import Harness
 
 public enum AtomicFile {
     public struct WriteError: Error, CustomStringConvertible {
@@ -28,14 +29,8 @@ public enum AtomicFile {
         var closed = false
         do {
             try body { bytes in
-                var done = 0
-                while done < bytes.count {
-                    let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, bytes.count - done) }
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw WriteError(description: "writing \(tmp): \(errnoText())")
-                    }
-                    done += n
+                if let failure = writeAll(bytes, to: fd) {
+                    throw WriteError(description: "writing \(tmp): \(String(cString: strerror(failure)))")
                 }
             }
             guard fsync(fd) == 0 else { throw WriteError(description: "fsync \(tmp): \(errnoText())") }
@@ -49,8 +44,6 @@ public enum AtomicFile {
             throw error
         }
     }
-
-    static func errnoText() -> String { String(cString: strerror(errno)) }
 }
 
 /// Writes a run's reports into a folder: latest.{json,csv,txt} and the SVG charts, each atomically.
@@ -59,7 +52,6 @@ public enum ReportWriter {
     /// Returns the paths written.
     @discardableResult
     public static func write(_ record: RunRecord, to directory: String) throws -> [String] {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let stem = record.interrupted ? "interrupted" : "latest"
         var files: [(String, String)] = [
             ("\(stem).json", try json(record)),
@@ -67,13 +59,18 @@ public enum ReportWriter {
             ("\(stem).txt", TextReport.render(record)),
         ]
         if !record.interrupted { files += Charts.render(record).map { ($0.name, $0.svg) } }
-        var written: [String] = []
-        for (name, text) in files {
+        return try write(files, to: directory)
+    }
+
+    /// Writes each (file name, contents) into `directory`, atomically, creating the folder if
+    /// needed; returns the paths written.
+    static func write(_ files: [(String, String)], to directory: String) throws -> [String] {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return try files.map { name, contents in
             let path = (directory as NSString).appendingPathComponent(name)
-            try AtomicFile.write(text, to: path)
-            written.append(path)
+            try AtomicFile.write(contents, to: path)
+            return path
         }
-        return written
     }
 
     /// Every JSON file the bench writes: pretty, keys sorted (so files diff well), non-finite

@@ -1,8 +1,8 @@
 // What one run of the suite produced: the machine it ran on, the workloads' descriptions and
 // every cell's result. `latest.json` is this record; the CSV, text and SVG reports are views of it.
 
-/// A workload as the reports need to know it (a copy of the catalog's `WorkloadInfo`, so that the
-/// runner and the reports depend only on the interface, not on the workloads' code).
+/// A workload: what the catalog (Workloads/WorkloadCatalog.swift) lists, the runner plans and
+/// every run file records, so that a file read later says what each workload did when it ran.
 public struct WorkloadSpec: Codable, Sendable, Equatable {
     public var name: String
     public var summary: String
@@ -10,10 +10,13 @@ public struct WorkloadSpec: Codable, Sendable, Equatable {
     public var measuresLatency: Bool
     /// The workload runs `threads` threads; otherwise it always runs on one.
     public var usesThreads: Bool
-    /// The one object size the workload always uses whatever `size` says (ctor-256), if any: the
-    /// runner plans it once, at that size. A mixed-size workload records its largest request here.
+    /// The one object size the workload always uses whatever `size` says (ctor-256 is a 256-byte
+    /// object), if any: the runner plans it once, at that size. A mixed-size workload records its
+    /// largest request here.
     public var fixedSize: Int?
-    /// The workload's version (WorkloadInfo.version): results of different versions measured
+    /// The version of the workload's work: bump it in the same commit as any change to what the
+    /// workload does (op counts, order, touching rule, set-up), so that `bench compare` never
+    /// reads a harness change as an allocator change. Results of different versions measured
     /// different work, and `bench compare` refuses to judge them against each other.
     public var version: Int
     /// The fewest threads the workload runs whatever `threads` says (2 for the producer/consumer
@@ -25,8 +28,8 @@ public struct WorkloadSpec: Codable, Sendable, Equatable {
     /// descriptions in result files are unchanged.
     public var mixedSizes: Bool?
 
-    public init(name: String, summary: String, measuresLatency: Bool, usesThreads: Bool, fixedSize: Int? = nil,
-                version: Int = 1, minimumThreads: Int = 1, mixedSizes: Bool = false) {
+    public init(name: String, summary: String, measuresLatency: Bool = false, usesThreads: Bool = false,
+                fixedSize: Int? = nil, version: Int = 1, minimumThreads: Int = 1, mixedSizes: Bool = false) {
         self.mixedSizes = mixedSizes ? true : nil
         self.name = name
         self.summary = summary

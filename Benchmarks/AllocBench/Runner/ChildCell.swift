@@ -8,6 +8,7 @@
 import Glibc
 #endif
 import Foundation
+import Harness
 
 /// The workloads the runner can launch: the real catalog, or a fake one in tests.
 public struct BenchCatalog: Sendable {
@@ -21,13 +22,7 @@ public struct BenchCatalog: Sendable {
 
     /// The suite's workloads (Workloads/WorkloadCatalog.swift).
     public static var standard: BenchCatalog {
-        BenchCatalog(
-            workloads: WorkloadCatalog.all.map {
-                WorkloadSpec(name: $0.name, summary: $0.summary, measuresLatency: $0.measuresLatency,
-                             usesThreads: $0.usesThreads, fixedSize: $0.fixedSize, version: $0.version,
-                             minimumThreads: $0.minimumThreads, mixedSizes: $0.mixedSizes)
-            },
-            run: { WorkloadCatalog.run($0) })
+        BenchCatalog(workloads: WorkloadCatalog.all, run: { WorkloadCatalog.run($0) })
     }
 
     /// Real and hidden workloads by name.
@@ -64,7 +59,7 @@ public enum ChildCell {
         do {
             parameters = try JSONDecoder().decode(CellParameters.self, from: Data(json.utf8))
         } catch {
-            printError("bench --child: cannot decode the cell parameters: \(error)\n")
+            writeStandardError("bench --child: cannot decode the cell parameters: \(error)\n")
             return 2
         }
         // Keep the real stdout for the result; send everything else to stderr.
@@ -84,17 +79,10 @@ public enum ChildCell {
         let encoder = JSONEncoder()
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         guard let data = try? encoder.encode(result) else {
-            printError("bench --child: cannot encode the result\n")
+            writeStandardError("bench --child: cannot encode the result\n")
             return 1
         }
-        var bytes = [UInt8](data)
-        bytes.append(UInt8(ascii: "\n"))
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { write(resultFD, $0.baseAddress! + done, bytes.count - done) }
-            if n < 0 { if errno == EINTR { continue }; return 1 }
-            done += n
-        }
+        guard writeAll([UInt8](data) + [UInt8(ascii: "\n")], to: resultFD) == nil else { return 1 }
         close(resultFD)
         return 0
     }
@@ -129,7 +117,7 @@ public enum ChildCell {
     static func runHidden(_ w: HiddenWorkload, _ p: CellParameters, resultFD: Int32) -> CellResult {
         switch w {
         case .crash:
-            printError("_crash: aborting on purpose\n")
+            writeStandardError("_crash: aborting on purpose\n")
             abort()
         case .hang:
             while true { sleep(1000) }
@@ -137,7 +125,7 @@ public enum ChildCell {
             _ = "this is not JSON\n".withCString { write(resultFD, $0, 17) }
             exit(0)
         case .exit:
-            printError("_exit: exiting with status 3 on purpose\n")
+            writeStandardError("_exit: exiting with status 3 on purpose\n")
             exit(3)
         case .fake:
             return fakeResult(p)
@@ -150,9 +138,7 @@ public enum ChildCell {
         var reps: [Repetition] = []
         let ops = p.quick ? 20_000 : 200_000
         for r in 0..<max(p.repetitions, 1) {
-            var ts = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &ts)
-            let t0 = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+            let t0 = monotonicNanoseconds()
             var sink = 0
             for _ in 0..<ops {
                 let q = malloc(p.size)!
@@ -160,22 +146,16 @@ public enum ChildCell {
                 sink &+= Int(bitPattern: q) & 1
                 free(q)
             }
-            clock_gettime(CLOCK_MONOTONIC, &ts)
-            let seconds = max(Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 - t0, 1e-9)
+            let elapsed = max(seconds(from: t0, to: monotonicNanoseconds()), 1e-9)
             let series = (0..<20).map { i in
                 RSSPoint(seconds: Double(i) * 0.01, rssBytes: (8 + (i % 5) * 4) << 20, liveBytes: ((i % 5) * 4) << 20)
             }
             reps.append(Repetition(
-                ops: ops + (sink & 0), seconds: seconds,
+                ops: ops + (sink & 0), seconds: elapsed,
                 latency: LatencySummary(p50: 20 + Double(r), p99: 60, p999: 200, max: 5000, samples: 1000),
                 peakRSSBytes: 8 << 20, peakLiveBytes: p.size * 100, rssAfterBytes: 8 << 20, rssSeries: series))
         }
         return CellResult(parameters: p, status: .ok, message: nil, repetitions: reps,
                           allocatorVersion: AllocatorVersion.current(for: p.allocator))
     }
-}
-
-/// Writes to fd 2 directly (the C `stderr` global is not concurrency-safe in Swift 6).
-public func printError(_ text: String) {
-    FileHandle.standardError.write(Data(text.utf8))
 }

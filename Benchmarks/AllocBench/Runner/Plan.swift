@@ -91,9 +91,9 @@ public enum SuitePlan {
     public static let defaultTimeout = 60.0
     public static let defaultOutput = "results"
 
-    /// 1, 2, 4, ... up to 4x the online CPUs (and 4x the CPUs itself): 2x is the issue's
-    /// "1..2x cores" sweep, 4x is where a per-CPU cache must not collapse (threads preempted
-    /// inside their critical sections).
+    /// 1, 2, 4, ... up to 4x the online CPUs (and 4x the CPUs itself): up to 2x covers one
+    /// thread per core and one per hyperthread-sized share, 4x is where a per-CPU cache must not
+    /// collapse (threads preempted inside their critical sections).
     public static func defaultThreads(cores: Int) -> [Int] {
         let top = max(2, 4 * cores)
         var t: [Int] = []

@@ -26,6 +26,7 @@
 import Glibc
 #endif
 import Foundation
+import Harness
 
 public struct SuiteRunner {
     public var options: SuiteOptions
@@ -34,22 +35,13 @@ public struct SuiteRunner {
     public var executable: String
     public var interrupt: Interrupt?
     /// Progress and notes; stderr by default.
-    public var log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+    public var log: @Sendable (String) -> Void = writeStandardError
 
     public init(options: SuiteOptions, catalog: BenchCatalog, executable: String, interrupt: Interrupt?) {
         self.options = options
         self.catalog = catalog
         self.executable = executable
         self.interrupt = interrupt
-    }
-
-    /// The path of the running executable (what /proc/self/exe points to).
-    public static func currentExecutable() -> String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        guard n > 0 else { return CommandLine.arguments[0] }
-        buf[n] = 0
-        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     public struct Outcome {
@@ -62,58 +54,22 @@ public struct SuiteRunner {
     /// Runs every cell and writes the reports.
     public func run() throws -> Outcome {
         let startDate = Date()
-        let start = ChildProcess.now()
+        let start = monotonicSeconds()
         let machine = Machine.probe(allocators: options.allAllocators, date: startDate)
         let cores = machine.cores
         let cells = SuitePlan.cells(options, catalog: catalog, cores: cores)
 
-        var libraries: [AllocatorID: String] = [:]
-        var missing = Set<AllocatorID>()
-        for a in options.allAllocators where a.isPreloaded {
-            if let path = PeerLibraries.locate(a) { libraries[a] = path } else {
-                missing.insert(a)
-                log(PeerLibraries.missingNote(a) + "\n")
-            }
-        }
-
-        let launched = cells.filter { !missing.contains($0.allocator) }.count
-        log("bench: \(cells.count) cells (\(launched) to run), \(options.repetitions) repetitions each, timeout \(Int(options.timeout)) s per cell; machine \(machine.cpuModel), \(cores) CPUs, commit \(machine.commitLabel)\n")
-
-        var results: [CellResult] = []
-        var interrupted = false
-        var done = 0
-        var spent = 0.0
-        for cell in cells {
-            if interrupt?.isRequested == true { interrupted = true; break }
-            if missing.contains(cell.allocator) {
-                let p = cell.allocator.preload!
-                results.append(CellResult(parameters: cell, status: .skipped,
-                                          message: "\(p.library) not installed (apt-get install \(p.debianPackage))",
-                                          repetitions: [], allocatorVersion: nil))
-                continue
-            }
-            done += 1
-            let label = "[\(done)/\(launched)] \(cell.allocator.name) \(cell.workload) \(cell.size) B x\(cell.threads)"
-            log(label + " ... ")
-            let t0 = ChildProcess.now()
-            let result = runCell(cell, library: libraries[cell.allocator])
-            let dt = ChildProcess.now() - t0
-            spent += dt
-            if interrupt?.isRequested == true {
-                log("interrupted\n")
-                interrupted = true
-                break
-            }
-            results.append(result)
-            let eta = spent / Double(done) * Double(launched - done)
-            var status = result.status == .ok ? summaryText(result) : "\(result.status.rawValue.uppercased()): \(result.message ?? "")"
-            if status.count > 160 { status = String(status.prefix(160)) + "..." }
-            log("\(status)  (\(TextReport.duration(dt)); elapsed \(TextReport.duration(ChildProcess.now() - start)), ETA \(TextReport.duration(eta)))\n")
-        }
+        let loop = CellLoop(cells: cells, allocators: options.allAllocators, interrupt: interrupt, start: start, log: log)
+        log("bench: \(cells.count) cells (\(loop.launched) to run), \(options.repetitions) repetitions each, timeout \(Int(options.timeout)) s per cell; machine \(machine.cpuModel), \(cores) CPUs, commit \(machine.commitLabel)\n")
+        let (results, interrupted) = loop.run(
+            label: { "\($0.allocator.name) \($0.workload) \($0.size) B x\($0.threads)" },
+            skipped: { CellResult(parameters: $0, status: .skipped, message: $1, repetitions: [], allocatorVersion: nil) },
+            measure: { runCell($0, library: $1) },
+            summary: { $0.status == .ok ? summaryText($0) : "\($0.status.rawValue.uppercased()): \($0.message ?? "")" })
 
         let record = RunRecord(
             runID: Self.runID(startDate, commit: machine.commitLabel), machine: machine, quick: options.quick,
-            interrupted: interrupted, durationSeconds: ChildProcess.now() - start,
+            interrupted: interrupted, durationSeconds: monotonicSeconds() - start,
             workloads: options.workloads.compactMap { catalog.spec(named: $0) }, results: results)
         let written = try ReportWriter.write(record, to: options.outputDirectory)
         let failed = results.filter { $0.status == .failed || $0.status == .timeout }.count

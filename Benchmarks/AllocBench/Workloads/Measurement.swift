@@ -1,10 +1,11 @@
-// Measurement tools shared by the workloads: the clock, the process's memory figures, the
-// latency sampler, the PRNG and the object-touching rule.
+// Measurement tools shared by the workloads: the process's memory figures, the latency sampler,
+// random free orders and the object-touching rule. The clock and the PRNG (SplitMix64) are the
+// Harness module's, shared with the runner and the tests.
 //
 // 1. Clock
 // --------
-//   clock_gettime(CLOCK_MONOTONIC) through the vDSO (no system call). Throughput is timed around
-//   a whole loop, so the clock's own cost is irrelevant there.
+//   clock_gettime(CLOCK_MONOTONIC) through the vDSO (no system call; Harness/Clock.swift).
+//   Throughput is timed around a whole loop, so the clock's own cost is irrelevant there.
 //
 // 2. Latency (sampled, in groups)
 // -------------------------------
@@ -21,32 +22,22 @@
 //   about 100 ns, and one clock step is then 0.3 ns per op. The price is that a sample averages
 //   its group: one slow op (a refill, a page fault) shows as its excess divided by 32, so p99
 //   and max are "the slowest groups of 32", not the slowest single op.
-//   A C `rdtsc` would be cheaper, but the only C target (CSlab) belongs to the allocator.
+//   `rdtsc` (through CAllocBench) would be cheaper to read, but its ticks need a calibration to
+//   nanoseconds that a shared, frequency-scaled guest does not make trustworthy.
 //
 // 3. Memory
 // ---------
 //   Peak RSS per repetition: write "5" to /proc/self/clear_refs (resets VmHWM to the current RSS)
 //   before the repetition, read VmHWM from /proc/self/status after. Current RSS: /proc/self/statm.
 
-import CSlab
+import Harness
 import Histogram
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// MARK: - Clock
-
-@inline(__always)
-func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
-
-/// Seconds between two `monotonicNanoseconds()` readings.
-@inline(__always)
-func seconds(from start: UInt64, to end: UInt64) -> Double { Double(end &- start) / 1e9 }
+// MARK: - Clock floor
 
 /// The median cost of two back-to-back clock reads, in ns: subtracted from latency samples.
 func clockFloorNanoseconds() -> UInt64 {
@@ -175,30 +166,7 @@ let latencyStride = 64
 /// spans ten clock steps.
 let latencyGroup = 32
 
-// MARK: - PRNG
-
-/// SplitMix64 (Steele, Lea & Flood 2014): a fixed seed gives the same sequence on every run and
-/// for every allocator. Cheap enough (an add, two multiplies) to run inside a timed loop.
-struct SplitMix64 {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    @inline(__always)
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..<bound (Lemire's multiply-high; the tiny bias is irrelevant here).
-    @inline(__always)
-    mutating func next(below bound: Int) -> Int {
-        Int(truncatingIfNeeded: next().multipliedFullWidth(by: UInt64(bound)).high)
-    }
-}
+// MARK: - Random free orders
 
 /// A buffer of `count` permutations of 0..<n (Fisher-Yates from a fixed seed), for freeing in a
 /// random order without drawing random numbers inside the timed loop.

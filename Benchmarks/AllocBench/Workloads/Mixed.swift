@@ -35,7 +35,8 @@
 // larson-mixed, each thread's most bytes in its slots plus, for the objects in flight between
 // threads (bounded as larson bounds them), the table's mean size each: an estimate.
 
-import CSlab
+import CAllocBench
+import Harness
 
 #if canImport(Glibc)
 import Glibc
@@ -165,7 +166,7 @@ struct LarsonMixedWorkload: MixedWorkload {
         let slotBytes = PerThreadCounters(count: T)
         defer { rings.deallocate(); inFlight.deallocate(); slotBytes.deallocate() }
         let (slots, replacements, sizes) = (slotsPerThread, self.replacements, self.sizes)
-        let wall = runThreads(T) { t, gate in
+        let wall = runTimedThreads(T) { t, gate in
             let (most, bytes) = Self.serve(a, thread: t, threads: T, rings: rings, slots: slots, replacements: replacements,
                                            sizes: sizes, gate: gate)
             inFlight.set(most, thread: t)
@@ -227,20 +228,14 @@ struct LarsonMixedWorkload: MixedWorkload {
                     fill(k, stamp: UInt64(k))
                 }
                 // Relaxed: a statistic; a stale head only overstates what is in flight.
-                mostInFlight = max(mostInFlight, outbox.tail &- cslab_load_relaxed(outbox.ring.head))
+                mostInFlight = max(mostInFlight, outbox.tail &- callocbench_load_relaxed(outbox.ring.head))
                 mostBytes = max(mostBytes, bytes)
                 drainInbox()
             }
         }
-        cslab_black_hole(slots)
+        callocbench_black_hole(slots)
         for i in 0..<n { a.free(slots[i].unsafelyUnwrapped) }
-        gate.finished.add(1, ordering: .releasing)
-        var spins = 0
-        while gate.finished.load(ordering: .acquiring) < T {
-            drainInbox()
-            backOff(&spins)
-        }
-        drainInbox()
+        gate.finish(threads: T, draining: drainInbox)
         return (Int(mostInFlight), max(mostBytes, bytes))
     }
 }
@@ -287,7 +282,7 @@ struct BatchMixedWorkload: MixedWorkload {
                 i &+= 1
             }
             mostBytes = max(mostBytes, bytes)
-            cslab_black_hole(slots)
+            callocbench_black_hole(slots)
             let perm = orders.permutation(b)
             var j = 0
             while j < n {

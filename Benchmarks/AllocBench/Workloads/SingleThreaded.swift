@@ -3,7 +3,7 @@
 //
 // Every timed loop is a generic function over local state: slots live in UnsafeMutablePointer
 // buffers allocated at set-up (no Array bounds checks, no ARC in the loop), random orders are
-// precomputed, each object gets its first and last word written (`touch`), and `cslab_black_hole`
+// precomputed, each object gets its first and last word written (`touch`), and `callocbench_black_hole`
 // keeps the pointers observable so the optimiser cannot delete an allocation it sees freed.
 //
 // Op counts per repetition (full / quick / test / count):
@@ -30,7 +30,8 @@
 // reads that time it, and under callgrind the switches that count it. Set-up, prefills and final
 // frees outside the bracket are neither timed nor counted.
 
-import CSlab
+import CAllocBench
+import Harness
 
 #if canImport(Glibc)
 import Glibc
@@ -81,7 +82,7 @@ func pairLoop<A: FixedSizeAllocator>(_ a: A, count: Int, size: Int) {
     while i < count {
         let p = a.allocate()
         touch(p, size: size, stamp: UInt64(truncatingIfNeeded: i))
-        cslab_black_hole(p)
+        callocbench_black_hole(p)
         a.free(p)
         i &+= 1
     }
@@ -152,7 +153,7 @@ struct BatchWorkload<O: FreeOrder, L: BatchLength>: Workload {
             slots[i] = p
             i &+= 1
         }
-        cslab_black_hole(slots)
+        callocbench_black_hole(slots)
         if O.self == LIFO.self {
             var j = n
             while j > 0 {
@@ -225,13 +226,13 @@ struct ThrashWorkload: Workload {
             touch(x, size: size, stamp: UInt64(truncatingIfNeeded: r))
             let y = a.allocate()
             touch(y, size: size, stamp: UInt64(truncatingIfNeeded: r))
-            cslab_black_hole(x)
-            cslab_black_hole(y)
+            callocbench_black_hole(x)
+            callocbench_black_hole(y)
             a.free(x)
             a.free(y)
             r &+= 1
         }
-        cslab_black_hole(held)
+        callocbench_black_hole(held)
         var i = depth
         while i > 0 {
             i -= 1
@@ -272,7 +273,7 @@ struct SteadyRandomWorkload: Workload {
     }
 
     private func empty<A: FixedSizeAllocator>(_ a: A) {
-        cslab_black_hole(slots)
+        callocbench_black_hole(slots)
         for i in 0..<k { a.free(slots[i].unsafelyUnwrapped) }
     }
 
@@ -370,7 +371,7 @@ struct SawtoothWorkload: Workload {
                 }
                 sample(live: i, operations: base + i)
             }
-            cslab_black_hole(slots)
+            callocbench_black_hole(slots)
             i = 0
             while i < n {
                 let end = min(n, i + step)
@@ -468,7 +469,7 @@ struct Ctor256Workload: Workload {
                 p.storeBytes(of: UInt64(truncatingIfNeeded: g), toByteOffset: CtorObject.checksumOffset - 8, as: UInt64.self)
                 slots[i] = p
             }
-            cslab_black_hole(slots)
+            callocbench_black_hole(slots)
             for i in 0..<Self.group {
                 let p = slots[i].unsafelyUnwrapped
                 // Back to the constructed state before the free.

@@ -3,7 +3,8 @@
 //
 // Each repetition starts its threads, which wait at a start gate; the clock starts when the gate
 // opens and stops when the last thread has been joined, so ops / wall seconds is the total
-// throughput. Threads are plain pthreads running a generic function specialised for the adapter.
+// throughput. Threads are plain pthreads (Harness's ThreadGroup) running a generic function
+// specialised for the adapter.
 //
 // Op counts per repetition (full / quick / test), T = threads:
 //   threads        8M / 800K / 2000 in total, split evenly over T (remainder dropped)
@@ -12,7 +13,8 @@
 //                  every 128 replacements a chunk of 32 objects handed to the next thread:
 //                  ops = T x (1000 + R + R / 128 x 32)   (test: 100 slots)
 
-import CSlab
+import CAllocBench
+import Harness
 import Synchronization
 
 #if canImport(Glibc)
@@ -34,39 +36,39 @@ final class ThreadGate: @unchecked Sendable {
         var spins = 0
         while !open.load(ordering: .acquiring) {
             spins += 1
-            if spins & 63 == 0 { sched_yield() } else { cslab_cpu_relax() }
+            if spins & 63 == 0 { sched_yield() } else { callocbench_cpu_relax() }
         }
     }
-}
 
-private final class ThreadStart {
-    let body: (Int) -> Void
-    let index: Int
-    init(_ body: @escaping (Int) -> Void, _ index: Int) { self.body = body; self.index = index }
-}
-
-/// Runs `body(i)` on `count` new threads behind a start gate; returns the wall seconds from the
-/// gate's opening to the last join.
-func runThreads(_ count: Int, _ body: @escaping @Sendable (Int, ThreadGate) -> Void) -> Double {
-    let gate = ThreadGate()
-    var threads: [pthread_t] = []
-    threads.reserveCapacity(count)
-    for i in 0..<count {
-        let start = Unmanaged.passRetained(ThreadStart({ body($0, gate) }, i)).toOpaque()
-        var t = pthread_t()
-        let rc = pthread_create(&t, nil, { raw in
-            let start = Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue()
-            start.body(start.index)
-            return nil
-        }, start)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        threads.append(t)
+    /// The end of a larson thread: say it has finished (released after its last push), then
+    /// keep draining its inbox until every thread has finished (acquired before the final drain,
+    /// so nothing sent to it is left behind).
+    @inline(__always)
+    func finish(threads: Int, draining drain: () -> Void) {
+        finished.add(1, ordering: .releasing)
+        var spins = 0
+        while finished.load(ordering: .acquiring) < threads {
+            drain()
+            backOff(&spins)
+        }
+        drain()
     }
+}
+
+/// Runs `body(i, gate)` on `count` new threads behind a start gate; returns the wall seconds from
+/// the gate's opening to the last join.
+func runTimedThreads(_ count: Int, _ body: @escaping @Sendable (Int, ThreadGate) -> Void) -> Double {
+    let gate = ThreadGate()
+    let threads = ThreadGroup(count: count) { body($0, gate) }
     while gate.ready.load(ordering: .relaxed) < count { sched_yield() }
     let t0 = monotonicNanoseconds()
     gate.open.store(true, ordering: .releasing)
-    for t in threads { pthread_join(t, nil) }
-    let t1 = monotonicNanoseconds()
+    // The threads' array is released after the clock stops, not between the last join and the
+    // read (its free would be timed).
+    let t1 = withExtendedLifetime(threads) {
+        threads.join()
+        return monotonicNanoseconds()
+    }
     return seconds(from: t0, to: t1)
 }
 
@@ -75,7 +77,7 @@ func runThreads(_ count: Int, _ body: @escaping @Sendable (Int, ThreadGate) -> V
 @inline(__always)
 func backOff(_ spins: inout Int) {
     spins &+= 1
-    if spins & 15 == 0 { sched_yield() } else { cslab_cpu_relax() }
+    if spins & 15 == 0 { sched_yield() } else { callocbench_cpu_relax() }
 }
 
 // MARK: - SPSC ring
@@ -115,19 +117,19 @@ struct SPSCRing: @unchecked Sendable {
 
         init(_ ring: SPSCRing) {
             self.ring = ring
-            tail = cslab_load_relaxed(ring.tail)
-            headSeen = cslab_load_acquire(ring.head)
+            tail = callocbench_load_relaxed(ring.tail)
+            headSeen = callocbench_load_acquire(ring.head)
         }
 
         @inline(__always)
         mutating func push(_ object: UnsafeMutableRawPointer) -> Bool {
             if tail &- headSeen == UInt64(SPSCRing.capacity) {
-                headSeen = cslab_load_acquire(ring.head)
+                headSeen = callocbench_load_acquire(ring.head)
                 if tail &- headSeen == UInt64(SPSCRing.capacity) { return false }
             }
             ring.slots[Int(tail & UInt64(SPSCRing.mask))] = UInt64(UInt(bitPattern: object))
             tail &+= 1
-            cslab_store_release(ring.tail, tail)
+            callocbench_store_release(ring.tail, tail)
             return true
         }
     }
@@ -140,19 +142,19 @@ struct SPSCRing: @unchecked Sendable {
 
         init(_ ring: SPSCRing) {
             self.ring = ring
-            head = cslab_load_relaxed(ring.head)
-            tailSeen = cslab_load_acquire(ring.tail)
+            head = callocbench_load_relaxed(ring.head)
+            tailSeen = callocbench_load_acquire(ring.tail)
         }
 
         @inline(__always)
         mutating func pop() -> UnsafeMutableRawPointer? {
             if head == tailSeen {
-                tailSeen = cslab_load_acquire(ring.tail)
+                tailSeen = callocbench_load_acquire(ring.tail)
                 if head == tailSeen { return nil }
             }
             let word = ring.slots[Int(head & UInt64(SPSCRing.mask))]
             head &+= 1
-            cslab_store_release(ring.head, head)
+            callocbench_store_release(ring.head, head)
             return UnsafeMutableRawPointer(bitPattern: UInt(word))
         }
     }
@@ -209,7 +211,7 @@ struct ThreadsWorkload: Workload {
 
     func repetition<A: FixedSizeAllocator>(_ a: A) throws -> Measured {
         let perThread = self.perThread, size = self.size
-        let wall = runThreads(threads) { _, gate in
+        let wall = runTimedThreads(threads) { _, gate in
             gate.arriveAndWait()
             pairLoop(a, count: perThread, size: size)
         }
@@ -261,7 +263,7 @@ struct ProdConsWorkload<Shape: ProdConsShape>: Workload {
         defer { rings.deallocate(); failures.deallocate() }
         let (P, C, size) = (producers, consumers, self.size)
         let perProducer = total / producers
-        let wall = runThreads(P + C) { t, gate in
+        let wall = runTimedThreads(P + C) { t, gate in
             if t < P {
                 Self.produce(a, rings: rings, producer: t, consumers: C, count: perProducer, size: size, gate: gate)
             } else {
@@ -371,7 +373,7 @@ struct LarsonWorkload: Workload {
         let inFlight = PerThreadCounters(count: T)
         defer { rings.deallocate(); inFlight.deallocate() }
         let (slots, replacements, size) = (slotsPerThread, self.replacements, self.size)
-        let wall = runThreads(T) { t, gate in
+        let wall = runTimedThreads(T) { t, gate in
             let most = Self.serve(a, thread: t, threads: T, rings: rings, slots: slots, replacements: replacements,
                                   size: size, gate: gate)
             inFlight.set(most, thread: t)
@@ -418,19 +420,13 @@ struct LarsonWorkload: Workload {
                     slots[k] = q
                 }
                 // Relaxed: a statistic; a stale head only overstates what is in flight.
-                mostInFlight = max(mostInFlight, outbox.tail &- cslab_load_relaxed(outbox.ring.head))
+                mostInFlight = max(mostInFlight, outbox.tail &- callocbench_load_relaxed(outbox.ring.head))
                 drainInbox()
             }
         }
-        cslab_black_hole(slots)
+        callocbench_black_hole(slots)
         for i in 0..<n { a.free(slots[i].unsafelyUnwrapped) }
-        gate.finished.add(1, ordering: .releasing)
-        var spins = 0
-        while gate.finished.load(ordering: .acquiring) < T {
-            drainInbox()
-            backOff(&spins)
-        }
-        drainInbox()
+        gate.finish(threads: T, draining: drainInbox)
         return Int(mostInFlight)
     }
 }

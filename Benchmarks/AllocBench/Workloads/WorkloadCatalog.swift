@@ -31,48 +31,11 @@
 //   generic over `FixedSizeAllocator` and `Workload`, so the compiler specialises each
 //   (workload, adapter) pair and the timed loops contain no indirect calls.
 
-import CSlab
 import Slab
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// What the runner lists for a workload.
-public struct WorkloadInfo: Sendable {
-    public let name: String
-    public let summary: String
-    /// True when repetitions carry latency percentiles.
-    public let measuresLatency: Bool
-    /// True when the `threads` parameter means something (other workloads run one thread).
-    public let usesThreads: Bool
-    /// Added beyond the contract (default nil): the one object size the workload always uses
-    /// (ctor-256 is a 256-byte object whatever `size` says), so a runner can run it once
-    /// instead of once per size.
-    public let fixedSize: Int?
-    /// The version of the workload's work: bump it in the same commit as any change to what the
-    /// workload does (op counts, order, touching rule, set-up), so that `bench compare` never
-    /// reads a harness change as an allocator change. Results record it with every cell.
-    public let version: Int
-    /// The fewest threads the workload runs whatever the `threads` parameter says (2 for the
-    /// producer/consumer workloads).
-    public let minimumThreads: Int
-    /// Allocates many sizes (Mixed.swift): run by the allocators that serve any size, with
-    /// `fixedSize` its largest request.
-    public let mixedSizes: Bool
-
-    init(_ name: String, _ summary: String, latency: Bool = false, threads: Bool = false, fixedSize: Int? = nil,
-         version: Int = 1, minimumThreads: Int = 1, mixedSizes: Bool = false) {
-        self.minimumThreads = minimumThreads
-        self.mixedSizes = mixedSizes
-        self.name = name
-        self.summary = summary
-        measuresLatency = latency
-        usesThreads = threads
-        self.fixedSize = fixedSize
-        self.version = version
-    }
-}
 
 /// How much work a repetition does.
 enum Scale: Sendable, Equatable {
@@ -148,31 +111,32 @@ extension Workload {
 }
 
 public enum WorkloadCatalog {
-    public static let all: [WorkloadInfo] = [
-        WorkloadInfo("pair", "hot alloc/free pair, one object live", latency: true),
-        WorkloadInfo("batch-lifo-100", "allocate 100, free them newest first"),
-        WorkloadInfo("batch-fifo-100", "allocate 100, free them oldest first"),
-        WorkloadInfo("batch-random-100", "allocate 100, free them in a random order"),
-        WorkloadInfo("batch-lifo-1000", "allocate 1000, free them newest first"),
-        WorkloadInfo("batch-fifo-1000", "allocate 1000, free them oldest first"),
-        WorkloadInfo("batch-random-1000", "allocate 1000, free them in a random order"),
-        WorkloadInfo("batch-lifo-1m", "allocate 1M, free them newest first"),
-        WorkloadInfo("batch-fifo-1m", "allocate 1M, free them oldest first"),
-        WorkloadInfo("batch-random-1m", "allocate 1M, free them in a random order"),
-        WorkloadInfo("thrash", "Bonwick's 2-alloc/2-free at every depth 0..255 of extra live objects"),
-        WorkloadInfo("steady-random", "10,000 live objects, a random one replaced each op", latency: true),
-        WorkloadInfo("threads", "independent threads, each a hot alloc/free pair", threads: true),
-        WorkloadInfo("prodcons-1x1", "one producer allocates, one consumer frees (SPSC ring; always 2 threads)", threads: false,
+    public static let all: [WorkloadSpec] = [
+        WorkloadSpec(name: "pair", summary: "hot alloc/free pair, one object live", measuresLatency: true),
+        WorkloadSpec(name: "batch-lifo-100", summary: "allocate 100, free them newest first"),
+        WorkloadSpec(name: "batch-fifo-100", summary: "allocate 100, free them oldest first"),
+        WorkloadSpec(name: "batch-random-100", summary: "allocate 100, free them in a random order"),
+        WorkloadSpec(name: "batch-lifo-1000", summary: "allocate 1000, free them newest first"),
+        WorkloadSpec(name: "batch-fifo-1000", summary: "allocate 1000, free them oldest first"),
+        WorkloadSpec(name: "batch-random-1000", summary: "allocate 1000, free them in a random order"),
+        WorkloadSpec(name: "batch-lifo-1m", summary: "allocate 1M, free them newest first"),
+        WorkloadSpec(name: "batch-fifo-1m", summary: "allocate 1M, free them oldest first"),
+        WorkloadSpec(name: "batch-random-1m", summary: "allocate 1M, free them in a random order"),
+        WorkloadSpec(name: "thrash", summary: "Bonwick's 2-alloc/2-free at every depth 0..255 of extra live objects"),
+        WorkloadSpec(name: "steady-random", summary: "10,000 live objects, a random one replaced each op", measuresLatency: true),
+        WorkloadSpec(name: "threads", summary: "independent threads, each a hot alloc/free pair", usesThreads: true),
+        WorkloadSpec(name: "prodcons-1x1", summary: "one producer allocates, one consumer frees (SPSC ring; always 2 threads)",
                      minimumThreads: 2),
-        WorkloadInfo("prodcons-nxn", "threads/2 producers to threads/2 consumers, a ring per pair", threads: true, minimumThreads: 2),
-        WorkloadInfo("larson", "threads replace random slots and hand chunks to the next thread to free", threads: true),
+        WorkloadSpec(name: "prodcons-nxn", summary: "threads/2 producers to threads/2 consumers, a ring per pair",
+                     usesThreads: true, minimumThreads: 2),
+        WorkloadSpec(name: "larson", summary: "threads replace random slots and hand chunks to the next thread to free", usesThreads: true),
         // Version 2: every allocator's own release call after every drain (SingleThreaded.swift).
-        WorkloadInfo("sawtooth", "fill to 16 MiB of objects, drain to 0, ask the allocator to release free memory; 4 cycles; RSS throughout and after release",
+        WorkloadSpec(name: "sawtooth", summary: "fill to 16 MiB of objects, drain to 0, ask the allocator to release free memory; 4 cycles; RSS throughout and after release",
                      version: 2),
-        WorkloadInfo("ctor-256", "256-byte constructed object: slab constructor vs malloc + initialise", fixedSize: 256),
-        WorkloadInfo("larson-mixed", "larson with sizes drawn from 8 to 1024 B (median 26 B), 10,000 slots a thread",
-                     threads: true, fixedSize: MixedSizes.largest, version: 1, mixedSizes: true),
-        WorkloadInfo("batch-mixed", "allocate 100,000 objects of sizes drawn from 8 to 1024 B, free them in a random order",
+        WorkloadSpec(name: "ctor-256", summary: "256-byte constructed object: slab constructor vs malloc + initialise", fixedSize: 256),
+        WorkloadSpec(name: "larson-mixed", summary: "larson with sizes drawn from 8 to 1024 B (median 26 B), 10,000 slots a thread",
+                     usesThreads: true, fixedSize: MixedSizes.largest, version: 1, mixedSizes: true),
+        WorkloadSpec(name: "batch-mixed", summary: "allocate 100,000 objects of sizes drawn from 8 to 1024 B, free them in a random order",
                      fixedSize: MixedSizes.largest, version: 1, mixedSizes: true),
     ]
 

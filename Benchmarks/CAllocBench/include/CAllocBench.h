@@ -26,11 +26,21 @@
  *     malloc a child calls, so a `preload:` peer's cell can prove the library really serves it,
  *     and which defines an allocator's release entry point (malloc_trim, mallctl, ...), so that a
  *     `preload:` peer is asked with its own call and never with glibc's.
+ *  6. The workloads' primitives
+ *     The black hole that keeps an object observable in a timed loop, the acquire/release loads
+ *     and stores of the SPSC rings' indices, and the spin-wait hint. They are the bench's own
+ *     (the allocator's CSlab has its own copies, which the bench does not import): `bench ab`
+ *     builds today's bench against an older commit's allocator, so the bench must not depend on
+ *     what the allocator's private module happens to offer. `static inline`, so each compiles
+ *     to the same instruction (or none) in the Swift loop as a hand-written one would.
  *
  * All symbols are prefixed `callocbench_`. Nothing here belongs to the allocator (that is CSlab).
  */
 #ifndef CALLOCBENCH_H
 #define CALLOCBENCH_H
+
+#include <stdatomic.h>
+#include <stdint.h>
 
 #if defined(__has_include)
 #if __has_include(<valgrind/callgrind.h>)
@@ -80,5 +90,27 @@ static inline void callocbench_start_instrumentation(void) {}
 static inline void callocbench_stop_instrumentation(void) {}
 
 #endif
+
+/* 6. The workloads' primitives. */
+
+/* An optimisation barrier: the compiler must assume `p` is read and escapes, so it cannot delete
+ * an allocation it sees freed, or the stores of `touch` into an object it sees unused. */
+static inline void callocbench_black_hole(const void *p) { __asm__ __volatile__("" : : "r"(p) : "memory"); }
+
+/* Loads and stores of a plain 64-bit word with the named order (an `_Atomic uint64_t *`
+ * parameter would import into Swift as OpaquePointer). On x86-64 each is one `mov`; the order
+ * constrains the compiler. */
+static inline uint64_t callocbench_load_relaxed(const uint64_t *p) {
+    return atomic_load_explicit((_Atomic uint64_t *)p, memory_order_relaxed);
+}
+static inline uint64_t callocbench_load_acquire(const uint64_t *p) {
+    return atomic_load_explicit((_Atomic uint64_t *)p, memory_order_acquire);
+}
+static inline void callocbench_store_release(uint64_t *p, uint64_t v) {
+    atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_release);
+}
+
+/* Spin-wait hint (x86 `pause`): a waiting thread gives its core's resources to the sibling. */
+static inline void callocbench_cpu_relax(void) { __asm__ __volatile__("pause" ::: "memory"); }
 
 #endif /* CALLOCBENCH_H */

@@ -1,5 +1,7 @@
 // Launching one child with posix_spawn, collecting its stdout and stderr, and killing it when it
-// outlives its deadline or the user presses Ctrl-C.
+// outlives its deadline or the user presses Ctrl-C: the bench's cells, valgrind and objcopy for
+// `bench instructions`, and the tests' children (this test binary re-run on one test, slabinfo).
+// Both pipes are read as they fill (poll), so a chatty child never blocks on a full one.
 //
 // The parent ignores SIGINT (a dispatch source handles it, see Interrupt), and ignored signals
 // stay ignored across exec: so the child's SIGINT, SIGTERM and SIGPIPE are reset to their defaults
@@ -43,24 +45,33 @@ public final class Interrupt: Sendable {
     public func request() { requested.store(true, ordering: .releasing) }
 }
 
-struct ChildOutcome {
-    enum Ending: Equatable {
+/// How a child ended, and everything it wrote.
+public struct ChildOutcome: CustomStringConvertible {
+    public enum Ending: Equatable, Sendable {
         case exited(Int32)
         case signaled(Int32)
         case timedOut
         case interrupted
         case spawnFailed(String)
     }
-    var ending: Ending
-    var stdout: [UInt8]
-    var stderr: [UInt8]
-    var seconds: Double
+    public var ending: Ending
+    public var stdout: [UInt8]
+    public var stderr: [UInt8]
+    public var seconds: Double
+
+    public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+    public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
+
+    /// How it ended, then the tails of what it wrote: for a test's failure message.
+    public var description: String {
+        "child \(ending)\n--- stdout (tail) ---\n\(stdoutText.suffix(3000))\n--- stderr (tail) ---\n\(stderrText.suffix(3000))"
+    }
 
     /// What stderr says about a failure, in one line: the lines that name the cause (a Swift fatal
     /// error, the backtracer's "Program crashed" line) when present, else the last lines. A Swift
     /// backtrace runs to hundreds of lines; `latest.json` keeps only this digest.
-    var stderrTail: String {
-        let text = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    public var stderrTail: String {
+        let text = stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         let causes = lines.filter {
@@ -73,18 +84,22 @@ struct ChildOutcome {
     }
 }
 
-enum ChildProcess {
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+public enum ChildProcess {
+    /// The path of the running executable (what /proc/self/exe points to): the bench, to launch
+    /// itself as a cell's child; the test binary, to run one of its tests in a child.
+    public static var currentExecutable: String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return CommandLine.arguments[0] }
+        buf[n] = 0
+        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     /// Runs `executable arguments...` with exactly `environment`, and waits for it (at most
     /// `timeout` seconds; then SIGKILL).
-    static func run(executable: String, arguments: [String], environment: [String], timeout: Double,
+    public static func run(executable: String, arguments: [String], environment: [String], timeout: Double,
                     interrupt: Interrupt?) -> ChildOutcome {
-        let start = now()
+        let start = monotonicSeconds()
         var outPipe: [Int32] = [-1, -1]
         var errPipe: [Int32] = [-1, -1]
         // Close-on-exec, so the child keeps only the ends dup2'd onto its fds 1 and 2. (pipe2 is not
@@ -142,7 +157,7 @@ enum ChildProcess {
 
         // Read both pipes until both reach EOF (the child exited, or closed them), or time runs out.
         while open.values.contains(true) {
-            let remaining = deadline - now()
+            let remaining = deadline - monotonicSeconds()
             if remaining <= 0 { timedOut = true; break }
             var fds = open.filter(\.value).keys.sorted().map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let n = poll(&fds, nfds_t(fds.count), Int32(min(remaining, 0.1) * 1000) + 1)
@@ -165,7 +180,7 @@ enum ChildProcess {
             let r = waitpid(pid, &status, WNOHANG)
             if r == pid { break }
             if r < 0 && errno != EINTR { return failed("waitpid: \(errnoText())", start) }
-            if timedOut || now() >= deadline {
+            if timedOut || monotonicSeconds() >= deadline {
                 timedOut = true
                 kill(pid, SIGKILL)
                 while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -173,7 +188,7 @@ enum ChildProcess {
             }
             usleep(2000)
         }
-        let seconds = now() - start
+        let seconds = monotonicSeconds() - start
         if interrupt?.isRequested == true {
             return ChildOutcome(ending: .interrupted, stdout: out, stderr: err, seconds: seconds)
         }
@@ -184,12 +199,10 @@ enum ChildProcess {
     }
 
     static func failed(_ message: String, _ start: Double) -> ChildOutcome {
-        ChildOutcome(ending: .spawnFailed(message), stdout: [], stderr: [], seconds: now() - start)
+        ChildOutcome(ending: .spawnFailed(message), stdout: [], stderr: [], seconds: monotonicSeconds() - start)
     }
 
-    static func errnoText() -> String { String(cString: strerror(errno)) }
-
-    static func signalName(_ s: Int32) -> String {
+    public static func signalName(_ s: Int32) -> String {
         let names: [Int32: String] = [SIGABRT: "SIGABRT", SIGSEGV: "SIGSEGV", SIGBUS: "SIGBUS", SIGILL: "SIGILL",
                                       SIGKILL: "SIGKILL", SIGTERM: "SIGTERM", SIGINT: "SIGINT", SIGFPE: "SIGFPE",
                                       SIGTRAP: "SIGTRAP"]
