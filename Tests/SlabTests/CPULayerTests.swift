@@ -102,31 +102,35 @@ final class CPULayerTests: XCTestCase {
 
     // MARK: The checker catches what it claims to
 
-    func test_checker_reportsAPreviousMagazineNeitherEmptyNorFull() throws {
-        let cache = try SlabCache(name: uniqueCacheName("plant1"), size: 24)
-        let cpu = try XCTUnwrap(cache.cpuLayer)
-        let state = cpu.slots.state(0)
+    /// The problems `checkInvariants` finds while CPU 0's state word is `plant(current state)`;
+    /// the real state is put back before returning, and must check clean.
+    func problems(of cache: SlabCache, withCPU0State plant: (CPUState) -> CPUState) throws -> [String] {
+        let state = try XCTUnwrap(cache.cpuLayer).slots.state(0)
         let saved = state.pointee
-        let s = CPUState(word: saved)
-        state.pointee = CPUState(loaded: s.loaded, loadedRounds: 0, previous: s.previous, previousRounds: 3).word
+        state.pointee = plant(CPUState(word: saved)).word
         let problems = cache.checkInvariants()
         state.pointee = saved
-        XCTAssertTrue(problems.contains { $0.contains("neither empty nor full") }, "\(problems)")
         XCTAssertEqual(cache.checkInvariants(), [])
+        return problems
+    }
+
+    func test_checker_reportsAPreviousMagazineNeitherEmptyNorFull() throws {
+        let cache = try SlabCache(name: uniqueCacheName("plant1"), size: 24)
+        let problems = try problems(of: cache) {
+            CPUState(loaded: $0.loaded, loadedRounds: 0, previous: $0.previous, previousRounds: 3)
+        }
+        XCTAssertTrue(problems.contains { $0.contains("neither empty nor full") }, "\(problems)")
     }
 
     func test_checker_reportsAMagazineInTwoPlaces_andOneLost() throws {
         let cache = try SlabCache(name: uniqueCacheName("plant2"), size: 24)
-        let cpu = try XCTUnwrap(cache.cpuLayer)
-        let state = cpu.slots.state(0)
-        let saved = state.pointee
-        let s = CPUState(word: saved)
         // Both magazines the same: the other one is now nowhere.
-        state.pointee = CPUState(loaded: s.loaded, loadedRounds: 0, previous: s.loaded, previousRounds: 0).word
-        let problems = cache.checkInvariants()
-        state.pointee = saved
+        let problems = try problems(of: cache) {
+            CPUState(loaded: $0.loaded, loadedRounds: 0, previous: $0.loaded, previousRounds: 0)
+        }
         XCTAssertTrue(problems.contains { $0.contains("is both") }, "\(problems)")
         XCTAssertTrue(problems.contains { $0.contains("magazines made") }, "\(problems)")
+        let cpu = try XCTUnwrap(cache.cpuLayer)
         // A magazine made and never placed anywhere is a leak.
         _ = try XCTUnwrap(cpu.region.make())
         XCTAssertTrue(cache.checkInvariants().contains { $0.contains("magazines made") })
