@@ -278,24 +278,28 @@ public final class SlabCache: @unchecked Sendable {
     }
 
     /// Explains why `object` is not an object of this cache, under the name of the operation that
-    /// was given it (kmem_cache_free, kfree, ksize, krealloc), then stops the process.
+    /// was given it (kmem_cache_free, kfree, ksize, krealloc), then stops the process
+    /// (SlabReport.swift).
     func diagnoseBadPointer(_ object: UnsafeMutableRawPointer, operation: String) -> Never {
         let address = UInt(bitPattern: object)
+        let call = "\(operation)(\(name)): \(hex(address))"
+        func report(_ what: String, _ detail: String) -> Never {
+            SlabReport.fatal(what, cache: name, object: object, details: [detail])
+        }
         if destroyedFlag.load(ordering: .acquiring) {
-            slabFatal("\(operation)(\(name)): \(hex(address)) freed to a destroyed cache")
+            report("freed to a destroyed cache", "\(call) freed to a destroyed cache")
         }
         guard slabLayer.pages.contains(address) else {
             if let other = Registry.shared.cache(containing: address) {
-                slabFatal("\(operation)(\(name)): Wrong slab cache. \(name) but object \(hex(address)) is from \(other.name)")
+                report("wrong slab cache", "\(operation)(\(name)): Wrong slab cache. \(name) but object \(hex(address)) is from \(other.name)")
             }
-            slabFatal("\(operation)(\(name)): \(hex(address)) was not allocated from any slab cache")
+            report("not allocated from any slab cache", "\(call) was not allocated from any slab cache")
         }
         guard let block = slabLayer.pages.block(containing: address),
               let slab = SlabPointer(bitPattern: block.start), slab.pointee.magic == CSLAB_SLAB_MAGIC else {
-            slabFatal("\(operation)(\(name)): \(hex(address)) is not in a live slab of this cache (freed after shrink, or never allocated)")
+            report("not in a live slab", "\(call) is not in a live slab of this cache (freed after shrink, or never allocated)")
         }
-        slabFatal("\(operation)(\(name)): \(hex(address)) is not the start of an object "
-                  + "(slab \(hex(slab)), object size \(layout.objectSize))")
+        report("not the start of an object", "\(call) is not the start of an object (slab \(hex(slab)), object size \(layout.objectSize))")
     }
 
     /// True when `object` is the start of an object in one of this cache's live slabs: the free
@@ -325,12 +329,18 @@ public final class SlabCache: @unchecked Sendable {
 
     /// One object straight from the slab layer: no CPU layer, or the CPU layer could not serve it.
     func allocateFromSlabLayer() -> UnsafeMutableRawPointer? {
-        if isDestroyed { slabFatal("kmem_cache_alloc(\(name)): the cache was destroyed") }
+        if isDestroyed {
+            SlabReport.fatal("allocation from a destroyed cache", cache: name, object: nil,
+                             details: ["kmem_cache_alloc(\(name)): the cache was destroyed"])
+        }
         return slabLayer.allocateOne()
     }
 
     func freeToSlabLayer(_ object: UnsafeMutableRawPointer) {
-        if isDestroyed { slabFatal("\(freeOperation)(\(name)): \(hex(object)) freed to a destroyed cache") }
+        if isDestroyed {
+            SlabReport.fatal("freed to a destroyed cache", cache: name, object: object,
+                             details: ["\(freeOperation)(\(name)): \(hex(object)) freed to a destroyed cache"])
+        }
         slabLayer.freeOne(object)
     }
 

@@ -13,6 +13,7 @@
  *  3. Thread-locals (`_Thread_local`), which Swift does not have.
  *  4. kmalloc's and kfree's fast paths, over a table in a C global: Swift guards each use of a
  *     global it initialises at run time with a once-check (a call), and these run on every call.
+ *  5. A misuse report's call trace: backtrace(3), and symbols from each image's symbol table.
  *
  * Routines here are subtle: read the protocol in Sources/Slab/CPUSlot.swift before changing them.
  * All symbols are prefixed `cslab_`.
@@ -500,6 +501,19 @@ static inline bool cslab_kfree_fast(void *p) {
     if (offset >= c->objects_bytes || offset * c->stride_reciprocal > c->stride_reciprocal - 1) return false;
     return cslab_rseq_magazine_push(t->rseq_offset, c->cpus, c->magazines, c->capacity, p);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * 5. A misuse report's call trace (Sources/Slab/SlabReport.swift; shim.c says how).
+ * ------------------------------------------------------------------------------------------- */
+
+/* The return addresses of the calling thread's frames, innermost first (backtrace(3)). */
+int cslab_backtrace(void **frames, int capacity);
+/* The function containing `pc` as its image's symbol table names it (mangled, for Swift), the
+ * offset of `pc` into it, and the image's path (NULL when unknown). False when no symbol holds it. */
+bool cslab_symbolize(const void *pc, const char **name, uint64_t *offset, const char **image_path);
+/* The Swift runtime's demangler (libswiftCore, which every Swift program loads): a malloc'd
+ * string, or NULL when `mangled` is not a Swift name. */
+char *swift_demangle(const char *mangled, size_t length, char *output, size_t *output_size, uint32_t flags);
 
 /* An optimisation barrier for benchmarks: the compiler must assume `p` is read and escapes. */
 static inline void cslab_black_hole(const void *p) { __asm__ __volatile__("" : : "r"(p) : "memory"); }
