@@ -142,8 +142,11 @@ protocol CPUStateCommitter {
     mutating func commit(_ old: CPUState, _ new: CPUState) -> Bool
     /// Pops the loaded magazine of state `s` (loadedRounds > 0); nil when the state moved (re-read).
     mutating func pop(_ s: CPUState) -> UnsafeMutableRawPointer?
-    /// Pushes onto the loaded magazine of state `s` (loadedRounds < M); false when the state moved.
+    /// Pushes onto the loaded magazine of state `s` (loadedRounds < M); false when the state moved
+    /// (rseq mode: also when `object` is the top round, which the ladder then reports).
     mutating func push(_ s: CPUState, _ object: UnsafeMutableRawPointer) -> Bool
+    /// The CPU or slot whose state `read` returned, as a report names it.
+    var place: String { get }
 }
 
 /// rseq mode: the CPU the thread runs on, changed only by sequences that run on it.
@@ -187,6 +190,8 @@ struct RseqCommitter: CPUStateCommitter {
     @inline(__always) mutating func push(_ s: CPUState, _ object: UnsafeMutableRawPointer) -> Bool {
         cslab_rseq_magazine_push(rseqOffset, slots.base, magazines, capacity, object)
     }
+
+    var place: String { "CPU \(cpu)" }
 }
 
 /// Fallback mode: a slot this thread owns for one operation; every commit succeeds.
@@ -248,6 +253,8 @@ struct OwnedSlotCommitter: CPUStateCommitter {
         cslab_bump_single_writer(slots.freeHits(slot), 1)
         return true
     }
+
+    var place: String { "slot \(slot)" }
 }
 
 /// Hands out thread slot hints round-robin (fallback mode). Hints start at 1; 0 means unset.

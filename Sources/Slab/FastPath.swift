@@ -2,7 +2,8 @@
 //
 // The allocation fast path is one rseq critical section (CSlab.h: cslab_rseq_magazine_pop): pop
 // the loaded magazine of the CPU the thread is on. The free fast path checks the pointer, then
-// pushes it onto the loaded magazine (cslab_rseq_magazine_push). Everything else, the Bonwick
+// pushes it onto the loaded magazine (cslab_rseq_magazine_push), which declines an object that
+// is already its top round (a double free: the slow path reports it). Everything else, the Bonwick
 // ladders, the fallback without rseq and the slab layer, is out of line (SlabCache.allocateSlow,
 // CPUCache.swift).
 //

@@ -97,6 +97,29 @@
 //   and a refilled magazine pops one object per cache line per pass (CPUCache.stackForPops).
 //   Every free checks its pointer (FastPath.checkOwnership): about 1 ns of the hot pair, spent so
 //   that a bad free is reported instead of corrupting a magazine.
+//
+// 8. Misuse caught by default
+// ---------------------------
+//   The pointer test above reports a pointer from no cache (malloc's), from another cache, into a
+//   released slab, or not at an object's start, and a destroyed cache reports any use.
+//   Double frees: every push compares its object with the loaded magazine's top round,
+//   round[n - 1], in the cache line the push writes anyway (an empty magazine's "round[-1]" is a
+//   header word that stays zero), and on a match takes the slow path, whose free ladder compares
+//   again and reports (CPUCache.free). So the default catches a re-free while the object is
+//   still the top round of this CPU's loaded magazine: `free(p); free(p)` with no allocation or
+//   free of this cache on this CPU in between, on every path that pushes (the rseq push, the
+//   ladders in both modes, kfree's C fast path). It does not catch a re-free once another round
+//   lies on top (`free(p); free(q); free(p)`), after the thread moved to another CPU, or when the
+//   first free bypassed the magazines (its CPU stopped by a drain, or no magazine to be had):
+//   then the next two allocations return the same object. That needs a record per object, which
+//   the debug options keep. A cache without a CPU layer frees into its slab, where the slab
+//   layer's check (under its lock) catches the object freed last to its slab, one its slab never
+//   handed out, and a free to a slab with nothing out.
+//   Why the top round only: each round compared costs a load and a branch on every free (the top
+//   one: 2 instructions of the 72 in a 20-byte rseq pair), while no write into the freed object
+//   (a constructed object's bytes are its owner's, and the write would be a cold miss) and no
+//   atomic are allowed there.
+//   Every detection is one report on stderr, then SIGABRT (SlabReport.swift).
 
 import CSlab
 import Synchronization

@@ -266,8 +266,11 @@ slow:
 
 /*
  * Push one round onto this CPU's loaded magazine. Returns false when it is full (`capacity`
- * rounds) or the slot is owned. The round is written before the commit: if the sequence is
- * restarted, the slot beyond the count it wrote is simply not part of the magazine.
+ * rounds), the slot is owned, or `obj` is already the top round (round[n - 1], in the cache line
+ * the push writes anyway: a free of an object just freed on this CPU, which the slow path confirms
+ * and reports as a double free; with n = 0 the word compared is the header's zero `top_guard`).
+ * The round is written before the commit: if the sequence is restarted, the slot beyond the count
+ * it wrote is simply not part of the magazine.
  */
 static inline bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
                                             uint64_t capacity, void *obj) {
@@ -280,6 +283,8 @@ retry:
         "movq %%rcx, %%r8\n\t"
         "shrq $" CSLAB_STR(CSLAB_STATE_LOADED_SHIFT) ", %%r8\n\t"  /* loaded handle: offset / 8 */
         "addq %%rdx, %%r8\n\t"               /* + n: round[n] is at 8 * (h + n) + 64 */
+        "cmpq %[obj], " CSLAB_STR(CSLAB_MAGAZINE_LAST_ROUND) "(%[mags],%%r8,8)\n\t"
+        "je %l[slow]\n\t"                     /* obj is round[n - 1]: freed twice (the slow path says) */
         "movq %[obj], " CSLAB_STR(CSLAB_MAGAZINE_HEADER) "(%[mags],%%r8,8)\n\t"
         "incq " CSLAB_STR(CSLAB_SLOT_FREE_HITS) "(%%rax)\n\t"
         "incq %%rcx\n\t"                      /* push: the loaded count is the lowest field */
@@ -392,10 +397,14 @@ _Static_assert(sizeof(cslab_slab) <= 64, "the slab header fits the first cache l
 typedef struct cslab_magazine {
     uint64_t next;              /* depot list link: handle of the next magazine (0 = none) */
     uint64_t rounds;            /* rounds held while the magazine sits in the depot */
-    uint64_t reserved[6];
+    uint64_t reserved[5];
+    uint64_t top_guard;         /* never written (0, as mapped): "round[-1]", which the push compares
+                                   its object with when the magazine is empty, and no object equals */
 } cslab_magazine;
 
 _Static_assert(sizeof(cslab_magazine) == CSLAB_MAGAZINE_HEADER, "rounds start right after the header");
+_Static_assert(offsetof(cslab_magazine, top_guard) == CSLAB_MAGAZINE_LAST_ROUND,
+               "an empty magazine's top round (round[-1]) is the guard word");
 
 /* ---------------------------------------------------------------------------------------------
  * 3. Thread-locals and small OS helpers.
@@ -436,7 +445,8 @@ static inline void *cslab_inject_delay(void *p) {
  * (the slab header's first object, the offset below objects_bytes and a multiple of the stride),
  * then the class's rseq push. Either returns "not done" (NULL, false) for the slow path to
  * handle: kmalloc not set up, a size above 8 KiB or of 0, an empty or full magazine, an owned
- * slot, a pointer outside the classes, or one that fails the test (which the slow path reports).
+ * slot, a pointer outside the classes, one that fails the test, or one that is already the top
+ * round of its magazine (the push's double-free check): the slow path reports the last two.
  *
  * Written once, under kmalloc's set-up lock (cslab_kmalloc_set_* in shim.c): the classes,
  * `class_of`, `rseq_offset` and `range_base`, then `slot_shift` and `fast_limit` with release
