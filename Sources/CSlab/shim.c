@@ -63,6 +63,27 @@ void cslab_tsan_release(void *addr) { (void)addr; }
 void cslab_tsan_acquire(void *addr) { (void)addr; }
 #endif
 
+/* AddressSanitizer: built with it (swift build --sanitize=address), the allocator marks the
+ * objects it caches as poisoned (SlabCache.swift, section 9); without it these are never called. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CSLAB_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(CSLAB_ASAN)
+#define CSLAB_ASAN 1
+#endif
+#ifdef CSLAB_ASAN
+#include <sanitizer/asan_interface.h>
+bool cslab_asan_active(void) { return true; }
+void cslab_asan_poison(const void *p, size_t n) { ASAN_POISON_MEMORY_REGION(p, n); }
+void cslab_asan_unpoison(const void *p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+#else
+bool cslab_asan_active(void) { return false; }
+void cslab_asan_poison(const void *p, size_t n) { (void)p; (void)n; }
+void cslab_asan_unpoison(const void *p, size_t n) { (void)p; (void)n; }
+#endif
+
 int64_t cslab_rseq_offset(void) { return (int64_t)__rseq_offset; }
 uint32_t cslab_rseq_size(void) { return (uint32_t)__rseq_size; }
 

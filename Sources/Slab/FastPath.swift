@@ -29,6 +29,8 @@ public struct FastPath {
     @usableFromInline let objectsBytes: UInt
     /// ceil(2^64 / stride), for the divisibility test (ExactDivider in Slab.swift).
     @usableFromInline let strideReciprocal: UInt64
+    /// The inline rseq pop and push are used: rseq mode, and not an AddressSanitizer build
+    /// (SlabCache.swift, section 9).
     @usableFromInline let usesRseq: Bool
     @usableFromInline unowned(unsafe) let back: CacheBackReference
 

@@ -120,6 +120,19 @@
 //   (a constructed object's bytes are its owner's, and the write would be a cold miss) and no
 //   atomic are allowed there.
 //   Every detection is one report on stderr, then SIGABRT (SlabReport.swift).
+//
+// 9. AddressSanitizer
+// -------------------
+//   Built with `--sanitize=address`, the allocator tells ASan which objects are cached: a new
+//   slab's objects are poisoned, an object is unpoisoned (its `objectSize` bytes) when handed to
+//   the caller and poisoned again when freed, before any push commits (from then on another
+//   thread on the CPU may pop it), and a released slab is unpoisoned whole. So ASan reports a
+//   read or write of a freed object, in a magazine or free in its slab, as a use-after-poison.
+//   The free-list link is read and written through CSlab's uninstrumented helpers. The inline
+//   rseq pop and push cannot poison inside their sequence, so such a build sends every
+//   allocation and free through the slow path (FastPath.usesRseq is false; the ladders still
+//   run the rseq sections, and kmalloc's C fast paths stay closed): ASan builds are for finding
+//   bugs, not for measuring.
 
 import CSlab
 import Synchronization
@@ -211,6 +224,9 @@ public final class SlabCache: @unchecked Sendable {
     var rseqOffset: Int64 { fast.rseqOffset }
 
     let slabLayer: SlabLayer
+    /// Built with AddressSanitizer: objects are unpoisoned when handed out and poisoned when freed
+    /// (section 9). A copy of the slab layer's, read on the slow paths.
+    let poisons: Bool
     /// The per-CPU magazine layer; nil in mode `.none`.
     let cpuLayer: CPUCache?
     /// The bytes of objects a kmalloc class's depot may hold (see the essay, section 7).
@@ -256,6 +272,7 @@ public final class SlabCache: @unchecked Sendable {
         let layer = SlabLayer(name: name, freeOperation: freeOperation, layout: layout, constructor: constructor,
                               destructor: destructor, pages: pages)
         slabLayer = layer
+        poisons = layer.poisons
 
         let platform = CPULayerPlatform.current
         let kmallocClass = servesKmalloc
@@ -270,7 +287,7 @@ public final class SlabCache: @unchecked Sendable {
             rseqOffset: platform.rseqOffset, cpus: slots.base, magazineBase: cpuLayer?.region.base ?? slots.base,
             capacity: UInt64(cpuLayer?.capacity ?? 0), rangeBase: pages.base, rangeSize: UInt(pages.size),
             slabMask: layer.slabMask, objectsBytes: UInt(layout.objectsPerSlab * layout.stride),
-            strideReciprocal: layer.divider.c, usesRseq: mode == .rseq, back: backReference)
+            strideReciprocal: layer.divider.c, usesRseq: mode == .rseq && !layer.poisons, back: backReference)
         backReference.cache = Unmanaged.passUnretained(self)
         try Registry.shared.register(self)
     }
@@ -340,14 +357,24 @@ public final class SlabCache: @unchecked Sendable {
 
     @usableFromInline
     func allocateSlow() -> UnsafeMutableRawPointer? {
+        if poisons { return allocateUnpoisoned() }
         if let cpuLayer, let object = cpuLayer.allocate() { return object }
         return allocateFromSlabLayer()
     }
 
     @usableFromInline
     func freeSlow(_ object: UnsafeMutableRawPointer) {
+        // Poisoned before any push commits: from then on another thread may pop it.
+        if poisons { cslab_asan_poison(object, layout.objectSize) }
         if let cpuLayer, cpuLayer.free(object) { return }
         freeToSlabLayer(object)
+    }
+
+    /// allocateSlow in a build with AddressSanitizer: the object leaves the cache unpoisoned.
+    private func allocateUnpoisoned() -> UnsafeMutableRawPointer? {
+        let object = cpuLayer?.allocate() ?? allocateFromSlabLayer()
+        if let object { cslab_asan_unpoison(object, layout.objectSize) }
+        return object
     }
 
     /// One object straight from the slab layer: no CPU layer, or the CPU layer could not serve it.

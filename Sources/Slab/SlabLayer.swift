@@ -28,6 +28,8 @@ final class SlabLayer: @unchecked Sendable {
     /// Divides slab offsets by the stride without a divide instruction.
     let divider: ExactDivider
     let pages: PageSource
+    /// Built with AddressSanitizer: cached objects are poisoned (SlabCache.swift, section 9).
+    let poisons = cslab_asan_active()
 
     struct Lists: @unchecked Sendable {
         var partial = SlabRing(.partial)
@@ -115,8 +117,11 @@ final class SlabLayer: @unchecked Sendable {
             defer { l.nextColour = (l.nextColour + 1) % layout.colours }
             return l.nextColour
         }
-        return SlabPointer.carve(block: block, layout: layout, colour: colour, owner: ownerToken,
-                                 constructor: constructor)
+        let slab = SlabPointer.carve(block: block, layout: layout, colour: colour, owner: ownerToken,
+                                     constructor: constructor)
+        // Every object of a new slab is free (constructed, when there is a constructor).
+        if poisons { cslab_asan_poison(slab.objectsStart, layout.objectsPerSlab * layout.stride) }
+        return slab
     }
 
     // MARK: Free
@@ -177,6 +182,7 @@ final class SlabLayer: @unchecked Sendable {
     }
 
     private func release(_ slab: SlabPointer) {
+        if poisons { cslab_asan_unpoison(slab, layout.slabBytes) }
         if let destructor {
             slab.forEachObject(stride: layout.stride, destructor)
         }
@@ -227,7 +233,7 @@ final class SlabLayer: @unchecked Sendable {
                         }
                         free += 1
                         if free > Int(s.capacity) { problems.append("\(hex(slab)): free list cycles"); break }
-                        cursor = (object + layout.freeLinkOffset).load(as: UnsafeMutableRawPointer?.self)
+                        cursor = cslab_load_link(object + layout.freeLinkOffset)
                     }
                     // in_use + |free_list| + (capacity - bump) == capacity
                     if Int(s.in_use) + free != Int(s.capacity) {

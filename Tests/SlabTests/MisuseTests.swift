@@ -7,7 +7,9 @@
 //
 // The rows of the debug letters (F, Z, P: the delayed double free, write after free, write past
 // the end, write before the start) belong with the debug options and are tested with them; the
-// boundary of the default check is tested here (`delayedDoubleFree_default`).
+// boundary of the default check is tested here (`test_delayedDoubleFree_isBeyondTheDefaultCheck`).
+// In a build with AddressSanitizer, a use after free of a cached object is ASan's to report: the
+// two tests of that skip in other builds.
 
 import Slab
 import TestSupport
@@ -26,6 +28,8 @@ enum MisuseScenario: String, CaseIterable {
     case createAlignTooLarge, createEmptyName, createDuplicateName
     // Beyond the default check's reach: not detected, and the child says what happened.
     case delayedDoubleFree
+    // Built with AddressSanitizer: a read of a cached object (in a magazine, free in its slab).
+    case useAfterFreeInMagazine, useAfterFreeInSlab
 
     static let environmentKey = "SLAB_MISUSE_SCENARIO"
     static let survivedMarker = "SCENARIO SURVIVED"
@@ -60,6 +64,8 @@ enum MisuseScenario: String, CaseIterable {
         case .createEmptyName: return ("invalid cache name \"\": it is empty", false)
         case .createDuplicateName: return ("a cache named \"\(n)\" already exists", false)
         case .delayedDoubleFree: return ("not detected: the next two allocations return the same object", false)
+        case .useAfterFreeInMagazine, .useAfterFreeInSlab:
+            return ("AddressSanitizer reports it (MisuseTests.checkAddressSanitizer)", false)
         }
     }
 
@@ -154,6 +160,16 @@ enum MisuseScenario: String, CaseIterable {
                 }
                 Self.say("unexpected: \(x) \(y) \(z) after freeing \(p) twice around \(q)")
                 return
+            case .useAfterFreeInMagazine, .useAfterFreeInSlab:
+                let a = try SlabCache(name: n, size: 32, flags: self == .useAfterFreeInSlab ? .noCPUCache : [])
+                // A typed access, as a program's would be (ASan instruments it in every build;
+                // a raw load at -Onone is a call into the standard library, which it does not).
+                let p = a.allocate()!.bindMemory(to: UInt64.self, capacity: 4)
+                _ = a.allocate()
+                p[1] = 1
+                a.free(p)
+                Self.say("\(Self.addressFact)0x\(String(UInt(bitPattern: p + 1), radix: 16))")
+                Self.say("read \(p[1])")   // ASan stops here
             }
         } catch {
             Self.say("\(error)")
@@ -161,6 +177,8 @@ enum MisuseScenario: String, CaseIterable {
         }
         Self.say(Self.survivedMarker)
     }
+
+    static let addressFact = "reading "
 
     static func say(_ line: String) { FileHandle.standardError.write((line + "\n").data(using: .utf8)!) }
 
@@ -264,6 +282,36 @@ final class MisuseTests: XCTestCase {
     func test_create_alignTooLarge_throws() throws { try check(.createAlignTooLarge) }
     func test_create_emptyName_throws() throws { try check(.createEmptyName) }
     func test_create_duplicateName_throws() throws { try check(.createDuplicateName) }
+
+    // MARK: AddressSanitizer
+
+    /// Built with ASan, the child's read of a freed object stops with ASan's report on it.
+    func checkAddressSanitizer(_ scenario: MisuseScenario, file: StaticString = #filePath, line: UInt = #line) throws {
+        if ChildProcess.isChild { throw XCTSkip("already a child") }
+        guard dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_init") != nil else {
+            throw XCTSkip("only in a build with AddressSanitizer (swift test --sanitize=address): "
+                          + "without it nothing marks cached objects")
+        }
+        let result = try ChildProcess.runTest("SlabTests.MisuseScenarioRunner/test_runMisuseScenario",
+                                              environment: [MisuseScenario.environmentKey: scenario.rawValue,
+                                                            "SLAB_TEST_CHILD": "1"])
+        let lines = result.stderr.split(separator: "\n").map(String.init)
+        let address = try XCTUnwrap(lines.first { $0.hasPrefix(MisuseScenario.addressFact) }?
+                                        .dropFirst(MisuseScenario.addressFact.count),
+                                    "\(scenario): the child never freed the object\n\(result)", file: file, line: line)
+        XCTAssertFalse(lines.contains { $0.hasPrefix("read ") }, "\(scenario): the read went through\n\(result)",
+                       file: file, line: line)
+        XCTAssertTrue(result.stderr.contains("ERROR: AddressSanitizer: use-after-poison on address \(address)"),
+                      "\(scenario): no ASan report on \(address)\n\(result)", file: file, line: line)
+        XCTAssertNotEqual(result.exitStatus, 0, "\(scenario)\n\(result)", file: file, line: line)
+    }
+
+    func test_useAfterFree_ofARoundInAMagazine_isReportedByAddressSanitizer() throws {
+        try checkAddressSanitizer(.useAfterFreeInMagazine)
+    }
+    func test_useAfterFree_ofAnObjectFreeInItsSlab_isReportedByAddressSanitizer() throws {
+        try checkAddressSanitizer(.useAfterFreeInSlab)
+    }
 
     // MARK: The default check's reach
 

@@ -13,7 +13,9 @@
  *  3. Thread-locals (`_Thread_local`), which Swift does not have.
  *  4. kmalloc's and kfree's fast paths, over a table in a C global: Swift guards each use of a
  *     global it initialises at run time with a once-check (a call), and these run on every call.
- *  5. A misuse report's call trace: backtrace(3), and symbols from each image's symbol table.
+ *  5. A misuse report's call trace (backtrace(3), symbols from each image's symbol table), and the
+ *     sanitizers' hooks (ThreadSanitizer's edges, AddressSanitizer's poisoning), which only the C
+ *     target knows are built in.
  *
  * Routines here are subtle: read the protocol in Sources/Slab/CPUSlot.swift before changing them.
  * All symbols are prefixed `cslab_`.
@@ -356,6 +358,19 @@ static inline bool cslab_rseq_cpu_cas(int64_t rseq_off, void *cpus, uint32_t cpu
  * (no-ops unless the package is built with --sanitize=thread). */
 void cslab_tsan_release(void *addr);
 void cslab_tsan_acquire(void *addr);
+
+/* AddressSanitizer's shadow for cached objects (no-ops, and `active` false, unless the package is
+ * built with --sanitize=address; only the C target knows, so Swift asks `cslab_asan_active`). */
+bool cslab_asan_active(void);
+void cslab_asan_poison(const void *p, size_t n);
+void cslab_asan_unpoison(const void *p, size_t n);
+
+/* The free-list link in a free object (Slab.swift), read and written past AddressSanitizer:
+ * with ASan a free object is poisoned, and the link is the allocator's own word in it. */
+__attribute__((no_sanitize("address")))
+static inline void *cslab_load_link(const void *p) { return *(void *const *)p; }
+__attribute__((no_sanitize("address")))
+static inline void cslab_store_link(void *p, void *link) { *(void **)p = link; }
 
 /* ---------------------------------------------------------------------------------------------
  * membarrier: restart every rseq critical section in flight on one CPU (or all CPUs).
