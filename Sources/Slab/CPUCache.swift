@@ -181,8 +181,8 @@ final class CPUCache: @unchecked Sendable {
         while let s = commits.read() {
             // The default double-free check (SlabCache.swift, section 8), which the rseq push
             // makes too and sends here to be confirmed and reported.
-            if s.loadedRounds > 0 && region.rounds(s.loaded)[s.loadedRounds - 1] == object {
-                reportDoubleFree(object, onTopOf: commits.place)
+            if commits.topRound(s) == UInt(bitPattern: object) {
+                reportDoubleFree(object, onTopOf: "\(C.placeKind) \(commits.placeIndex)")
             }
             if s.loadedRounds < capacity {
                 if commits.push(s, object) { return true }

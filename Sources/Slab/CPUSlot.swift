@@ -145,8 +145,12 @@ protocol CPUStateCommitter {
     /// Pushes onto the loaded magazine of state `s` (loadedRounds < M); false when the state moved
     /// (rseq mode: also when `object` is the top round, which the ladder then reports).
     mutating func push(_ s: CPUState, _ object: UnsafeMutableRawPointer) -> Bool
-    /// The CPU or slot whose state `read` returned, as a report names it.
-    var place: String { get }
+    /// The loaded magazine's top round in state `s`, round[n - 1], as a word; 0 when the magazine
+    /// is empty (round[-1] is the header's zero `top_guard`, CSlab.h). For the double-free check.
+    func topRound(_ s: CPUState) -> UInt
+    /// What a report calls the record `read` returned ("CPU" or "slot"), and its number.
+    static var placeKind: StaticString { get }
+    var placeIndex: Int { get }
 }
 
 /// rseq mode: the CPU the thread runs on, changed only by sequences that run on it.
@@ -191,13 +195,20 @@ struct RseqCommitter: CPUStateCommitter {
         cslab_rseq_magazine_push(rseqOffset, slots.base, magazines, capacity, object)
     }
 
-    var place: String { "CPU \(cpu)" }
+    @inline(__always) func topRound(_ s: CPUState) -> UInt {
+        (magazines + Int(s.loaded) * 8 + Int(CSLAB_MAGAZINE_LAST_ROUND))
+            .load(fromByteOffset: 8 * s.loadedRounds, as: UInt.self)
+    }
+
+    static var placeKind: StaticString { "CPU" }
+    var placeIndex: Int { Int(cpu) }
 }
 
 /// Fallback mode: a slot this thread owns for one operation; every commit succeeds.
 struct OwnedSlotCommitter: CPUStateCommitter {
     let slots: CPUSlots
-    let region: MagazineRegion
+    /// Unowned: the committer lives for one operation of the CPUCache that holds the region.
+    unowned(unsafe) let region: MagazineRegion
     let slot: Int
 
     /// Takes a slot for this thread (its usual one if free), or nil when all are taken.
@@ -254,7 +265,12 @@ struct OwnedSlotCommitter: CPUStateCommitter {
         return true
     }
 
-    var place: String { "slot \(slot)" }
+    @inline(__always) func topRound(_ s: CPUState) -> UInt {
+        UnsafeRawPointer(region.rounds(s.loaded)).load(fromByteOffset: 8 * (s.loadedRounds - 1), as: UInt.self)
+    }
+
+    static var placeKind: StaticString { "slot" }
+    var placeIndex: Int { slot }
 }
 
 /// Hands out thread slot hints round-robin (fallback mode). Hints start at 1; 0 means unset.
