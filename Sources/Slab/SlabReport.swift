@@ -8,11 +8,13 @@
 //
 //     BUG t-cache: double free
 //     -----------------------------------------------------------------------------
-//     kmem_cache_free(t-cache): 0x7f3a2c000070 is already free: it is the last round pushed on CPU 1's loaded magazine
-//     Slab 0x7f3a2c000000 of t-cache: 127 objects of 32 bytes (stride 32) from 0x7f3a2c000050, 2 in use
-//     Object 0x7f3a2c000070: object 1 (offset 0x20 from the slab's first object)
+//     kmem_cache_free(t-cache): 0x7f3a2c000060 is already free: it is the last round pushed on CPU 1's loaded magazine
+//     Slab 0x7f3a2c000000 of t-cache: 126 objects of 32 bytes (stride 32) from 0x7f3a2c000040, 126 out of it (allocated, or in magazines)
+//     Object 0x7f3a2c000060: object 1 (offset 0x20 from the slab's first object)
 //     Call trace:
-//      #0 0x000055d0c1a2b2a0 SlabTests.MisuseScenario.run() throws -> ()+0x1a4 (SwiftSlabPackageTests.xctest)
+//      #0 0x000055d0c1a2b05c Slab.CPUCache.reportDoubleFree(_:onTopOf:)+0x47c (app)
+//      ...
+//      #7 0x000055d0c1a2bea1 App.handle(_:)+0x321 (app)
 //      ...
 //     =============================================================================
 //
@@ -56,7 +58,9 @@
 //   own checks); `object` is the pointer at fault, or nil; `details` are whole lines. It takes
 //   only the registry's lock, a leaf (never held while taking another), so it may be called with
 //   the slab layer's or the page source's lock held. Two threads reporting at once print one
-//   report: the second waits for the first to stop the process.
+//   report: the second waits for the first to stop the process. `SlabReport.warn` prints the
+//   same block and returns, for a misuse the API answers otherwise (destroy() with objects
+//   remaining throws); `SlabReport.text` is the block itself.
 
 import CSlab
 import Synchronization
@@ -72,15 +76,26 @@ enum SlabReport {
             // Another thread is reporting; it will stop the process.
             while true { pause() }
         }
+        write(text(what, cache: cache, object: object, details: details))
+        signal(SIGABRT, SIG_DFL)
+        abort()
+    }
+
+    /// Prints the same report and returns: for what the caller survives and answers otherwise
+    /// (a destroy() refused because objects remain, which throws).
+    static func warn(_ what: String, cache: String, object: UnsafeRawPointer?, details: [String]) {
+        write(text(what, cache: cache, object: object, details: details))
+    }
+
+    /// The report's lines, each ending in a newline.
+    static func text(_ what: String, cache: String, object: UnsafeRawPointer?, details: [String]) -> String {
         var lines = ["BUG \(cache): \(what)", String(repeating: "-", count: 77)]
         lines += details
         if let object { lines += whereabouts(of: object) }
         lines.append("Call trace:")
         lines += callTrace()
         lines.append(String(repeating: "=", count: 77))
-        write(lines.joined(separator: "\n") + "\n")
-        signal(SIGABRT, SIG_DFL)
-        abort()
+        return lines.joined(separator: "\n") + "\n"
     }
 
     private static let reporting = Atomic<Bool>(false)
