@@ -1,14 +1,22 @@
 // The out-of-line half of CSlab: symbols that touch glibc's rseq registration, membarrier and
-// thread-locals, and the storage of kmalloc's table. Nothing here is on an allocation fast path.
+// thread-locals, the storage of kmalloc's table, and the call trace of a misuse report (the
+// frames and their symbols). Nothing here is on an allocation fast path.
 #define _GNU_SOURCE
 #include "CSlab.h"
 
 #include <linux/membarrier.h>
+#include <sys/mman.h>
 #include <sys/rseq.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
-#include <unistd.h>
-#include <stdio.h>
+#include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <execinfo.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 _Thread_local uint64_t cslab_tls_slot_hint = 0;
 
@@ -53,6 +61,27 @@ void cslab_tsan_acquire(void *addr) { __tsan_acquire(addr); }
 #else
 void cslab_tsan_release(void *addr) { (void)addr; }
 void cslab_tsan_acquire(void *addr) { (void)addr; }
+#endif
+
+/* AddressSanitizer: built with it (swift build --sanitize=address), the allocator marks the
+ * objects it caches as poisoned (SlabCache.swift, section 9); without it these are never called. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CSLAB_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(CSLAB_ASAN)
+#define CSLAB_ASAN 1
+#endif
+#ifdef CSLAB_ASAN
+#include <sanitizer/asan_interface.h>
+bool cslab_asan_active(void) { return true; }
+void cslab_asan_poison(const void *p, size_t n) { ASAN_POISON_MEMORY_REGION(p, n); }
+void cslab_asan_unpoison(const void *p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+#else
+bool cslab_asan_active(void) { return false; }
+void cslab_asan_poison(const void *p, size_t n) { (void)p; (void)n; }
+void cslab_asan_unpoison(const void *p, size_t n) { (void)p; (void)n; }
 #endif
 
 int64_t cslab_rseq_offset(void) { return (int64_t)__rseq_offset; }
@@ -107,4 +136,107 @@ int32_t cslab_possible_cpus(void) {
     long conf = sysconf(_SC_NPROCESSORS_CONF);
     if (conf - 1 > best) best = (int)conf - 1;
     return best < 0 ? 1 : best + 1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The call trace of a misuse report (Sources/Slab/SlabReport.swift).
+ *
+ * backtrace(3) gives the return addresses. dladdr(3) names only exported symbols, and an
+ * executable exports almost none (a Swift test binary: three), so the name comes from the
+ * image's own symbol table (.symtab), read from its file: the function symbol whose range holds
+ * the address. Each image's file is mapped once and stays mapped (the process is about to stop).
+ * ------------------------------------------------------------------------------------------- */
+
+int cslab_backtrace(void **frames, int capacity) { return backtrace(frames, capacity); }
+
+typedef struct {
+    char path[512];
+    const unsigned char *map;   /* NULL: unreadable, or not a 64-bit ELF file */
+    size_t size;
+} cslab_image;
+
+static cslab_image cslab_images[16];
+static int cslab_image_count = 0;
+
+/* The mapped file of the image named `path` ("" or a bare name means the main program). */
+static const cslab_image *cslab_image_for(const char *path) {
+    if (path == NULL || path[0] == '\0' || strchr(path, '/') == NULL) path = "/proc/self/exe";
+    for (int i = 0; i < cslab_image_count; i++)
+        if (strcmp(cslab_images[i].path, path) == 0) return &cslab_images[i];
+    if (cslab_image_count == (int)(sizeof cslab_images / sizeof cslab_images[0])) return NULL;
+    cslab_image *image = &cslab_images[cslab_image_count++];
+    snprintf(image->path, sizeof image->path, "%s", path);
+    image->map = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return image;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(Elf64_Ehdr)) {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m != MAP_FAILED) {
+            const Elf64_Ehdr *eh = m;
+            if (memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 && eh->e_ident[EI_CLASS] == ELFCLASS64) {
+                image->map = m;
+                image->size = (size_t)st.st_size;
+            } else {
+                munmap(m, (size_t)st.st_size);
+            }
+        }
+    }
+    close(fd);
+    return image;
+}
+
+/* The function symbol of `image`'s .symtab whose range holds `rel` (an address relative to the
+ * image's load base for a shared object or PIE, absolute for a fixed-address executable). */
+static bool cslab_symtab_lookup(const cslab_image *image, uint64_t rel, const char **name, uint64_t *start) {
+    const unsigned char *m = image->map;
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)m;
+    if (eh->e_shoff == 0 || eh->e_shentsize != sizeof(Elf64_Shdr)
+        || eh->e_shoff + (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr) > image->size) return false;
+    const Elf64_Shdr *sh = (const Elf64_Shdr *)(m + eh->e_shoff);
+    for (int pass = 0; pass < 2; pass++) {   /* .symtab first; .dynsym if the file was stripped */
+        uint32_t type = pass == 0 ? SHT_SYMTAB : SHT_DYNSYM;
+        for (unsigned i = 0; i < eh->e_shnum; i++) {
+            if (sh[i].sh_type != type || sh[i].sh_link >= eh->e_shnum) continue;
+            const Elf64_Shdr *strs = &sh[sh[i].sh_link];
+            if (sh[i].sh_offset + sh[i].sh_size > image->size || strs->sh_offset + strs->sh_size > image->size) continue;
+            const Elf64_Sym *syms = (const Elf64_Sym *)(m + sh[i].sh_offset);
+            size_t n = sh[i].sh_size / sizeof(Elf64_Sym);
+            for (size_t k = 0; k < n; k++) {
+                const Elf64_Sym *y = &syms[k];
+                if (ELF64_ST_TYPE(y->st_info) != STT_FUNC || y->st_shndx == SHN_UNDEF) continue;
+                if (rel < y->st_value || rel - y->st_value >= (y->st_size ? y->st_size : 1)) continue;
+                if (y->st_name >= strs->sh_size) continue;
+                *name = (const char *)(m + strs->sh_offset + y->st_name);
+                *start = y->st_value;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+bool cslab_symbolize(const void *pc, const char **name, uint64_t *offset, const char **image_path) {
+    Dl_info info;
+    *name = NULL;
+    *offset = 0;
+    *image_path = NULL;
+    if (dladdr(pc, &info) == 0) return false;
+    *image_path = info.dli_fname;
+    const cslab_image *image = cslab_image_for(info.dli_fname);
+    if (image != NULL && image->map != NULL) {
+        const Elf64_Ehdr *eh = (const Elf64_Ehdr *)image->map;
+        uint64_t base = eh->e_type == ET_DYN ? (uint64_t)(uintptr_t)info.dli_fbase : 0;
+        uint64_t start;
+        if (cslab_symtab_lookup(image, (uint64_t)(uintptr_t)pc - base, name, &start)) {
+            *offset = (uint64_t)(uintptr_t)pc - base - start;
+            return true;
+        }
+    }
+    if (info.dli_sname != NULL && info.dli_saddr != NULL) {
+        *name = info.dli_sname;
+        *offset = (uint64_t)((uintptr_t)pc - (uintptr_t)info.dli_saddr);
+        return true;
+    }
+    return false;
 }

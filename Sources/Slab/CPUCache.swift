@@ -179,6 +179,11 @@ final class CPUCache: @unchecked Sendable {
     @inline(__always)
     private func free<C: CPUStateCommitter>(_ object: UnsafeMutableRawPointer, committingWith commits: inout C) -> Bool {
         while let s = commits.read() {
+            // The default double-free check (SlabCache.swift, section 8), which the rseq push
+            // makes too and sends here to be confirmed and reported.
+            if commits.topRound(s) == UInt(bitPattern: object) {
+                reportDoubleFree(object, onTopOf: "\(C.placeKind) \(commits.placeIndex)")
+            }
             if s.loadedRounds < capacity {
                 if commits.push(s, object) { return true }
             } else if s.previousRounds == 0 {
@@ -199,6 +204,14 @@ final class CPUCache: @unchecked Sendable {
         }
         counters.bump(.bypassFrees)
         return false
+    }
+
+    /// `object` is the top round of the loaded magazine this free was about to push it on: it
+    /// was freed already, and no allocation on this CPU took it back since.
+    private func reportDoubleFree(_ object: UnsafeMutableRawPointer, onTopOf place: String) -> Never {
+        SlabReport.fatal("double free", cache: name, object: object, details: [
+            "\(slabLayer.freeOperation)(\(name)): \(hex(object)) is already free: it is the last round "
+                + "pushed on \(place)'s loaded magazine"])
     }
 
     // MARK: Depot trips

@@ -142,8 +142,15 @@ protocol CPUStateCommitter {
     mutating func commit(_ old: CPUState, _ new: CPUState) -> Bool
     /// Pops the loaded magazine of state `s` (loadedRounds > 0); nil when the state moved (re-read).
     mutating func pop(_ s: CPUState) -> UnsafeMutableRawPointer?
-    /// Pushes onto the loaded magazine of state `s` (loadedRounds < M); false when the state moved.
+    /// Pushes onto the loaded magazine of state `s` (loadedRounds < M); false when the state moved
+    /// (rseq mode: also when `object` is the top round, which the ladder then reports).
     mutating func push(_ s: CPUState, _ object: UnsafeMutableRawPointer) -> Bool
+    /// The loaded magazine's top round in state `s`, round[n - 1], as a word; 0 when the magazine
+    /// is empty (round[-1] is the header's zero `top_guard`, CSlab.h). For the double-free check.
+    func topRound(_ s: CPUState) -> UInt
+    /// What a report calls the record `read` returned ("CPU" or "slot"), and its number.
+    static var placeKind: StaticString { get }
+    var placeIndex: Int { get }
 }
 
 /// rseq mode: the CPU the thread runs on, changed only by sequences that run on it.
@@ -187,12 +194,21 @@ struct RseqCommitter: CPUStateCommitter {
     @inline(__always) mutating func push(_ s: CPUState, _ object: UnsafeMutableRawPointer) -> Bool {
         cslab_rseq_magazine_push(rseqOffset, slots.base, magazines, capacity, object)
     }
+
+    @inline(__always) func topRound(_ s: CPUState) -> UInt {
+        (magazines + Int(s.loaded) * 8 + Int(CSLAB_MAGAZINE_LAST_ROUND))
+            .load(fromByteOffset: 8 * s.loadedRounds, as: UInt.self)
+    }
+
+    static var placeKind: StaticString { "CPU" }
+    var placeIndex: Int { Int(cpu) }
 }
 
 /// Fallback mode: a slot this thread owns for one operation; every commit succeeds.
 struct OwnedSlotCommitter: CPUStateCommitter {
     let slots: CPUSlots
-    let region: MagazineRegion
+    /// Unowned: the committer lives for one operation of the CPUCache that holds the region.
+    unowned(unsafe) let region: MagazineRegion
     let slot: Int
 
     /// Takes a slot for this thread (its usual one if free), or nil when all are taken.
@@ -248,6 +264,13 @@ struct OwnedSlotCommitter: CPUStateCommitter {
         cslab_bump_single_writer(slots.freeHits(slot), 1)
         return true
     }
+
+    @inline(__always) func topRound(_ s: CPUState) -> UInt {
+        UnsafeRawPointer(region.rounds(s.loaded)).load(fromByteOffset: 8 * (s.loadedRounds - 1), as: UInt.self)
+    }
+
+    static var placeKind: StaticString { "slot" }
+    var placeIndex: Int { slot }
 }
 
 /// Hands out thread slot hints round-robin (fallback mode). Hints start at 1; 0 means unset.

@@ -2,7 +2,8 @@
 //
 // The allocation fast path is one rseq critical section (CSlab.h: cslab_rseq_magazine_pop): pop
 // the loaded magazine of the CPU the thread is on. The free fast path checks the pointer, then
-// pushes it onto the loaded magazine (cslab_rseq_magazine_push). Everything else, the Bonwick
+// pushes it onto the loaded magazine (cslab_rseq_magazine_push), which declines an object that
+// is already its top round (a double free: the slow path reports it). Everything else, the Bonwick
 // ladders, the fallback without rseq and the slab layer, is out of line (SlabCache.allocateSlow,
 // CPUCache.swift).
 //
@@ -28,6 +29,8 @@ public struct FastPath {
     @usableFromInline let objectsBytes: UInt
     /// ceil(2^64 / stride), for the divisibility test (ExactDivider in Slab.swift).
     @usableFromInline let strideReciprocal: UInt64
+    /// The inline rseq pop and push are used: rseq mode, and not an AddressSanitizer build
+    /// (SlabCache.swift, section 9).
     @usableFromInline let usesRseq: Bool
     @usableFromInline unowned(unsafe) let back: CacheBackReference
 

@@ -297,10 +297,12 @@ public enum Kmalloc {
     static func notFromKmalloc(_ object: UnsafeRawPointer, operation: String) -> Never {
         let address = UInt(bitPattern: object)
         if let cache = Registry.shared.cache(containing: address) {
-            slabFatal("\(operation): \(hex(address)) is an object of slab cache \(cache.name), not a kmalloc allocation "
-                      + "(free it with kmem_cache_free(\(cache.name)))")
+            SlabReport.fatal("wrong slab cache", cache: "kmalloc", object: object, details: [
+                "\(operation): \(hex(address)) is an object of slab cache \(cache.name), not a kmalloc allocation "
+                    + "(free it with kmem_cache_free(\(cache.name)))"])
         }
-        slabFatal("\(operation): \(hex(address)) was not allocated by kmalloc (or was freed already)")
+        SlabReport.fatal("not allocated by kmalloc", cache: "kmalloc", object: object, details: [
+            "\(operation): \(hex(address)) was not allocated by kmalloc (or was freed already)"])
     }
 }
 

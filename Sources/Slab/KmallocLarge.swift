@@ -66,13 +66,14 @@ final class KmallocLarge: @unchecked Sendable {
     }
 
     private func interior(_ object: UnsafeRawPointer, start: UInt, order: Int, operation: String) -> Never {
-        slabFatal("\(operation)(kmalloc-large): \(hex(object)) is inside the order-\(order) block at \(hex(start)), "
-                  + "not at its start")
+        SlabReport.fatal("not the start of a block", cache: "kmalloc-large", object: object, details: [
+            "\(operation)(kmalloc-large): \(hex(object)) is inside the order-\(order) block at \(hex(start)), not at its start"])
     }
 
     private func notAllocated(_ object: UnsafeRawPointer, operation: String) -> Never {
-        slabFatal("\(operation)(kmalloc-large): \(hex(object)) is not an allocated page-allocator block "
-                  + "(freed already, or never allocated)")
+        SlabReport.fatal("not an allocated block", cache: "kmalloc-large", object: object, details: [
+            "\(operation)(kmalloc-large): \(hex(object)) is not an allocated page-allocator block "
+                + "(freed already, or never allocated)"])
     }
 
     // MARK: OS mappings

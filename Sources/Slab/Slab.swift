@@ -49,7 +49,7 @@ extension UnsafeMutablePointer where Pointee == cslab_slab {
     func popFree(linkOffset: Int, stride: Int) -> UnsafeMutableRawPointer {
         pointee.in_use += 1
         if let object = pointee.free_list {
-            pointee.free_list = (object + linkOffset).load(as: UnsafeMutableRawPointer?.self)
+            pointee.free_list = cslab_load_link(object + linkOffset)
             return object
         }
         let object = objectsStart + Int(pointee.bump) * stride
@@ -74,7 +74,7 @@ extension UnsafeMutablePointer where Pointee == cslab_slab {
             pointee.bump -= 1
             return
         }
-        (object + linkOffset).storeBytes(of: pointee.free_list, as: UnsafeMutableRawPointer?.self)
+        cslab_store_link(object + linkOffset, pointee.free_list)
         pointee.free_list = object
     }
 

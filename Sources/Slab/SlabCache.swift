@@ -97,6 +97,42 @@
 //   and a refilled magazine pops one object per cache line per pass (CPUCache.stackForPops).
 //   Every free checks its pointer (FastPath.checkOwnership): about 1 ns of the hot pair, spent so
 //   that a bad free is reported instead of corrupting a magazine.
+//
+// 8. Misuse caught by default
+// ---------------------------
+//   The pointer test above reports a pointer from no cache (malloc's), from another cache, into a
+//   released slab, or not at an object's start, and a destroyed cache reports any use.
+//   Double frees: every push compares its object with the loaded magazine's top round,
+//   round[n - 1], in the cache line the push writes anyway (an empty magazine's "round[-1]" is a
+//   header word that stays zero), and on a match takes the slow path, whose free ladder compares
+//   again and reports (CPUCache.free). So the default catches a re-free while the object is
+//   still the top round of this CPU's loaded magazine: `free(p); free(p)` with no allocation or
+//   free of this cache on this CPU in between, on every path that pushes (the rseq push, the
+//   ladders in both modes, kfree's C fast path). It does not catch a re-free once another round
+//   lies on top (`free(p); free(q); free(p)`), after the thread moved to another CPU, or when the
+//   first free bypassed the magazines (its CPU stopped by a drain, or no magazine to be had):
+//   then the next two allocations return the same object. That needs a record per object, which
+//   the debug options keep. A cache without a CPU layer frees into its slab, where the slab
+//   layer's check (under its lock) catches the object freed last to its slab, one its slab never
+//   handed out, and a free to a slab with nothing out.
+//   Why the top round only: each round compared costs a load and a branch on every free (the top
+//   one: 2 instructions of the 72 in a 20-byte rseq pair), while no write into the freed object
+//   (a constructed object's bytes are its owner's, and the write would be a cold miss) and no
+//   atomic are allowed there.
+//   Every detection is one report on stderr, then SIGABRT (SlabReport.swift).
+//
+// 9. AddressSanitizer
+// -------------------
+//   Built with `--sanitize=address`, the allocator tells ASan which objects are cached: a new
+//   slab's objects are poisoned, an object is unpoisoned (its `objectSize` bytes) when handed to
+//   the caller and poisoned again when freed, before any push commits (from then on another
+//   thread on the CPU may pop it), and a released slab is unpoisoned whole. So ASan reports a
+//   read or write of a freed object, in a magazine or free in its slab, as a use-after-poison.
+//   The free-list link is read and written through CSlab's uninstrumented helpers. The inline
+//   rseq pop and push cannot poison inside their sequence, so such a build sends every
+//   allocation and free through the slow path (FastPath.usesRseq is false; the ladders still
+//   run the rseq sections, and kmalloc's C fast paths stay closed): ASan builds are for finding
+//   bugs, not for measuring.
 
 import CSlab
 import Synchronization
@@ -188,6 +224,9 @@ public final class SlabCache: @unchecked Sendable {
     var rseqOffset: Int64 { fast.rseqOffset }
 
     let slabLayer: SlabLayer
+    /// Built with AddressSanitizer: objects are unpoisoned when handed out and poisoned when freed
+    /// (section 9). A copy of the slab layer's, read on the slow paths.
+    let poisons: Bool
     /// The per-CPU magazine layer; nil in mode `.none`.
     let cpuLayer: CPUCache?
     /// The bytes of objects a kmalloc class's depot may hold (see the essay, section 7).
@@ -233,6 +272,7 @@ public final class SlabCache: @unchecked Sendable {
         let layer = SlabLayer(name: name, freeOperation: freeOperation, layout: layout, constructor: constructor,
                               destructor: destructor, pages: pages)
         slabLayer = layer
+        poisons = layer.poisons
 
         let platform = CPULayerPlatform.current
         let kmallocClass = servesKmalloc
@@ -247,7 +287,7 @@ public final class SlabCache: @unchecked Sendable {
             rseqOffset: platform.rseqOffset, cpus: slots.base, magazineBase: cpuLayer?.region.base ?? slots.base,
             capacity: UInt64(cpuLayer?.capacity ?? 0), rangeBase: pages.base, rangeSize: UInt(pages.size),
             slabMask: layer.slabMask, objectsBytes: UInt(layout.objectsPerSlab * layout.stride),
-            strideReciprocal: layer.divider.c, usesRseq: mode == .rseq, back: backReference)
+            strideReciprocal: layer.divider.c, usesRseq: mode == .rseq && !layer.poisons, back: backReference)
         backReference.cache = Unmanaged.passUnretained(self)
         try Registry.shared.register(self)
     }
@@ -278,24 +318,28 @@ public final class SlabCache: @unchecked Sendable {
     }
 
     /// Explains why `object` is not an object of this cache, under the name of the operation that
-    /// was given it (kmem_cache_free, kfree, ksize, krealloc), then stops the process.
+    /// was given it (kmem_cache_free, kfree, ksize, krealloc), then stops the process
+    /// (SlabReport.swift).
     func diagnoseBadPointer(_ object: UnsafeMutableRawPointer, operation: String) -> Never {
         let address = UInt(bitPattern: object)
+        let call = "\(operation)(\(name)): \(hex(address))"
+        func report(_ what: String, _ detail: String) -> Never {
+            SlabReport.fatal(what, cache: name, object: object, details: [detail])
+        }
         if destroyedFlag.load(ordering: .acquiring) {
-            slabFatal("\(operation)(\(name)): \(hex(address)) freed to a destroyed cache")
+            report("freed to a destroyed cache", "\(call) freed to a destroyed cache")
         }
         guard slabLayer.pages.contains(address) else {
             if let other = Registry.shared.cache(containing: address) {
-                slabFatal("\(operation)(\(name)): Wrong slab cache. \(name) but object \(hex(address)) is from \(other.name)")
+                report("wrong slab cache", "\(operation)(\(name)): Wrong slab cache. \(name) but object \(hex(address)) is from \(other.name)")
             }
-            slabFatal("\(operation)(\(name)): \(hex(address)) was not allocated from any slab cache")
+            report("not allocated from any slab cache", "\(call) was not allocated from any slab cache")
         }
         guard let block = slabLayer.pages.block(containing: address),
               let slab = SlabPointer(bitPattern: block.start), slab.pointee.magic == CSLAB_SLAB_MAGIC else {
-            slabFatal("\(operation)(\(name)): \(hex(address)) is not in a live slab of this cache (freed after shrink, or never allocated)")
+            report("not in a live slab", "\(call) is not in a live slab of this cache (freed after shrink, or never allocated)")
         }
-        slabFatal("\(operation)(\(name)): \(hex(address)) is not the start of an object "
-                  + "(slab \(hex(slab)), object size \(layout.objectSize))")
+        report("not the start of an object", "\(call) is not the start of an object (slab \(hex(slab)), object size \(layout.objectSize))")
     }
 
     /// True when `object` is the start of an object in one of this cache's live slabs: the free
@@ -313,24 +357,40 @@ public final class SlabCache: @unchecked Sendable {
 
     @usableFromInline
     func allocateSlow() -> UnsafeMutableRawPointer? {
+        if poisons { return allocateUnpoisoned() }
         if let cpuLayer, let object = cpuLayer.allocate() { return object }
         return allocateFromSlabLayer()
     }
 
     @usableFromInline
     func freeSlow(_ object: UnsafeMutableRawPointer) {
+        // Poisoned before any push commits: from then on another thread may pop it.
+        if poisons { cslab_asan_poison(object, layout.objectSize) }
         if let cpuLayer, cpuLayer.free(object) { return }
         freeToSlabLayer(object)
     }
 
+    /// allocateSlow in a build with AddressSanitizer: the object leaves the cache unpoisoned.
+    private func allocateUnpoisoned() -> UnsafeMutableRawPointer? {
+        let object = cpuLayer?.allocate() ?? allocateFromSlabLayer()
+        if let object { cslab_asan_unpoison(object, layout.objectSize) }
+        return object
+    }
+
     /// One object straight from the slab layer: no CPU layer, or the CPU layer could not serve it.
     func allocateFromSlabLayer() -> UnsafeMutableRawPointer? {
-        if isDestroyed { slabFatal("kmem_cache_alloc(\(name)): the cache was destroyed") }
+        if isDestroyed {
+            SlabReport.fatal("allocation from a destroyed cache", cache: name, object: nil,
+                             details: ["kmem_cache_alloc(\(name)): the cache was destroyed"])
+        }
         return slabLayer.allocateOne()
     }
 
     func freeToSlabLayer(_ object: UnsafeMutableRawPointer) {
-        if isDestroyed { slabFatal("\(freeOperation)(\(name)): \(hex(object)) freed to a destroyed cache") }
+        if isDestroyed {
+            SlabReport.fatal("freed to a destroyed cache", cache: name, object: object,
+                             details: ["\(freeOperation)(\(name)): \(hex(object)) freed to a destroyed cache"])
+        }
         slabLayer.freeOne(object)
     }
 

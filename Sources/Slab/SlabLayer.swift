@@ -28,6 +28,8 @@ final class SlabLayer: @unchecked Sendable {
     /// Divides slab offsets by the stride without a divide instruction.
     let divider: ExactDivider
     let pages: PageSource
+    /// Built with AddressSanitizer: cached objects are poisoned (SlabCache.swift, section 9).
+    let poisons = cslab_asan_active()
 
     struct Lists: @unchecked Sendable {
         var partial = SlabRing(.partial)
@@ -115,8 +117,11 @@ final class SlabLayer: @unchecked Sendable {
             defer { l.nextColour = (l.nextColour + 1) % layout.colours }
             return l.nextColour
         }
-        return SlabPointer.carve(block: block, layout: layout, colour: colour, owner: ownerToken,
-                                 constructor: constructor)
+        let slab = SlabPointer.carve(block: block, layout: layout, colour: colour, owner: ownerToken,
+                                     constructor: constructor)
+        // Every object of a new slab is free (constructed, when there is a constructor).
+        if poisons { cslab_asan_poison(slab.objectsStart, layout.objectsPerSlab * layout.stride) }
+        return slab
     }
 
     // MARK: Free
@@ -131,13 +136,15 @@ final class SlabLayer: @unchecked Sendable {
                 let object = buffer[i]!
                 let slab = SlabPointer(bitPattern: UInt(bitPattern: object) & slabMask)!
                 guard let index = slab.objectIndex(of: object, divider: divider) else {
-                    slabFatal("\(freeOperation)(\(name)): \(hex(object)) is not the start of an object "
-                              + "(slab \(hex(slab)), object size \(layout.objectSize))")
+                    SlabReport.fatal("not the start of an object", cache: name, object: object, details: [
+                        "\(freeOperation)(\(name)): \(hex(object)) is not the start of an object "
+                            + "(slab \(hex(slab)), object size \(layout.objectSize))"])
                 }
                 // Cheap double-free checks: the object is the last one freed to this slab, or one
                 // the slab never handed out since it was last empty, or the slab has none in use.
                 guard slab.pointee.free_list != object, index < Int(slab.pointee.bump), slab.pointee.in_use > 0 else {
-                    slabFatal("\(freeOperation)(\(name)): double free of \(hex(object))")
+                    SlabReport.fatal("double free", cache: name, object: object, details: [
+                        "\(freeOperation)(\(name)): \(hex(object)) is already free in its slab"])
                 }
                 let wasFull = slab.pointee.in_use == slab.pointee.capacity
                 slab.pushFree(object, index: index, linkOffset: layout.freeLinkOffset)
@@ -175,6 +182,7 @@ final class SlabLayer: @unchecked Sendable {
     }
 
     private func release(_ slab: SlabPointer) {
+        if poisons { cslab_asan_unpoison(slab, layout.slabBytes) }
         if let destructor {
             slab.forEachObject(stride: layout.stride, destructor)
         }
@@ -225,7 +233,7 @@ final class SlabLayer: @unchecked Sendable {
                         }
                         free += 1
                         if free > Int(s.capacity) { problems.append("\(hex(slab)): free list cycles"); break }
-                        cursor = (object + layout.freeLinkOffset).load(as: UnsafeMutableRawPointer?.self)
+                        cursor = cslab_load_link(object + layout.freeLinkOffset)
                     }
                     // in_use + |free_list| + (capacity - bump) == capacity
                     if Int(s.in_use) + free != Int(s.capacity) {
@@ -261,18 +269,4 @@ final class SlabLayer: @unchecked Sendable {
         }
         for slab in all { release(slab) }
     }
-}
-
-/// Stops the process with a message naming the cache and the pointer: continuing would corrupt
-/// memory. Printed to stderr first so that it survives even when the fatal error's own message
-/// is truncated by a crash handler.
-func slabFatal(_ message: String, file: StaticString = #file, line: UInt = #line) -> Never {
-    writeStandardError("slab: \(message)\n")
-    fatalError(message, file: file, line: line)
-}
-
-/// Writes straight to file descriptor 2 (no buffering: the process may be about to stop).
-func writeStandardError(_ text: String) {
-    var text = text
-    text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
 }

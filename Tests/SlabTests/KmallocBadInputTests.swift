@@ -1,8 +1,9 @@
-// A pointer kfree, ksize or krealloc cannot vouch for stops the process with a message naming
+// A pointer kfree, ksize or krealloc cannot vouch for stops the process with a report naming
 // the pointer (and the class or block when there is one). Each case runs in a child process (this
 // test binary, re-run on one test with KMALLOC_CRASH_SCENARIO naming the case); the child prints
-// the addresses involved before the bad call, and the parent builds the exact message from them
-// and finds it, whole, on the child's stderr.
+// the addresses involved before the bad call, and the parent builds the report's first line and
+// its detail line (the third, after the rule) from them and finds both, whole, on the child's
+// stderr.
 
 import Harness
 import Slab
@@ -80,25 +81,30 @@ enum KmallocCrashScenario: String, CaseIterable, StoppingScenario {
         }
     }
 
-    /// The one line the child must print, given the addresses it reported.
-    func expectedMessage(_ f: [String: String]) -> String {
+    /// The report's first line and its detail line, given the addresses the child reported.
+    func expectedReport(_ f: [String: String]) -> (first: String, detail: String) {
         let p = f["pointer"] ?? "?"
         switch self {
         case .mallocPointerBeforeSetUp, .mallocPointer, .mappingFreedTwice:
-            return "slab: kfree: \(p) was not allocated by kmalloc (or was freed already)"
+            return ("BUG kmalloc: not allocated by kmalloc", "kfree: \(p) was not allocated by kmalloc (or was freed already)")
         case .interiorClassObject:
-            return "slab: kfree(kmalloc-32): \(p) is not the start of an object (slab \(f["slab"] ?? "?"), object size 32)"
+            return ("BUG kmalloc-32: not the start of an object",
+                    "kfree(kmalloc-32): \(p) is not the start of an object (slab \(f["slab"] ?? "?"), object size 32)")
         case .interiorPageBlock:
-            return "slab: kfree(kmalloc-large): \(p) is inside the order-3 block at \(f["block"] ?? "?"), not at its start"
+            return ("BUG kmalloc-large: not the start of a block",
+                    "kfree(kmalloc-large): \(p) is inside the order-3 block at \(f["block"] ?? "?"), not at its start")
         case .pageBlockFreedTwice:
-            return "slab: kfree(kmalloc-large): \(p) is not an allocated page-allocator block (freed already, or never allocated)"
+            return ("BUG kmalloc-large: not an allocated block",
+                    "kfree(kmalloc-large): \(p) is not an allocated page-allocator block (freed already, or never allocated)")
         case .slabCacheObject:
-            return "slab: kfree: \(p) is an object of slab cache \(cacheName), not a kmalloc allocation "
-                + "(free it with kmem_cache_free(\(cacheName)))"
+            return ("BUG kmalloc: wrong slab cache",
+                    "kfree: \(p) is an object of slab cache \(cacheName), not a kmalloc allocation "
+                        + "(free it with kmem_cache_free(\(cacheName)))")
         case .ksizeOfMallocPointer:
-            return "slab: ksize: \(p) was not allocated by kmalloc (or was freed already)"
+            return ("BUG kmalloc: not allocated by kmalloc", "ksize: \(p) was not allocated by kmalloc (or was freed already)")
         case .kreallocOfInteriorPointer:
-            return "slab: krealloc(kmalloc-64): \(p) is not the start of an object (slab \(f["slab"] ?? "?"), object size 64)"
+            return ("BUG kmalloc-64: not the start of an object",
+                    "krealloc(kmalloc-64): \(p) is not the start of an object (slab \(f["slab"] ?? "?"), object size 64)")
         }
     }
 }
@@ -109,7 +115,7 @@ final class KmallocCrashScenarioRunner: XCTestCase {
 }
 
 final class KmallocBadInputTests: XCTestCase {
-    /// Runs the scenario in a child and checks that it stopped with exactly the expected line.
+    /// Runs the scenario in a child and checks that it stopped with exactly the expected report.
     private func expectCrash(_ scenario: KmallocCrashScenario, file: StaticString = #filePath, line: UInt = #line) throws {
         let result = try scenario.runInChild(file: file, line: line)
         var facts: [String: String] = [:]
@@ -118,9 +124,14 @@ final class KmallocBadInputTests: XCTestCase {
             if pair.count == 2 { facts[String(pair[0])] = String(pair[1]) }
         }
         XCTAssertNotNil(facts["pointer"], "\(scenario): the child never reached the bad call\n\(result)", file: file, line: line)
-        let expected = scenario.expectedMessage(facts)
+        let expected = scenario.expectedReport(facts)
         let lines = result.stderrText.split(separator: "\n").map(String.init)
-        XCTAssertTrue(lines.contains(expected), "\(scenario): no line \"\(expected)\"\n\(result)", file: file, line: line)
+        XCTAssertEqual(result.ending, .signaled(SIGABRT), "\(scenario): the child must die of SIGABRT\n\(result)", file: file, line: line)
+        guard let i = lines.firstIndex(of: expected.first) else {
+            return XCTFail("\(scenario): no line \"\(expected.first)\"\n\(result)", file: file, line: line)
+        }
+        XCTAssertEqual(lines.dropFirst(i + 2).first, expected.detail, "\(scenario): the detail line\n\(result)",
+                       file: file, line: line)
     }
 
     func test_kfree_mallocPointer_beforeKmallocWasEverUsed_reportsIt() throws { try expectCrash(.mallocPointerBeforeSetUp) }

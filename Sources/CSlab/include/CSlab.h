@@ -13,6 +13,9 @@
  *  3. Thread-locals (`_Thread_local`), which Swift does not have.
  *  4. kmalloc's and kfree's fast paths, over a table in a C global: Swift guards each use of a
  *     global it initialises at run time with a once-check (a call), and these run on every call.
+ *  5. A misuse report's call trace (backtrace(3), symbols from each image's symbol table), and the
+ *     sanitizers' hooks (ThreadSanitizer's edges, AddressSanitizer's poisoning), which only the C
+ *     target knows are built in.
  *
  * Routines here are subtle: read the protocol in Sources/Slab/CPUSlot.swift before changing them.
  * All symbols are prefixed `cslab_`.
@@ -265,8 +268,11 @@ slow:
 
 /*
  * Push one round onto this CPU's loaded magazine. Returns false when it is full (`capacity`
- * rounds) or the slot is owned. The round is written before the commit: if the sequence is
- * restarted, the slot beyond the count it wrote is simply not part of the magazine.
+ * rounds), the slot is owned, or `obj` is already the top round (round[n - 1], in the cache line
+ * the push writes anyway: a free of an object just freed on this CPU, which the slow path confirms
+ * and reports as a double free; with n = 0 the word compared is the header's zero `top_guard`).
+ * The round is written before the commit: if the sequence is restarted, the slot beyond the count
+ * it wrote is simply not part of the magazine.
  */
 static inline bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
                                             uint64_t capacity, void *obj) {
@@ -279,6 +285,8 @@ retry:
         "movq %%rcx, %%r8\n\t"
         "shrq $" CSLAB_STR(CSLAB_STATE_LOADED_SHIFT) ", %%r8\n\t"  /* loaded handle: offset / 8 */
         "addq %%rdx, %%r8\n\t"               /* + n: round[n] is at 8 * (h + n) + 64 */
+        "cmpq %[obj], " CSLAB_STR(CSLAB_MAGAZINE_LAST_ROUND) "(%[mags],%%r8,8)\n\t"
+        "je %l[slow]\n\t"                     /* obj is round[n - 1]: freed twice (the slow path says) */
         "movq %[obj], " CSLAB_STR(CSLAB_MAGAZINE_HEADER) "(%[mags],%%r8,8)\n\t"
         "incq " CSLAB_STR(CSLAB_SLOT_FREE_HITS) "(%%rax)\n\t"
         "incq %%rcx\n\t"                      /* push: the loaded count is the lowest field */
@@ -351,6 +359,19 @@ static inline bool cslab_rseq_cpu_cas(int64_t rseq_off, void *cpus, uint32_t cpu
 void cslab_tsan_release(void *addr);
 void cslab_tsan_acquire(void *addr);
 
+/* AddressSanitizer's shadow for cached objects (no-ops, and `active` false, unless the package is
+ * built with --sanitize=address; only the C target knows, so Swift asks `cslab_asan_active`). */
+bool cslab_asan_active(void);
+void cslab_asan_poison(const void *p, size_t n);
+void cslab_asan_unpoison(const void *p, size_t n);
+
+/* The free-list link in a free object (Slab.swift), read and written past AddressSanitizer:
+ * with ASan a free object is poisoned, and the link is the allocator's own word in it. */
+__attribute__((no_sanitize("address")))
+static inline void *cslab_load_link(const void *p) { return *(void *const *)p; }
+__attribute__((no_sanitize("address")))
+static inline void cslab_store_link(void *p, void *link) { *(void **)p = link; }
+
 /* ---------------------------------------------------------------------------------------------
  * membarrier: restart every rseq critical section in flight on one CPU (or all CPUs).
  * ------------------------------------------------------------------------------------------- */
@@ -391,10 +412,14 @@ _Static_assert(sizeof(cslab_slab) <= 64, "the slab header fits the first cache l
 typedef struct cslab_magazine {
     uint64_t next;              /* depot list link: handle of the next magazine (0 = none) */
     uint64_t rounds;            /* rounds held while the magazine sits in the depot */
-    uint64_t reserved[6];
+    uint64_t reserved[5];
+    uint64_t top_guard;         /* never written (0, as mapped): "round[-1]", which the push compares
+                                   its object with when the magazine is empty, and no object equals */
 } cslab_magazine;
 
 _Static_assert(sizeof(cslab_magazine) == CSLAB_MAGAZINE_HEADER, "rounds start right after the header");
+_Static_assert(offsetof(cslab_magazine, top_guard) == CSLAB_MAGAZINE_LAST_ROUND,
+               "an empty magazine's top round (round[-1]) is the guard word");
 
 /* ---------------------------------------------------------------------------------------------
  * 3. Thread-locals and small OS helpers.
@@ -435,7 +460,8 @@ static inline void *cslab_inject_delay(void *p) {
  * (the slab header's first object, the offset below objects_bytes and a multiple of the stride),
  * then the class's rseq push. Either returns "not done" (NULL, false) for the slow path to
  * handle: kmalloc not set up, a size above 8 KiB or of 0, an empty or full magazine, an owned
- * slot, a pointer outside the classes, or one that fails the test (which the slow path reports).
+ * slot, a pointer outside the classes, one that fails the test, or one that is already the top
+ * round of its magazine (the push's double-free check): the slow path reports the last two.
  *
  * Written once, under kmalloc's set-up lock (cslab_kmalloc_set_* in shim.c): the classes,
  * `class_of`, `rseq_offset` and `range_base`, then `slot_shift` and `fast_limit` with release
@@ -500,6 +526,19 @@ static inline bool cslab_kfree_fast(void *p) {
     if (offset >= c->objects_bytes || offset * c->stride_reciprocal > c->stride_reciprocal - 1) return false;
     return cslab_rseq_magazine_push(t->rseq_offset, c->cpus, c->magazines, c->capacity, p);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * 5. A misuse report's call trace (Sources/Slab/SlabReport.swift; shim.c says how).
+ * ------------------------------------------------------------------------------------------- */
+
+/* The return addresses of the calling thread's frames, innermost first (backtrace(3)). */
+int cslab_backtrace(void **frames, int capacity);
+/* The function containing `pc` as its image's symbol table names it (mangled, for Swift), the
+ * offset of `pc` into it, and the image's path (NULL when unknown). False when no symbol holds it. */
+bool cslab_symbolize(const void *pc, const char **name, uint64_t *offset, const char **image_path);
+/* The Swift runtime's demangler (libswiftCore, which every Swift program loads): a malloc'd
+ * string, or NULL when `mangled` is not a Swift name. */
+char *swift_demangle(const char *mangled, size_t length, char *output, size_t *output_size, uint32_t flags);
 
 /* An optimisation barrier for benchmarks: the compiler must assume `p` is read and escapes. */
 static inline void cslab_black_hole(const void *p) { __asm__ __volatile__("" : : "r"(p) : "memory"); }
