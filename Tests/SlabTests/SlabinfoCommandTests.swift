@@ -45,7 +45,7 @@ final class SlabinfoCommandTests: XCTestCase {
 
     /// Runs slabinfo with `arguments`. Output goes to files, not pipes, so a large output can
     /// never block the child while we wait for it.
-    func run(_ arguments: [String], prefix: [String] = []) throws -> Run {
+    func run(_ arguments: [String], prefix: [String] = [], environment extra: [String: String] = [:]) throws -> Run {
         let executable = try binary()
         let directory = FileManager.default.temporaryDirectory
         let tag = "slabinfo-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -64,6 +64,7 @@ final class SlabinfoCommandTests: XCTestCase {
             process.executableURL = executable
             process.arguments = arguments
         }
+        if !extra.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 } }
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
         try process.run()
@@ -81,6 +82,23 @@ final class SlabinfoCommandTests: XCTestCase {
     }
 
     // MARK: The seed lab
+
+    func test_demo_withSlabDebug_namesTheLettersUnderTheSummary_andKeepsThe21Lines() throws {
+        let r = try run(["--demo"], environment: ["SLAB_DEBUG": "FZPU,mycache;Z,kmalloc-128"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stderr, "", r.summary)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains(" Debug letters (F Z P U)            : mycache FZPU, kmalloc-128 Z"), r.summary)
+        XCTAssertFalse(lines.contains { $0.hasPrefix(" Debug letters") && $0.contains("kmalloc-8 ") }, r.summary)
+        let report = try XCTUnwrap(lines.first { $0.hasPrefix("cache mycache:") })
+        XCTAssertTrue(report.hasSuffix("CPU layer none, M = 0, debug FZPU"), report)
+        // The slabinfo lines keep the 2.1 format: mycache's parses, with its object size.
+        let entry = try ProcSlabInfo.parseEntry(Substring(try XCTUnwrap(lines.first { $0.hasPrefix("mycache ") })), lineNumber: 1)
+        XCTAssertEqual(entry.objectSize, 24)
+        XCTAssertEqual(entry.limit, 0, "no per-CPU layer: no magazines")
+        let plain = try run(["--demo"], environment: ["SLAB_DEBUG": ""])
+        XCTAssertFalse(plain.stdout.contains("Debug letters"), plain.summary)
+    }
 
     func test_demo_printsEachStepInOrder_andMycacheLineWithObjsize24() throws {
         let r = try run(["--demo"])
