@@ -155,8 +155,15 @@ final class SlabLayer: @unchecked Sendable {
                 guard slab.pointee.free_list != object, index < Int(slab.pointee.bump), slab.pointee.in_use > 0 else {
                     slabFatal("\(freeOperation)(\(name)): double free of \(hex(object))")
                 }
-                if let debug { debug.takeBack(object, slab: slab, operation: freeOperation, site: site) }
                 let wasFull = slab.pointee.in_use == slab.pointee.capacity
+                if let debug {
+                    debug.takeBack(object, slab: slab, operation: freeOperation, site: site)
+                    // F: a slab about to become empty is checked whole before its free list is
+                    // forgotten (pushFree resets it): once per slab emptied, every entry is walked.
+                    if wasFull || slab.pointee.in_use == 1 {
+                        checkConsistency(slab, on: wasFull ? .full : .partial, operation: freeOperation)
+                    }
+                }
                 slab.pushFree(object, index: index, linkOffset: layout.freeLinkOffset)
                 if wasFull {
                     l.full.remove(slab)
@@ -165,9 +172,6 @@ final class SlabLayer: @unchecked Sendable {
                 if slab.pointee.in_use == 0 {
                     l.partial.remove(slab)
                     l.empty.insert(slab)
-                }
-                if wasFull || slab.pointee.in_use == 0 {
-                    checkConsistency(slab, on: SlabList(rawValue: slab.pointee.list) ?? .partial, operation: freeOperation)
                 }
             }
             l.activeObjects -= count
@@ -179,7 +183,10 @@ final class SlabLayer: @unchecked Sendable {
         free(&o, count: 1, site: site)
     }
 
-    /// F: a slab that just changed lists must add up (`slabProblems`), or the process stops.
+    /// F: a slab about to change lists must add up (`slabProblems`: header, free list, counts), or
+    /// the process stops. Run as a slab leaves the empty list, fills up, stops being full, and
+    /// just before it becomes empty, when its free list is longest: so every free list is walked
+    /// once each time its slab cycles through the lists.
     private func checkConsistency(_ slab: SlabPointer, on list: SlabList, operation: String) {
         guard let debug, debug.checksConsistency else { return }
         let problems = slabProblems(slab, on: list)

@@ -20,7 +20,7 @@ let slabFatalSignal = SIGILL
 
 enum DebugScenario: String, CaseIterable {
     case delayedDoubleFree, writeAfterFree, writePastTheEnd, writeBeforeTheStart
-    case doubleFreeSeenByRedZones, freeListLinkOverwritten, kmallocWritePastTheEnd
+    case doubleFreeSeenByRedZones, freeListLinkOverwritten, freeListCheckedBeforeTheSlabEmpties, kmallocWritePastTheEnd
     case destroyWithLiveObjects, environmentLetters, malformedEnvironment
 
     static let environmentKey = "DEBUG_SCENARIO"
@@ -35,7 +35,7 @@ enum DebugScenario: String, CaseIterable {
         case .delayedDoubleFree: return "F,\(cacheName)"
         case .writeAfterFree: return "P,\(cacheName)"
         case .writePastTheEnd, .writeBeforeTheStart, .doubleFreeSeenByRedZones: return "Z,\(cacheName)"
-        case .freeListLinkOverwritten: return "F,\(cacheName)"
+        case .freeListLinkOverwritten, .freeListCheckedBeforeTheSlabEmpties: return "F,\(cacheName)"
         case .kmallocWritePastTheEnd: return "Z,kmalloc-3*"
         case .destroyWithLiveObjects: return "U,\(cacheName)"
         case .environmentLetters: return "Z;FZ,\(cacheName),other;-,quiet*"
@@ -99,6 +99,15 @@ enum DebugScenario: String, CaseIterable {
             Self.fact("slab", UnsafeRawPointer(bitPattern: UInt(bitPattern: q) & ~UInt(cache.layout.slabBytes - 1))!)
             q.storeBytes(of: 0x4141_4141_4141_4141, as: UInt.self)
             _ = cache.allocate()   // takes q, and finds its link is no object
+        case .freeListCheckedBeforeTheSlabEmpties:
+            let cache = try SlabCache(name: cacheName, size: 32)
+            let a = cache.allocate()!, b = cache.allocate()!, c = cache.allocate()!
+            cache.free(a)
+            cache.free(b)   // the free list is b -> a, and a's link (its first word) ends it
+            Self.fact("pointer", a)
+            Self.fact("slab", UnsafeRawPointer(bitPattern: UInt(bitPattern: a) & ~UInt(cache.layout.slabBytes - 1))!)
+            a.storeBytes(of: 0x4141_4141_4141_4141, as: UInt.self)   // written after free, deep in the list
+            cache.free(c)   // the slab's last object: its free list is walked before it is forgotten
         case .kmallocWritePastTheEnd:
             let p = try kmalloc(32)
             Self.fact("pointer", p)
@@ -228,6 +237,14 @@ final class DebugLetterTests: XCTestCase {
         try expectFatal(s) {
             "slab: kmem_cache_alloc(\(s.cacheName)): free list corrupted: the free object after \($0["pointer"] ?? "?") "
                 + "is 0x4141414141414141, not an object of slab \($0["slab"] ?? "?")"
+        }
+    }
+
+    func test_consistencyChecks_walkTheFreeListBeforeASlabEmpties() throws {
+        let s = DebugScenario.freeListCheckedBeforeTheSlabEmpties
+        try expectFatal(s) {
+            "slab: kmem_cache_free(\(s.cacheName)): slab \($0["slab"] ?? "?") inconsistent: "
+                + "free-list entry 0x4141414141414141 is not a handed-out object"
         }
     }
 
