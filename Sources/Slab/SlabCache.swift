@@ -103,7 +103,8 @@
 // ------------------------------
 //   Linux's slab_debug letters, per cache (flags) or from SLAB_DEBUG at creation: F gives every
 //   object an allocated/free state word (a double free is caught at any distance) and checks a
-//   slab's free list and counts whenever it changes lists; Z puts red zones before and after
+//   slab's free list and counts whenever it changes lists (walking the list just before the slab
+//   becomes empty, when it is longest); Z puts red zones before and after
 //   every object; P fills free objects with 0x6b ... 0xa5 and checks them when handed out again
 //   (not in a cache with a constructor, whose free objects stay constructed); U records where,
 //   by which thread and when each object was last allocated and freed. validate() runs every
@@ -139,7 +140,8 @@ public struct SlabFlags: OptionSet, Sendable, Hashable {
     // any of them has no per-CPU layer: its checks run in the slab layer, under its lock.
 
     /// F (SLAB_CONSISTENCY_CHECKS): an allocated/free state per object, so every double free is
-    /// caught; free lists and counts checked whenever a slab changes lists.
+    /// caught; free lists and counts checked whenever a slab changes lists (the list walked whole
+    /// just before the slab becomes empty).
     public static let consistencyChecks = SlabFlags(rawValue: 0x0000_0100)
     /// Z (SLAB_RED_ZONE): guard bytes before and after every object, checked on free and
     /// allocation.
@@ -205,8 +207,8 @@ public final class SlabCache: @unchecked Sendable {
     /// The flags in force: those the cache was created with, and the debug letters SLAB_DEBUG
     /// gave it.
     public let flags: SlabFlags
-    /// How the per-CPU layer runs: `.none` when the cache has none (`.noCPUCache`, or its magazine
-    /// region could not be mapped).
+    /// How the per-CPU layer runs: `.none` when the cache has none (`.noCPUCache`, a debug letter,
+    /// or its magazine region could not be mapped).
     public let mode: CPULayerMode
 
     /// Object size as slabinfo reports it.

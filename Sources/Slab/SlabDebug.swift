@@ -4,8 +4,10 @@
 //
 //   F  .consistencyChecks  every object carries an allocated/free state word, so freeing a free
 //                          object is caught however long ago it was freed; a slab's free list and
-//                          counts are checked whenever the slab changes lists, and the next free
-//                          object is checked whenever one is taken from a free list.
+//                          counts are checked whenever the slab changes lists (the list walked
+//                          whole just before the slab becomes empty, when it is longest). Under
+//                          any letter, the next free object is checked whenever one is taken
+//                          from a free list.
 //   Z  .redZone            guard bytes before and after every object, 0xcc while it is allocated
 //                          and 0xbb while it is free (SLUB's SLUB_RED_ACTIVE, SLUB_RED_INACTIVE),
 //                          checked on every free and allocation. The object is all of its
