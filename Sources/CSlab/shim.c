@@ -1,9 +1,12 @@
 // The out-of-line half of CSlab: symbols that touch glibc's rseq registration, membarrier and
-// thread-locals, the storage of kmalloc's table, and the call trace of a misuse report (the
-// frames and their symbols). Nothing here is on an allocation fast path.
+// thread-locals, the storage of kmalloc's table, the call trace of a misuse report (the frames and
+// their symbols), and the debug caches' stack records, thread ids and address descriptions.
+// Nothing here is on an allocation fast path.
 #define _GNU_SOURCE
 #include "CSlab.h"
 
+#include <pthread.h>
+#include <link.h>
 #include <linux/membarrier.h>
 #include <sys/mman.h>
 #include <sys/rseq.h>
@@ -17,6 +20,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sched.h>
+#include <time.h>
 
 _Thread_local uint64_t cslab_tls_slot_hint = 0;
 
@@ -239,4 +244,77 @@ bool cslab_symbolize(const void *pc, const char **name, uint64_t *offset, const 
         return true;
     }
     return false;
+}
+
+/* This thread's stack, for the frame-pointer walk below, and its kernel id: found once per thread
+ * (a forked child's thread clears them, since its id differs from its parent's). */
+static _Thread_local uintptr_t cslab_stack_low, cslab_stack_high;
+static _Thread_local int32_t cslab_cached_tid;
+static pthread_once_t cslab_atfork_once = PTHREAD_ONCE_INIT;
+static void cslab_forget_thread(void) { cslab_cached_tid = 0; }
+static void cslab_register_atfork(void) { pthread_atfork(NULL, NULL, cslab_forget_thread); }
+
+/* Walks the frame-pointer chain (Swift keeps frame pointers on x86_64 Linux): each frame's saved
+ * rbp at [fp] and return address at [fp + 8]. A frame without a frame pointer (C code built
+ * without one) ends the walk when its rbp leaves this thread's stack or stops growing, so the walk
+ * never reads outside the stack. glibc's backtrace() unwinds by the tables instead, and is
+ * 100-1000 times slower: too slow to run on every allocation and free. */
+void cslab_track_capture(cslab_track *track, int32_t skip) {
+    if (cslab_stack_high == 0) {
+        pthread_attr_t attr;
+        void *low = NULL;
+        size_t size = 0;
+        if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+            pthread_attr_getstack(&attr, &low, &size);
+            pthread_attr_destroy(&attr);
+        }
+        cslab_stack_low = (uintptr_t)low;
+        cslab_stack_high = (uintptr_t)low + size;
+    }
+    if (cslab_cached_tid == 0) {
+        pthread_once(&cslab_atfork_once, cslab_register_atfork);
+        cslab_cached_tid = (int32_t)syscall(SYS_gettid);
+    }
+    int written = 0;
+    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    for (int frame = 0; written < CSLAB_TRACK_FRAMES; frame++) {
+        if (fp < cslab_stack_low || fp + 16 > cslab_stack_high || (fp & 7) != 0) break;
+        uintptr_t next = ((const uintptr_t *)fp)[0];
+        uintptr_t ret = ((const uintptr_t *)fp)[1];
+        if (ret == 0) break;
+        /* Frame 0's return address is in this function's caller. */
+        if (frame >= skip) track->frames[written++] = ret;
+        if (next <= fp) break;
+        fp = next;
+    }
+    while (written < CSLAB_TRACK_FRAMES) track->frames[written++] = 0;
+    track->thread = cslab_cached_tid;
+    track->cpu = (int32_t)sched_getcpu();
+    /* The coarse clock (the kernel's tick, as Linux's tracks keep jiffies): the precise one costs
+     * as much as the whole frame walk on a virtual machine. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    track->time = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+int32_t cslab_gettid(void) { return (int32_t)syscall(SYS_gettid); }
+
+int32_t cslab_describe_address(const void *address, const char **image, const void **image_base,
+                               const char **symbol, const void **symbol_start) {
+    Dl_info info;
+    const ElfW(Sym) *entry = NULL;
+    *image = NULL;
+    *image_base = NULL;
+    *symbol = NULL;
+    *symbol_start = NULL;
+    if (!dladdr1(address, &info, (void **)&entry, RTLD_DL_SYMENT)) return 0;
+    *image = info.dli_fname;
+    *image_base = info.dli_fbase;
+    /* dladdr names the nearest exported symbol below the address, which need not contain it. */
+    if (info.dli_sname && info.dli_saddr && entry &&
+        (const char *)address < (const char *)info.dli_saddr + entry->st_size) {
+        *symbol = info.dli_sname;
+        *symbol_start = info.dli_saddr;
+    }
+    return 1;
 }

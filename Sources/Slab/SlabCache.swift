@@ -24,7 +24,8 @@
 //     FastPath.swift    the pop and push of the loaded magazine, inlined into the caller.
 //
 //   SlabCache (this file) is the façade: the slab layer, and a CPUCache unless the cache was
-//   created with `.noCPUCache` (or its magazine region could not be mapped).
+//   created with `.noCPUCache` or with a debug letter (or its magazine region could not be
+//   mapped). SlabDebug.swift holds the debug letters' checks (section 8).
 //
 //   Registry.swift and SlabInfo.swift list every cache in /proc/slabinfo 2.1 format.
 //
@@ -133,6 +134,24 @@
 //   allocation and free through the slow path (FastPath.usesRseq is false; the ladders still
 //   run the rseq sections, and kmalloc's C fast paths stay closed): ASan builds are for finding
 //   bugs, not for measuring.
+//
+// 10. Debugging (SlabDebug.swift)
+// -------------------------------
+//   Linux's slab_debug letters, per cache (flags) or from SLAB_DEBUG at creation: F gives every
+//   object an allocated/free state word (a double free is caught at any distance) and checks a
+//   slab's free list and counts whenever it changes lists (walking the list just before the slab
+//   becomes empty, when it is longest); Z puts red zones before and after
+//   every object; P fills free objects with 0x6b ... 0xa5 and checks them when handed out again
+//   (not in a cache with a constructor, whose free objects stay constructed); U records where,
+//   by which thread and when each object was last allocated and freed. validate() runs every
+//   check over every slab on demand.
+//   A cache with any letter has no per-CPU layer, as SLUB's debug caches skip its per-CPU slabs:
+//   every allocation and free goes to the slab layer and is checked under its lock. An object's
+//   state must change together with the free list that holds it (an object freed twice while
+//   it sits in a magazine would escape every check, and validate() could not tell a cached object
+//   from a live one); an rseq section cannot write metadata before its commit; and deciding at
+//   creation which path a cache has leaves the fast path of a cache without letters exactly as
+//   it was, not even a flag test added. Such a cache scales as `.noCPUCache` does.
 
 import CSlab
 import Synchronization
@@ -152,6 +171,23 @@ public struct SlabFlags: OptionSet, Sendable, Hashable {
     /// No per-CPU magazine layer: every allocation and free goes to the slab layer's lock.
     /// For measuring what the magazine layer is worth, and for debugging.
     public static let noCPUCache = SlabFlags(rawValue: 1 << 32)
+
+    // The debug letters (SlabDebug.swift; Linux's values and slab_debug letters). A cache with
+    // any of them has no per-CPU layer: its checks run in the slab layer, under its lock.
+
+    /// F (SLAB_CONSISTENCY_CHECKS): an allocated/free state per object, so every double free is
+    /// caught; free lists and counts checked whenever a slab changes lists (the list walked whole
+    /// just before the slab becomes empty).
+    public static let consistencyChecks = SlabFlags(rawValue: 0x0000_0100)
+    /// Z (SLAB_RED_ZONE): guard bytes before and after every object, checked on free and
+    /// allocation.
+    public static let redZone = SlabFlags(rawValue: 0x0000_0400)
+    /// P (SLAB_POISON): free objects filled with a pattern, checked when handed out again (not on
+    /// a cache with a constructor, whose free objects keep their constructed state).
+    public static let poison = SlabFlags(rawValue: 0x0000_0800)
+    /// U (SLAB_STORE_USER): where, by which thread and when each object was last allocated and
+    /// freed, shown in reports.
+    public static let storeUser = SlabFlags(rawValue: 0x0001_0000)
 }
 
 /// Errors at the API edge. Nothing is lost when one is thrown: the cache is unchanged.
@@ -192,7 +228,8 @@ public enum CPULayerMode: String, Sendable {
     case rseq
     /// rseq is not registered: slots owned by CAS for the length of an operation.
     case fallback
-    /// The cache was created with `.noCPUCache`.
+    /// The cache has no per-CPU layer: created with `.noCPUCache`, or with a debug letter (whose
+    /// checks run in the slab layer).
     case none
 }
 
@@ -203,9 +240,11 @@ public enum CPULayerMode: String, Sendable {
 public final class SlabCache: @unchecked Sendable {
     public let name: String
     public let layout: SlabLayout
+    /// The flags in force: those the cache was created with, and the debug letters SLAB_DEBUG
+    /// gave it.
     public let flags: SlabFlags
-    /// How the per-CPU layer runs: `.none` when the cache has none (`.noCPUCache`, or its magazine
-    /// region could not be mapped).
+    /// How the per-CPU layer runs: `.none` when the cache has none (`.noCPUCache`, a debug letter,
+    /// or its magazine region could not be mapped).
     public let mode: CPULayerMode
 
     /// Object size as slabinfo reports it.
@@ -243,6 +282,8 @@ public final class SlabCache: @unchecked Sendable {
     let servesKmalloc: Bool
     /// The operation a bad free is reported under: "kmem_cache_free", or "kfree" for kmalloc's caches.
     let freeOperation: String
+    /// U: every allocation and free records its caller (SlabTrack) before taking the slab lock.
+    let tracksUsers: Bool
 
     /// Creates a cache. `align` must be a power of two (1...4096); the object size is `size`
     /// rounded up to a word and then to the alignment.
@@ -261,26 +302,31 @@ public final class SlabCache: @unchecked Sendable {
         servesKmalloc = kmallocPages != nil
         freeOperation = servesKmalloc ? "kfree" : "kmem_cache_free"
         try Registry.validate(name: name, reservedAllowed: servesKmalloc)
-        let known: SlabFlags = [.hwcacheAlign, .noCPUCache]
+        let known = SlabFlags([.hwcacheAlign, .noCPUCache]).union(.debugLetters)
         guard flags.subtracting(known).isEmpty else { throw SlabError.unknownFlags(flags.subtracting(known).rawValue) }
         guard size >= 1, size <= SlabLayout.maxObjectSize else { throw SlabError.invalidSize(size) }
+        let flags = flags.union(SlabDebugSetting.environmentLetters(forCache: name))
         guard let layout = SlabLayout(size: size, align: align, hardwareCacheAlign: flags.contains(.hwcacheAlign),
                                       hasConstructor: constructor != nil,
-                                      alignLimit: servesKmalloc ? SlabLayout.pageSize << SlabLayout.maxOrder : SlabLayout.maxAlign) else {
+                                      alignLimit: servesKmalloc ? SlabLayout.pageSize << SlabLayout.maxOrder : SlabLayout.maxAlign,
+                                      debug: flags) else {
             throw SlabError.invalidAlignment(align)
         }
         self.name = name
         self.layout = layout
         self.flags = flags
         guard let pages = kmallocPages ?? PageSource() else { throw SlabError.outOfMemory(cache: name) }
+        let debug = layout.debug.isEmpty ? nil : SlabDebug(cache: name, layout: layout)
         let layer = SlabLayer(name: name, freeOperation: freeOperation, layout: layout, constructor: constructor,
-                              destructor: destructor, pages: pages)
+                              destructor: destructor, pages: pages, debug: debug)
         slabLayer = layer
         poisons = layer.poisons
+        tracksUsers = layout.trackOffset != nil
 
         let platform = CPULayerPlatform.current
         let kmallocClass = servesKmalloc
-        cpuLayer = flags.contains(.noCPUCache) ? nil : CPUCache(
+        // A debug cache has no per-CPU layer (SlabDebug.swift, section 2).
+        cpuLayer = flags.contains(.noCPUCache) || debug != nil ? nil : CPUCache(
             name: name, slabLayer: layer, platform: platform,
             depotFullLimit: { m in kmallocClass ? max(64, Self.kmallocDepotBytes / (m * layout.objectSize))
                                                 : max(64, 32 * platform.possibleCPUs) })
@@ -388,7 +434,10 @@ public final class SlabCache: @unchecked Sendable {
             SlabReport.fatal("allocation from a destroyed cache", cache: name, object: nil,
                              details: ["kmem_cache_alloc(\(name)): the cache was destroyed"])
         }
-        return slabLayer.allocateOne()
+        guard tracksUsers else { return slabLayer.allocateOne() }
+        // U: the stack is walked here, outside the lock.
+        var site = SlabTrack.capture()
+        return slabLayer.allocateOne(site: &site)
     }
 
     func freeToSlabLayer(_ object: UnsafeMutableRawPointer) {
@@ -396,7 +445,9 @@ public final class SlabCache: @unchecked Sendable {
             SlabReport.fatal("freed to a destroyed cache", cache: name, object: object,
                              details: ["\(freeOperation)(\(name)): \(hex(object)) freed to a destroyed cache"])
         }
-        slabLayer.freeOne(object)
+        guard tracksUsers else { return slabLayer.freeOne(object) }
+        var site = SlabTrack.capture()
+        slabLayer.freeOne(object, site: &site)
     }
 
     // MARK: Shrink, reap, destroy
@@ -435,7 +486,10 @@ public final class SlabCache: @unchecked Sendable {
             let finish = { [self] () throws in
                 cpuLayer?.flushDepot(all: true)
                 let live = slabLayer.activeObjects
-                guard live == 0 else { throw SlabError.objectsStillAllocated(cache: name, count: live) }
+                guard live == 0 else {
+                    if slabLayer.debug != nil { reportLiveObjects() }
+                    throw SlabError.objectsStillAllocated(cache: name, count: live)
+                }
                 cpuLayer?.retire()
                 destroyedFlag.store(true, ordering: .releasing)
                 Registry.shared.unregister(self)
@@ -453,6 +507,27 @@ public final class SlabCache: @unchecked Sendable {
     }
 
     public var isDestroyed: Bool { destroyedFlag.load(ordering: .acquiring) }
+
+    /// A debug cache's destroy with live objects: how many, and the first five (with U, where
+    /// they were allocated), on stderr, as Linux's "Objects remaining in X on
+    /// __kmem_cache_shutdown()". A cache without letters only throws: its error has the count,
+    /// and SLAB_DEBUG=U,<name> shows where the objects came from.
+    private func reportLiveObjects() {
+        let (count, lines) = slabLayer.liveObjectsReport(limit: 5)
+        SlabReport.warn("Objects remaining in \(name) on kmem_cache_destroy()", cache: name, object: nil,
+                        details: ["kmem_cache_destroy(\(name)): \(count) objects remaining; destroy refused"] + lines)
+    }
+
+    /// Walks every slab checking its free list and counts and, with debug letters, every object:
+    /// its state (F), red zones (Z) and, if free, its poison (P). Returns what it found, as
+    /// Linux's `slabinfo -v` validates a cache; never stops the process. Takes the slab layer's
+    /// lock for the walk, so a debug cache (whose every operation takes that lock) is validated
+    /// exactly while other threads use it. Objects in a per-CPU layer's magazines count as
+    /// allocated here, as they do in the slab layer.
+    public func validate() -> SlabValidation {
+        guard !isDestroyed else { return SlabValidation(cache: name, slabs: 0, objects: 0, defects: []) }
+        return slabLayer.validate()
+    }
 
     /// Checks every layer's invariants (the slab layer's equations, the page source's buddy
     /// blocks, and the per-CPU layer's magazines and depot); returns the problems found, empty

@@ -16,6 +16,10 @@ public struct SlabCacheStatistics: Sendable, Equatable {
     public var colours: Int
     public var mode: CPULayerMode
     public var magazineCapacity: Int
+    /// The debug letters in force ("FZPU" order; "" for none). Not part of the slabinfo 2.1 line.
+    public var debugLetters: String
+    /// P is set but objects are not poisoned: the cache has a constructor (SlabDebug.swift).
+    public var poisonWaived: Bool
 
     // Slab layer
     public var activeObjects: Int
@@ -74,6 +78,7 @@ extension SlabCache {
             name: name, objectSize: layout.objectSize, align: layout.align,
             objectsPerSlab: layout.objectsPerSlab, pagesPerSlab: layout.pagesPerSlab,
             colours: layout.colours, mode: mode, magazineCapacity: magazineCapacity,
+            debugLetters: layout.debug.letters, poisonWaived: layout.debug.contains(.poison) && !layout.poisonsObjects,
             activeObjects: slab.activeObjects, totalObjects: slab.totalObjects,
             activeSlabs: slab.activeSlabs, totalSlabs: slab.totalSlabs, emptySlabs: slab.emptySlabs,
             slabsCreated: slab.slabsCreated, slabsReleased: slab.slabsReleased,
@@ -115,8 +120,10 @@ public enum SlabInfo {
 
     /// The richer per-cache report: every layer's counters.
     public static func report(_ s: SlabCacheStatistics) -> String {
+        let debug = s.debugLetters.isEmpty ? ""
+            : ", debug \(s.debugLetters)" + (s.poisonWaived ? " (objects not poisoned: constructor)" : "")
         return """
-            cache \(s.name): object \(s.objectSize) B (align \(s.align)), \(s.objectsPerSlab) per \(s.pagesPerSlab)-page slab, \(s.colours) colour(s), CPU layer \(s.mode.rawValue), M = \(s.magazineCapacity)
+            cache \(s.name): object \(s.objectSize) B (align \(s.align)), \(s.objectsPerSlab) per \(s.pagesPerSlab)-page slab, \(s.colours) colour(s), CPU layer \(s.mode.rawValue), M = \(s.magazineCapacity)\(debug)
               slab layer   slabs \(s.totalSlabs) (\(s.activeSlabs) active, \(s.emptySlabs) empty), objects \(s.activeObjects)/\(s.totalObjects), created \(s.slabsCreated), released \(s.slabsReleased), lock acquisitions \(s.slabLayerLocks)
               cpu layer    cached rounds \(s.cpuCachedObjects), fast allocs \(s.fastAllocations), fast frees \(s.fastFrees), exchanges \(s.exchanges), \(allocationFigures(s))
               depot        full \(s.depotFullMagazines) (\(s.depotRounds) rounds), empty \(s.depotEmptyMagazines), full taken \(s.depotFullTaken), full returned \(s.depotFullReturned), overflowed \(s.depotOverflows), empty taken \(s.depotEmptyTaken), magazines made \(s.magazinesMade)

@@ -6,6 +6,10 @@
 // The per-CPU layer calls this layer in batches (a magazine's worth at a time), so the lock is
 // taken once per magazine, not once per object.
 //
+// A cache with debug letters (SlabDebug.swift) has no per-CPU layer: each of its objects comes
+// and goes here one at a time, and the debug hooks check and mark it under the lock, where its
+// state changes together with its slab's free list.
+//
 // Lock order: SlabLayer.lists before PageSource.state (slab creation and release take the page
 // source's lock only after dropping ours).
 
@@ -30,6 +34,8 @@ final class SlabLayer: @unchecked Sendable {
     let pages: PageSource
     /// Built with AddressSanitizer: cached objects are poisoned (SlabCache.swift, section 9).
     let poisons = cslab_asan_active()
+    /// The debug letters' checks; nil for a cache without letters.
+    let debug: SlabDebug?
 
     struct Lists: @unchecked Sendable {
         var partial = SlabRing(.partial)
@@ -48,7 +54,7 @@ final class SlabLayer: @unchecked Sendable {
     private let lists = Lock(Lists())
 
     init(name: String, freeOperation: String, layout: SlabLayout, constructor: ((UnsafeMutableRawPointer) -> Void)?,
-         destructor: ((UnsafeMutableRawPointer) -> Void)?, pages: PageSource) {
+         destructor: ((UnsafeMutableRawPointer) -> Void)?, pages: PageSource, debug: SlabDebug? = nil) {
         self.name = name
         self.freeOperation = freeOperation
         self.layout = layout
@@ -57,6 +63,7 @@ final class SlabLayer: @unchecked Sendable {
         self.slabMask = ~UInt(layout.slabBytes - 1)
         self.divider = ExactDivider(layout.stride)
         self.pages = pages
+        self.debug = debug
     }
 
     /// The identity stored in every slab header of this cache.
@@ -65,7 +72,9 @@ final class SlabLayer: @unchecked Sendable {
     // MARK: Allocation
 
     /// Fills `buffer` with up to `count` objects; fewer only when the page source is out of memory.
-    func allocate(into buffer: UnsafeMutablePointer<UnsafeMutableRawPointer?>, count: Int) -> Int {
+    /// `site`: the caller's record for a debug cache with U.
+    func allocate(into buffer: UnsafeMutablePointer<UnsafeMutableRawPointer?>, count: Int,
+                  site: UnsafePointer<SlabTrack>? = nil) -> Int {
         var got = 0
         while got < count {
             let satisfied = lists.withLock { l -> Bool in
@@ -74,6 +83,7 @@ final class SlabLayer: @unchecked Sendable {
                 while got < count {
                     var slab = l.partial.head
                     if slab == nil, let e = l.empty.head {
+                        checkConsistency(e, on: .empty, operation: "kmem_cache_alloc")
                         l.empty.remove(e)
                         l.partial.insert(e)
                         slab = e
@@ -81,12 +91,15 @@ final class SlabLayer: @unchecked Sendable {
                     guard let s = slab else { break }
                     let capacity = s.pointee.capacity
                     while got < count && s.pointee.in_use < capacity {
-                        buffer[got] = s.popFree(linkOffset: layout.freeLinkOffset, stride: layout.stride)
+                        let object = s.popFree(linkOffset: layout.freeLinkOffset, stride: layout.stride)
+                        if let debug { debug.handOut(object, slab: s, site: site) }
+                        buffer[got] = object
                         got += 1
                     }
                     if s.pointee.in_use == capacity {
                         l.partial.remove(s)
                         l.full.insert(s)
+                        checkConsistency(s, on: .full, operation: "kmem_cache_alloc")
                     }
                 }
                 l.activeObjects += got - before
@@ -106,9 +119,9 @@ final class SlabLayer: @unchecked Sendable {
         return got
     }
 
-    func allocateOne() -> UnsafeMutableRawPointer? {
+    func allocateOne(site: UnsafePointer<SlabTrack>? = nil) -> UnsafeMutableRawPointer? {
         var object: UnsafeMutableRawPointer? = nil
-        return allocate(into: &object, count: 1) == 1 ? object : nil
+        return allocate(into: &object, count: 1, site: site) == 1 ? object : nil
     }
 
     private func grow() -> SlabPointer? {
@@ -121,6 +134,7 @@ final class SlabLayer: @unchecked Sendable {
                                      constructor: constructor)
         // Every object of a new slab is free (constructed, when there is a constructor).
         if poisons { cslab_asan_poison(slab.objectsStart, layout.objectsPerSlab * layout.stride) }
+        debug?.prepare(slab)
         return slab
     }
 
@@ -128,8 +142,9 @@ final class SlabLayer: @unchecked Sendable {
 
     /// Returns `count` objects to their slabs. REQUIRES: each belongs to this cache (checked by the
     /// caller's `SlabCache.checkOwnership`); the exact object boundary and an immediate double
-    /// free are checked here, where a bad pointer would corrupt a free list.
-    func free(_ buffer: UnsafePointer<UnsafeMutableRawPointer?>, count: Int) {
+    /// free are checked here, where a bad pointer would corrupt a free list; a debug cache's
+    /// letters check the rest (`site`: the caller's record, with U).
+    func free(_ buffer: UnsafePointer<UnsafeMutableRawPointer?>, count: Int, site: UnsafePointer<SlabTrack>? = nil) {
         lists.withLock { l in
             l.lockAcquisitions += 1
             for i in 0..<count {
@@ -147,6 +162,14 @@ final class SlabLayer: @unchecked Sendable {
                         "\(freeOperation)(\(name)): \(hex(object)) is already free in its slab"])
                 }
                 let wasFull = slab.pointee.in_use == slab.pointee.capacity
+                if let debug {
+                    debug.takeBack(object, slab: slab, operation: freeOperation, site: site)
+                    // F: a slab about to become empty is checked whole before its free list is
+                    // forgotten (pushFree resets it): once per slab emptied, every entry is walked.
+                    if wasFull || slab.pointee.in_use == 1 {
+                        checkConsistency(slab, on: wasFull ? .full : .partial, operation: freeOperation)
+                    }
+                }
                 slab.pushFree(object, index: index, linkOffset: layout.freeLinkOffset)
                 if wasFull {
                     l.full.remove(slab)
@@ -161,9 +184,21 @@ final class SlabLayer: @unchecked Sendable {
         }
     }
 
-    func freeOne(_ object: UnsafeMutableRawPointer) {
+    func freeOne(_ object: UnsafeMutableRawPointer, site: UnsafePointer<SlabTrack>? = nil) {
         var o: UnsafeMutableRawPointer? = object
-        free(&o, count: 1)
+        free(&o, count: 1, site: site)
+    }
+
+    /// F: a slab about to change lists must add up (`slabProblems`: header, free list, counts), or
+    /// the process stops. Run as a slab leaves the empty list, fills up, stops being full, and
+    /// just before it becomes empty, when its free list is longest: so every free list is walked
+    /// once each time its slab cycles through the lists.
+    private func checkConsistency(_ slab: SlabPointer, on list: SlabList, operation: String) {
+        guard let debug, debug.checksConsistency else { return }
+        let problems = slabProblems(slab, on: list)
+        guard let first = problems.first else { return }
+        debug.fatal(operation, debug.defect(.slab, slab: slab, object: nil, summary: "slab \(hex(slab)) inconsistent: \(first)",
+                                            note: (["it changed lists (F)"] + problems.dropFirst()).joined(separator: "; ")))
     }
 
     // MARK: Shrink and destroy
@@ -209,6 +244,41 @@ final class SlabLayer: @unchecked Sendable {
         }
     }
 
+    /// What is wrong with one slab on list `list`: its header, its free list (every entry a
+    /// handed-out object, no cycle) and its count, in_use + |free list| + (capacity - bump) ==
+    /// capacity, and whether its count fits the list. Empty when all hold. REQUIRES: the lock.
+    func slabProblems(_ slab: SlabPointer, on list: SlabList) -> [String] {
+        var problems: [String] = []
+        let s = slab.pointee
+        if s.magic != CSLAB_SLAB_MAGIC { problems.append("bad magic") }
+        if s.cache != ownerToken { problems.append("wrong owner") }
+        if s.list != list.rawValue { problems.append("on list \(list) but marked \(s.list)") }
+        var free = Int(s.capacity) - Int(s.bump)
+        if s.bump > s.capacity { problems.append("bump \(s.bump) > capacity \(s.capacity)") }
+        var cursor = s.free_list
+        while let object = cursor {
+            guard let index = slab.objectIndex(of: object, divider: divider), index < Int(s.bump) else {
+                problems.append("free-list entry \(hex(object)) is not a handed-out object")
+                return problems
+            }
+            free += 1
+            if free > Int(s.capacity) { problems.append("free list cycles"); return problems }
+            cursor = cslab_load_link(object + layout.freeLinkOffset)
+        }
+        // in_use + |free_list| + (capacity - bump) == capacity
+        if Int(s.in_use) + free != Int(s.capacity) {
+            problems.append("in_use \(s.in_use) + free \(free) != capacity \(s.capacity)")
+        }
+        switch list {
+        case .full where s.in_use != s.capacity: problems.append("not full on full list")
+        case .empty where s.in_use != 0: problems.append("not empty on empty list")
+        case .partial where s.in_use == s.capacity || s.in_use == 0:
+            problems.append("\(s.in_use == 0 ? "empty" : "full") on partial list")
+        default: break
+        }
+        return problems
+    }
+
     /// Walks every slab and checks the layer's equations; returns the problems found (empty when
     /// all hold). For tests and debugging: it takes the lock for the whole walk.
     func checkInvariants() -> [String] {
@@ -219,34 +289,8 @@ final class SlabLayer: @unchecked Sendable {
                 var n = 0
                 ring.forEach { slab in
                     n += 1
-                    let s = slab.pointee
-                    if s.magic != CSLAB_SLAB_MAGIC { problems.append("\(hex(slab)): bad magic") }
-                    if s.cache != ownerToken { problems.append("\(hex(slab)): wrong owner") }
-                    if s.list != ring.kind.rawValue { problems.append("\(hex(slab)): on list \(ring.kind) but marked \(s.list)") }
-                    var free = Int(s.capacity) - Int(s.bump)
-                    if s.bump > s.capacity { problems.append("\(hex(slab)): bump \(s.bump) > capacity \(s.capacity)") }
-                    var cursor = s.free_list
-                    while let object = cursor {
-                        guard let index = slab.objectIndex(of: object, divider: divider), index < Int(s.bump) else {
-                            problems.append("\(hex(slab)): free-list entry \(hex(object)) is not a handed-out object")
-                            break
-                        }
-                        free += 1
-                        if free > Int(s.capacity) { problems.append("\(hex(slab)): free list cycles"); break }
-                        cursor = cslab_load_link(object + layout.freeLinkOffset)
-                    }
-                    // in_use + |free_list| + (capacity - bump) == capacity
-                    if Int(s.in_use) + free != Int(s.capacity) {
-                        problems.append("\(hex(slab)): in_use \(s.in_use) + free \(free) != capacity \(s.capacity)")
-                    }
-                    switch ring.kind {
-                    case .full where s.in_use != s.capacity: problems.append("\(hex(slab)): not full on full list")
-                    case .empty where s.in_use != 0: problems.append("\(hex(slab)): not empty on empty list")
-                    case .partial where s.in_use == s.capacity || s.in_use == 0:
-                        problems.append("\(hex(slab)): \(s.in_use == 0 ? "empty" : "full") on partial list")
-                    default: break
-                    }
-                    inUse += Int(s.in_use)
+                    problems += slabProblems(slab, on: ring.kind).map { "\(hex(slab)): \($0)" }
+                    inUse += Int(slab.pointee.in_use)
                 }
                 if n != ring.count { problems.append("\(ring.kind) list counts \(ring.count), walked \(n)") }
             }
@@ -256,6 +300,78 @@ final class SlabLayer: @unchecked Sendable {
             // activeObjects == sum of in_use over all slabs
             if inUse != l.activeObjects { problems.append("activeObjects \(l.activeObjects) != sum of in_use \(inUse)") }
             return problems
+        }
+    }
+
+    /// Every slab's problems (`slabProblems`) and, in a debug cache, every object's (SlabDebug:
+    /// state, red zones, poison), by whether the slab holds it free: on its free list, or at or
+    /// past its bump index. One walk under the lock, so exact even while other threads run.
+    func validate() -> SlabValidation {
+        lists.withLock { l in
+            var defects: [SlabDefect] = []
+            var slabs = 0, objects = 0, inUse = 0
+            func layerDefect(_ slab: SlabPointer?, _ text: String) {
+                defects.append(SlabDefect(kind: .slab, slab: UInt(bitPattern: slab), object: nil, offset: nil, bytes: [],
+                                          expected: nil, summary: text, details: []))
+            }
+            for ring in [l.partial, l.full, l.empty] {
+                var n = 0
+                ring.forEach { slab in
+                    n += 1
+                    slabs += 1
+                    inUse += Int(slab.pointee.in_use)
+                    let problems = slabProblems(slab, on: ring.kind)
+                    for p in problems { layerDefect(slab, "slab \(hex(slab)) inconsistent: \(p)") }
+                    guard problems.isEmpty, let debug else { return }
+                    let capacity = Int(slab.pointee.capacity), bump = Int(slab.pointee.bump)
+                    var free = [Bool](repeating: false, count: capacity)
+                    for i in bump..<capacity { free[i] = true }
+                    var cursor = slab.pointee.free_list
+                    while let object = cursor {
+                        free[slab.objectIndex(of: object, divider: divider).unsafelyUnwrapped] = true
+                        cursor = cslab_load_link(object + layout.freeLinkOffset)
+                    }
+                    for i in 0..<capacity {
+                        let object = slab.objectsStart + i * layout.stride
+                        objects += 1
+                        let defect = free[i] ? debug.freeObjectDefect(object, slab: slab, checkingPoison: true)
+                                             : debug.allocatedObjectDefect(object, slab: slab)
+                        if let defect { defects.append(defect) }
+                    }
+                }
+                if n != ring.count { layerDefect(nil, "\(ring.kind) list counts \(ring.count) slabs, walked \(n)") }
+            }
+            if inUse != l.activeObjects {
+                layerDefect(nil, "\(l.activeObjects) objects counted active, slabs say \(inUse)")
+            }
+            return SlabValidation(cache: name, slabs: slabs, objects: objects, defects: defects)
+        }
+    }
+
+    /// The objects still allocated, for a report at destroy: how many, and the first `limit`
+    /// described (SlabDebug.describe: with U, where they were allocated).
+    func liveObjectsReport(limit: Int) -> (count: Int, lines: [String]) {
+        lists.withLock { l in
+            var lines: [String] = []
+            var shown = 0
+            for ring in [l.partial, l.full] {
+                ring.forEach { slab in
+                    let capacity = Int(slab.pointee.capacity), bump = Int(slab.pointee.bump)
+                    var free = [Bool](repeating: false, count: capacity)
+                    var cursor = slab.pointee.free_list
+                    while let object = cursor, let i = slab.objectIndex(of: object, divider: divider), i < capacity, !free[i] {
+                        free[i] = true
+                        cursor = cslab_load_link(object + layout.freeLinkOffset)
+                    }
+                    for i in 0..<min(bump, capacity) where !free[i] && shown < limit {
+                        let object = slab.objectsStart + i * layout.stride
+                        shown += 1
+                        lines += debug?.describe(object, slab: slab) ?? ["  object \(hex(object)) of slab \(hex(slab))"]
+                    }
+                }
+            }
+            if l.activeObjects > shown { lines.append("  ... and \(l.activeObjects - shown) more") }
+            return (l.activeObjects, lines)
         }
     }
 

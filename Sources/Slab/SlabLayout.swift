@@ -13,6 +13,22 @@
 // unless the cache has a constructor: constructed objects must keep their state while free
 // (Bonwick's object caching), so the link moves past the object and the stride grows by a word
 // (SLUB makes the same choice).
+//
+// Debug letters (SlabDebug.swift) add metadata to every object, as SLUB's calculate_sizes does,
+// and the stride grows to hold it. Offsets are from the object's start:
+//
+//   -leftRedZone ..< 0          Z: red zone before the object (a word, rounded up to the alignment,
+//                               so that the object keeps its alignment)
+//   0 ..< objectSize            the caller's bytes, all of them (the requested size rounded up
+//                               is the caller's); P: poisoned while free, unless constructed
+//   objectSize ..< + word       Z: red zone after the object
+//   freeLinkOffset              the free-list link: past the red zone when P or a constructor
+//                               keeps the object's bytes, else inside the object at 0
+//   stateOffset                 F: one word, the object's allocated/free state
+//   trackOffset                 U: two SlabTrack records, the last allocation and the last free
+//
+// The stride is all of it rounded up to the alignment; the first object starts leftRedZone bytes
+// after the aligned end of the header, so every object and every red zone before it is aligned.
 
 /// The geometry of one cache's slabs.
 public struct SlabLayout: Equatable, Sendable {
@@ -23,9 +39,9 @@ public struct SlabLayout: Equatable, Sendable {
     /// The object size as slabinfo reports it: requested size rounded to a word, then to `align`.
     public let objectSize: Int
     /// Distance between consecutive objects in a slab (objectSize, plus a word for the free-list
-    /// link when the cache has a constructor).
+    /// link when the cache has a constructor, plus the debug letters' metadata).
     public let stride: Int
-    /// Offset of the free-list link inside a free object.
+    /// Offset of the free-list link from a free object's start (0: in its first word).
     public let freeLinkOffset: Int
     /// Slab size is 2^order pages.
     public let order: Int
@@ -34,6 +50,22 @@ public struct SlabLayout: Equatable, Sendable {
     public let colours: Int
     /// Bytes between colour offsets.
     public let colourStep: Int
+    /// The debug letters this layout makes room for (only `.consistencyChecks`, `.redZone`,
+    /// `.poison` and `.storeUser` count; empty for a cache without debugging).
+    public let debug: SlabFlags
+    /// Z: bytes of red zone before each object (0 without Z).
+    public let leftRedZone: Int
+    /// Z: bytes of red zone after the object's `objectSize` bytes (0 without Z).
+    public let rightRedZone: Int
+    /// F: offset of the object's allocated/free state word; nil without F.
+    public let stateOffset: Int?
+    /// U: offset of the object's two SlabTrack records (allocation, then free); nil without U.
+    public let trackOffset: Int?
+    /// P on a cache without a constructor: free objects are filled with the poison pattern. A
+    /// constructed object keeps its bytes while free (SLUB disables poisoning for such caches).
+    public var poisonsObjects: Bool { debug.contains(.poison) && !hasConstructor }
+    /// The cache runs a constructor (its free-list link lives past the object).
+    public let hasConstructor: Bool
 
     public static let pageSize = 4096
     public static let headerSize = 64
@@ -56,16 +88,17 @@ public struct SlabLayout: Equatable, Sendable {
     public var overheadRatio: Double { Double(slabBytes) / Double(objectsPerSlab * objectSize) }
 
     /// Computes the layout, or returns nil when the size or alignment cannot be served.
+    /// `debug`: the debug letters to make room for (other flags are ignored).
     public init?(size: Int, align requestedAlign: Int, hardwareCacheAlign: Bool = false,
-                 hasConstructor: Bool = false, cacheLine: Int = 64) {
+                 hasConstructor: Bool = false, cacheLine: Int = 64, debug: SlabFlags = []) {
         self.init(size: size, align: requestedAlign, hardwareCacheAlign: hardwareCacheAlign,
-                  hasConstructor: hasConstructor, cacheLine: cacheLine, alignLimit: Self.maxAlign)
+                  hasConstructor: hasConstructor, cacheLine: cacheLine, alignLimit: Self.maxAlign, debug: debug)
     }
 
     /// The same, with a larger alignment limit: kmalloc-8k aligns its objects to 8 KiB (kmalloc
     /// gives power-of-two sizes their natural alignment), beyond what a cache offers its users.
     init?(size: Int, align requestedAlign: Int, hardwareCacheAlign: Bool = false,
-          hasConstructor: Bool = false, cacheLine: Int = 64, alignLimit: Int) {
+          hasConstructor: Bool = false, cacheLine: Int = 64, alignLimit: Int, debug requestedDebug: SlabFlags = []) {
         guard size >= 1, size <= Self.maxObjectSize else { return nil }
         guard requestedAlign >= 1, requestedAlign <= alignLimit,
               requestedAlign & (requestedAlign - 1) == 0 else { return nil }
@@ -78,8 +111,22 @@ public struct SlabLayout: Equatable, Sendable {
         }
         let word = MemoryLayout<UInt>.size
         let objectSize = roundUp(roundUp(size, word), align)
-        let stride = hasConstructor ? roundUp(objectSize + word, max(align, word)) : objectSize
-        // The first object starts after the header, at an offset that honours the alignment.
+        let debug = requestedDebug.intersection(.debugLetters)
+        // Everything after the object's start, in the order of the table above.
+        var end = objectSize
+        let rightRedZone = debug.contains(.redZone) ? word : 0
+        end += rightRedZone
+        let linkOutside = hasConstructor || debug.contains(.poison)
+        let linkOffset = linkOutside ? end : 0
+        end += linkOutside ? word : 0
+        let stateOffset: Int? = debug.contains(.consistencyChecks) ? end : nil
+        end += debug.contains(.consistencyChecks) ? word : 0
+        let trackOffset: Int? = debug.contains(.storeUser) ? end : nil
+        end += debug.contains(.storeUser) ? 2 * MemoryLayout<SlabTrack>.size : 0
+        let leftRedZone = debug.contains(.redZone) ? roundUp(word, align) : 0
+        let stride = roundUp(leftRedZone + end, max(align, word))
+        // Objects (each with its left red zone) start after the header, at an offset that honours
+        // the alignment.
         let firstOffset = roundUp(Self.headerSize, align)
 
         func fit(_ order: Int) -> (objects: Int, waste: Int) {
@@ -114,15 +161,21 @@ public struct SlabLayout: Equatable, Sendable {
         self.align = align
         self.objectSize = objectSize
         self.stride = stride
-        self.freeLinkOffset = hasConstructor ? objectSize : 0
+        self.freeLinkOffset = linkOffset
         self.order = chosen
         self.objectsPerSlab = n
         self.colourStep = step
         self.colours = slack / step + 1
-        self.firstObjectOffset = firstOffset
+        self.firstObjectOffset = firstOffset + leftRedZone
+        self.debug = debug
+        self.leftRedZone = leftRedZone
+        self.rightRedZone = rightRedZone
+        self.stateOffset = stateOffset
+        self.trackOffset = trackOffset
+        self.hasConstructor = hasConstructor
     }
 
-    /// Offset of the first object in a slab of colour 0.
+    /// Offset of the first object in a slab of colour 0 (after its left red zone, with Z).
     public let firstObjectOffset: Int
 
     /// Offset of the first object in a slab of the given colour index.

@@ -2,7 +2,8 @@
 // align 8, flags 0; kmem_cache_alloc; look at /proc/slabinfo; kmem_cache_free;
 // kmem_cache_destroy), run against this library, printing each step as the module's printk does.
 // Beside it, the lab's other half: kmalloc of a small size (a size class) and of a large one (the
-// page allocator), which also brings kmalloc's caches into the slabinfo the lab prints.
+// page allocator), which also brings kmalloc's caches into the slabinfo the lab prints. Run with
+// SLAB_DEBUG (SLAB_DEBUG=FZPU,mycache) and the summary names the debug letters in force.
 
 import ArgumentParser
 import Slab
@@ -56,6 +57,14 @@ enum SeedLab {
             let rows = statistics.map(SlabInfoRow.init)
             print(SlabInfo.render(rows: rows), terminator: "")
             print(ProcSlabInfo(rows: rows).summary())
+            // The debug letters in force (set per cache, or by SLAB_DEBUG): not in the 2.1 lines,
+            // so a line of their own under the summary, in its style, when any cache has one.
+            let debugged = statistics.filter { !$0.debugLetters.isEmpty }
+            if !debugged.isEmpty {
+                let label = "Debug letters (F Z P U)"
+                print(" " + label + String(repeating: " ", count: 35 - label.count) + ": "
+                      + debugged.map { "\($0.name) \($0.debugLetters)" }.joined(separator: ", "))
+            }
             if let mine = statistics.first(where: { $0.name == name }) { print(SlabInfo.report(mine)) }
             if buddyinfo {
                 print("Page allocators of this library (free blocks in the arenas carved so far: address space, not memory)")

@@ -13,11 +13,28 @@ import Glibc
 #endif
 
 final class SlabinfoCommandTests: XCTestCase {
-    func run(_ arguments: [String], prefix: [String] = []) throws -> SlabinfoRun {
-        try SlabinfoProcess.run(arguments, prefix: prefix)
+    func run(_ arguments: [String], prefix: [String] = [], environment extra: [String: String] = [:]) throws -> SlabinfoRun {
+        try SlabinfoProcess.run(arguments, prefix: prefix, environment: extra)
     }
 
     // MARK: The seed lab
+
+    func test_demo_withSlabDebug_namesTheLettersUnderTheSummary_andKeepsThe21Lines() throws {
+        let r = try run(["--demo"], environment: ["SLAB_DEBUG": "FZPU,mycache;Z,kmalloc-128"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stderr, "", r.summary)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains(" Debug letters (F Z P U)            : mycache FZPU, kmalloc-128 Z"), r.summary)
+        XCTAssertFalse(lines.contains { $0.hasPrefix(" Debug letters") && $0.contains("kmalloc-8 ") }, r.summary)
+        let report = try XCTUnwrap(lines.first { $0.hasPrefix("cache mycache:") })
+        XCTAssertTrue(report.hasSuffix("CPU layer none, M = 0, debug FZPU"), report)
+        // The slabinfo lines keep the 2.1 format: mycache's parses, with its object size.
+        let entry = try ProcSlabInfo.parseRow(Substring(try XCTUnwrap(lines.first { $0.hasPrefix("mycache ") })), lineNumber: 1)
+        XCTAssertEqual(entry.objectSize, 24)
+        XCTAssertEqual(entry.limit, 0, "no per-CPU layer: no magazines")
+        let plain = try run(["--demo"], environment: ["SLAB_DEBUG": ""])
+        XCTAssertFalse(plain.stdout.contains("Debug letters"), plain.summary)
+    }
 
     func test_demo_printsEachStepInOrder_andMycacheLineWithObjsize24() throws {
         let r = try run(["--demo"])

@@ -16,11 +16,12 @@ import Glibc
 
 enum SlabinfoProcess {
     /// Runs slabinfo with `arguments` (after the launcher in `prefix`, if any), with this process's
-    /// environment less the variables named in `removing`.
-    static func run(_ arguments: [String], prefix: [String] = [], removing: Set<String> = []) throws -> SlabinfoRun {
+    /// environment less the variables named in `removing` and with those in `extra` set.
+    static func run(_ arguments: [String], prefix: [String] = [], removing: Set<String> = [],
+                    environment extra: [String: String] = [:]) throws -> SlabinfoRun {
         let executable = try builtExecutable("slabinfo")
         let environment = ProcessInfo.processInfo.environment.filter { !removing.contains($0.key) }
-            .map { "\($0.key)=\($0.value)" }
+            .merging(extra) { $1 }.map { "\($0.key)=\($0.value)" }
         let (program, programArguments) = prefix.first.map { ($0, Array(prefix.dropFirst()) + [executable] + arguments) }
             ?? (executable, arguments)
         return SlabinfoRun(ChildProcess.run(executable: program, arguments: programArguments,

@@ -161,7 +161,10 @@ public enum AllocatorVersion {
             // decides the fast path (rseq, or the fallback under valgrind / rseq=0).
             guard let slab else { return nil }
             let simulated = slab.mode == .rseq && SlabCache.cpuLayerReason.hasPrefix("rseq simulated") ? "-simulated" : ""
-            return "slab mode=\(slab.mode.rawValue)\(simulated) magazine=\(slab.magazineCapacity)"
+            // SLAB_DEBUG reaches the children: its letters (which bypass the CPU layer) are named, so
+            // that a run measured with them can never pass for a plain one.
+            let debug = slab.flags.letters.isEmpty ? "" : " debug=\(slab.flags.letters)"
+            return "slab mode=\(slab.mode.rawValue)\(simulated) magazine=\(slab.magazineCapacity)\(debug)"
         case .kmalloc:
             // As for the slab: the size classes' CPU layer mode, and how many classes there are.
             guard let first = Kmalloc.caches.first else { return nil }

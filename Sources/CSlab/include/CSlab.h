@@ -432,6 +432,26 @@ static inline void cslab_tls_set_slot_hint(uint64_t v) { cslab_tls_slot_hint = v
 /* Number of CPUs the kernel may ever report (possible CPUs), at least 1. */
 int32_t cslab_possible_cpus(void);
 
+/* Debug letter U and debug reports (Sources/Slab/SlabDebug.swift); slow, debug caches only.
+ * cslab_track_capture: fills `track` with the calling thread's return addresses, by its frame
+ * pointers, skipping `skip` (skip 0: the first is where the caller of cslab_track_capture will
+ * return to; unused slots 0), the thread's kernel id, its CPU (-1 if unknown) and
+ * CLOCK_MONOTONIC_COARSE in nanoseconds. cslab_gettid:
+ * the kernel's id of the calling thread. cslab_describe_address: the file of the image holding
+ * `address` and its load address, and the exported symbol containing it with its start (symbol
+ * NULL when none contains it: a Swift executable exports few); returns 0 when no image holds it. */
+#define CSLAB_TRACK_FRAMES 16
+typedef struct cslab_track {
+    uintptr_t frames[CSLAB_TRACK_FRAMES];
+    int32_t thread;
+    int32_t cpu;
+    uint64_t time;
+} cslab_track;
+void cslab_track_capture(cslab_track *track, int32_t skip);
+int32_t cslab_gettid(void);
+int32_t cslab_describe_address(const void *address, const char **image, const void **image_base,
+                               const char **symbol, const void **symbol_start);
+
 /* Deliberate slowdowns that prove the regression gate catches what it claims to catch. Each is
  * compiled into the free fast path only when the build passes its flag on the command line
  * (`swift build -c release -Xswiftc -DSLAB_INJECT_INSTRUCTIONS`, likewise SLAB_INJECT_DELAY);
