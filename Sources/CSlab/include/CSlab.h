@@ -266,6 +266,17 @@ slow:
     return NULL;
 }
 
+/* The push's double-free check: obj against round[n - 1], the top round (r8 = handle + n). A build
+ * with -Xcc -DCSLAB_WITHOUT_DOUBLE_FREE_CHECK leaves it out: never a real build, only the other
+ * side of the A/B that measures what the check costs (README, "Misuse detection"). */
+#ifdef CSLAB_WITHOUT_DOUBLE_FREE_CHECK
+#define CSLAB_PUSH_DOUBLE_FREE_CHECK
+#else
+#define CSLAB_PUSH_DOUBLE_FREE_CHECK                                                             \
+    "cmpq %[obj], " CSLAB_STR(CSLAB_MAGAZINE_LAST_ROUND) "(%[mags],%%r8,8)\n\t"                  \
+    "je %l[slow]\n\t"                     /* obj is round[n - 1]: freed twice (the slow path says) */
+#endif
+
 /*
  * Push one round onto this CPU's loaded magazine. Returns false when it is full (`capacity`
  * rounds), the slot is owned, or `obj` is already the top round (round[n - 1], in the cache line
@@ -285,8 +296,7 @@ retry:
         "movq %%rcx, %%r8\n\t"
         "shrq $" CSLAB_STR(CSLAB_STATE_LOADED_SHIFT) ", %%r8\n\t"  /* loaded handle: offset / 8 */
         "addq %%rdx, %%r8\n\t"               /* + n: round[n] is at 8 * (h + n) + 64 */
-        "cmpq %[obj], " CSLAB_STR(CSLAB_MAGAZINE_LAST_ROUND) "(%[mags],%%r8,8)\n\t"
-        "je %l[slow]\n\t"                     /* obj is round[n - 1]: freed twice (the slow path says) */
+        CSLAB_PUSH_DOUBLE_FREE_CHECK
         "movq %[obj], " CSLAB_STR(CSLAB_MAGAZINE_HEADER) "(%[mags],%%r8,8)\n\t"
         "incq " CSLAB_STR(CSLAB_SLOT_FREE_HITS) "(%%rax)\n\t"
         "incq %%rcx\n\t"                      /* push: the loaded count is the lowest field */
