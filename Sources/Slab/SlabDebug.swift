@@ -84,9 +84,9 @@
 // 5. Cost
 // -------
 //   20-byte objects, one thread, ns per operation (README, "Misuse detection", for the runs):
-//   leaving the per-CPU layer costs about 30 on the alloc/free pair (3.7 -> 34.5) and a lock on
-//   every operation; then F adds about 30 on the pair (which empties and refills a slab, checked
-//   each time) and 12 on a batch of 1000, Z about 30, P about 15, U 80 to 150 (a 16-frame walk of
+//   leaving the per-CPU layer costs about 28 on the alloc/free pair (3.6 -> 31.5) and a lock on
+//   every operation; then F adds about 39 on the pair (which empties and refills a slab, checked
+//   each time) and 15 on a batch of 1000, Z about 35, P about 24, U 80 to 115 (a 16-frame walk of
 //   the frame pointers and two 144-byte records per object).
 
 import CSlab
