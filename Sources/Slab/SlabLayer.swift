@@ -33,7 +33,7 @@ final class SlabLayer: @unchecked Sendable {
     let divider: ExactDivider
     let pages: PageSource
     /// Built with AddressSanitizer: cached objects are poisoned (SlabCache.swift, section 9).
-    let poisons = cslab_asan_active()
+    let poisons: Bool
     /// The debug letters' checks; nil for a cache without letters.
     let debug: SlabDebug?
 
@@ -64,6 +64,10 @@ final class SlabLayer: @unchecked Sendable {
         self.divider = ExactDivider(layout.stride)
         self.pages = pages
         self.debug = debug
+        // A debug cache poisons and checks its free objects itself (SlabDebug.swift), reading and
+        // writing them under the lock: ASan's poisoning would report those accesses. So only
+        // caches without debug letters tell ASan which objects are cached.
+        poisons = cslab_asan_active() && debug == nil
     }
 
     /// The identity stored in every slab header of this cache.
