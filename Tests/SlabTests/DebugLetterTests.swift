@@ -19,13 +19,13 @@ import Glibc
 /// action restored first (SlabReport.swift).
 let slabFatalSignal = SIGABRT
 
-enum DebugScenario: String, CaseIterable {
+enum DebugScenario: String, CaseIterable, StoppingScenario {
     case delayedDoubleFree, writeAfterFree, writePastTheEnd, writeBeforeTheStart
     case doubleFreeSeenByRedZones, freeListLinkOverwritten, freeListCheckedBeforeTheSlabEmpties, kmallocWritePastTheEnd
     case destroyWithLiveObjects, environmentLetters, malformedEnvironment
 
     static let environmentKey = "DEBUG_SCENARIO"
-    static let survivedMarker = "SCENARIO SURVIVED"
+    static let runnerTest = "SlabTests.DebugScenarioRunner/test_runDebugScenario"
     static let factPrefix = "FACT "
 
     var cacheName: String { "\(rawValue)-cache" }
@@ -140,19 +140,13 @@ enum DebugScenario: String, CaseIterable {
                 Self.fact(name, cache.flags.letters)
             }
         }
-        FileHandle.standardError.write((Self.survivedMarker + "\n").data(using: .utf8)!)
     }
 }
 
-/// The child's entry point. In a normal run there is no scenario and it skips.
+/// The child's entry point (TestSupport's StoppingScenario: it prints `survivedMarker` when the
+/// scenario returns). In a normal run there is no scenario and it skips.
 final class DebugScenarioRunner: XCTestCase {
-    func test_runDebugScenario() throws {
-        guard let name = ProcessInfo.processInfo.environment[DebugScenario.environmentKey] else {
-            throw XCTSkip("runs only in a child process started by DebugLetterTests")
-        }
-        let scenario = try XCTUnwrap(DebugScenario(rawValue: name), "unknown scenario \(name)")
-        try scenario.run()
-    }
+    func test_runDebugScenario() throws { try DebugScenario.runNamedInEnvironment() }
 }
 
 final class DebugLetterTests: XCTestCase {
@@ -165,7 +159,7 @@ final class DebugLetterTests: XCTestCase {
 
     /// Runs `scenario` in a child with its SLAB_DEBUG.
     func run(_ scenario: DebugScenario) throws -> Outcome {
-        let result = try ChildProcess.runTest("SlabTests.DebugScenarioRunner/test_runDebugScenario",
+        let result = try ChildProcess.runTest(DebugScenario.runnerTest,
                                               environment: [DebugScenario.environmentKey: scenario.rawValue,
                                                             "SLAB_DEBUG": scenario.slabDebug])
         var facts: [String: String] = [:]
@@ -185,7 +179,7 @@ final class DebugLetterTests: XCTestCase {
         let o = try run(scenario)
         XCTAssertEqual(o.result.ending, .signaled(slabFatalSignal), "\(scenario): must die of signal \(slabFatalSignal)\n\(o.result)",
                        file: file, line: line)
-        XCTAssertFalse(o.result.stderrText.contains(DebugScenario.survivedMarker), "\(scenario): the bad operation returned\n\(o.result)",
+        XCTAssertFalse(o.result.stderrText.contains(survivedMarker), "\(scenario): the bad operation returned\n\(o.result)",
                        file: file, line: line)
         XCTAssertNotNil(o.facts["pointer"], "\(scenario): the child never reached the bad operation\n\(o.result)", file: file, line: line)
         let expected = detail(o.facts)
@@ -289,7 +283,7 @@ final class DebugLetterTests: XCTestCase {
         XCTAssertEqual(o.facts["third"], "Z none")
         XCTAssertTrue(o.facts["quiet-one"]?.hasPrefix(" ") == true, "no letters: \(o.facts)")
         XCTAssertNotEqual(o.facts["quiet-one"], " none", "without letters the cache keeps its CPU layer")
-        XCTAssertEqual(o.result.stderrText, DebugScenario.survivedMarker + "\n", "a well-formed value prints nothing")
+        XCTAssertEqual(o.result.stderrText, survivedMarker + "\n", "a well-formed value prints nothing")
     }
 
     func test_environment_malformedValue_isReportedOnce_andTheRestApplies() throws {
