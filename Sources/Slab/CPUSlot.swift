@@ -5,11 +5,14 @@
 // 1. The state word
 // -----------------
 //   A CPU's whole magazine state is one 64-bit word (CPUState):
-//       loaded handle (24) | previous handle (24) | previous rounds (8) | loaded rounds (8)
+//       previous handle (24) | previous rounds (8) | loaded top (24) | loaded rounds (8)
 //   so every transition, a pop, a push, an exchange of loaded and previous, installing a magazine
-//   from the depot, is a single store. Magazine memory is reached through the handles. The field
-//   widths and shifts are CSlab.h's (CSLAB_STATE_*, CSLAB_HANDLE_BITS), which the assembly uses
-//   too; its static assertions check that the four fields fill the word.
+//   from the depot, is a single store. Magazine memory is reached through the handles. The loaded
+//   magazine is kept as its top, handle + rounds, the index of the round past the last: a pop or
+//   push changes rounds and top by one together (one add of CSLAB_STATE_STEP), and the rseq
+//   sections address the top round from the low 32 bits alone. The field widths and shifts are
+//   CSlab.h's (CSLAB_STATE_*, CSLAB_HANDLE_BITS), which the assembly uses too; its static
+//   assertions check that the four fields fill the word.
 //
 // 2. Who may change a slot (the protocol)
 // ---------------------------------------
@@ -52,37 +55,44 @@ struct CPUState: Equatable {
 
     static let roundsMask: UInt64 = (1 << UInt64(CSLAB_ROUNDS_BITS)) - 1
     static let handleMask: UInt64 = (1 << UInt64(CSLAB_HANDLE_BITS)) - 1
+    static let topShift = UInt64(CSLAB_STATE_TOP_SHIFT)
     static let previousRoundsShift = UInt64(CSLAB_STATE_PREVIOUS_ROUNDS_SHIFT)
     static let previousShift = UInt64(CSLAB_STATE_PREVIOUS_SHIFT)
-    static let loadedShift = UInt64(CSLAB_STATE_LOADED_SHIFT)
+    /// What a push adds and a pop subtracts: one round in the loaded count and in the top.
+    static let step = UInt64(CSLAB_STATE_STEP)
     /// The most rounds a magazine's count can say.
     static let maxRounds = Int(roundsMask)
 
     init(word: UInt64) { self.word = word }
 
+    /// REQUIRES: loaded + loadedRounds fits the handle bits (it does for every magazine: a
+    /// magazine and its rounds lie inside the region, MagazineRegion.make).
     init(loaded: MagazineHandle, loadedRounds: Int, previous: MagazineHandle, previousRounds: Int) {
-        precondition(loaded <= Self.handleMask && previous <= Self.handleMask
+        precondition(loaded + UInt64(max(loadedRounds, 0)) <= Self.handleMask && previous <= Self.handleMask
                      && (0...Self.maxRounds).contains(loadedRounds) && (0...Self.maxRounds).contains(previousRounds),
                      "CPUState: a field does not fit its bits")
-        word = loaded << Self.loadedShift | previous << Self.previousShift
-            | UInt64(previousRounds) << Self.previousRoundsShift | UInt64(loadedRounds)
+        word = previous << Self.previousShift | UInt64(previousRounds) << Self.previousRoundsShift
+            | (loaded + UInt64(loadedRounds)) << Self.topShift | UInt64(loadedRounds)
     }
 
     var loadedRounds: Int { Int(word & Self.roundsMask) }
+    /// The loaded magazine's top: its handle + loadedRounds (round[loadedRounds - 1] is the round
+    /// just below it).
+    var loadedTop: UInt64 { (word >> Self.topShift) & Self.handleMask }
+    var loaded: MagazineHandle { loadedTop &- UInt64(loadedRounds) }
     var previousRounds: Int { Int((word >> Self.previousRoundsShift) & Self.roundsMask) }
-    var previous: MagazineHandle { (word >> Self.previousShift) & Self.handleMask }
-    var loaded: MagazineHandle { word >> Self.loadedShift }
+    var previous: MagazineHandle { word >> Self.previousShift }
 
-    /// One round fewer in the loaded magazine. REQUIRES loadedRounds > 0. (The loaded count is
-    /// the lowest field, so this is the word minus one, as the rseq pop commits it.)
+    /// One round fewer in the loaded magazine. REQUIRES loadedRounds > 0. (The word minus `step`,
+    /// as the rseq pop commits it.)
     var popped: CPUState {
         assert(loadedRounds > 0)
-        return CPUState(word: word &- 1)
+        return CPUState(word: word &- Self.step)
     }
     /// One round more in the loaded magazine. REQUIRES loadedRounds < maxRounds.
     var pushed: CPUState {
         assert(loadedRounds < Self.maxRounds)
-        return CPUState(word: word &+ 1)
+        return CPUState(word: word &+ Self.step)
     }
     /// Loaded and previous exchanged.
     var exchanged: CPUState {
@@ -90,7 +100,7 @@ struct CPUState: Equatable {
     }
     /// Same magazines, no rounds.
     var emptied: CPUState {
-        CPUState(word: word & ~(Self.roundsMask | Self.roundsMask << Self.previousRoundsShift))
+        CPUState(loaded: loaded, loadedRounds: 0, previous: previous, previousRounds: 0)
     }
 }
 
@@ -196,8 +206,7 @@ struct RseqCommitter: CPUStateCommitter {
     }
 
     @inline(__always) func topRound(_ s: CPUState) -> UInt {
-        (magazines + Int(s.loaded) * 8 + Int(CSLAB_MAGAZINE_LAST_ROUND))
-            .load(fromByteOffset: 8 * s.loadedRounds, as: UInt.self)
+        (magazines + Int(s.loadedTop) * 8 + Int(CSLAB_MAGAZINE_LAST_ROUND)).load(as: UInt.self)
     }
 
     static var placeKind: StaticString { "CPU" }

@@ -1,5 +1,5 @@
 // The per-CPU layer on its own terms: the packed state word (every field round-trips, a pop and a
-// push are the word minus and plus one), the ladder's invariants after real traffic in both modes
+// push are the word minus and plus one step), the ladder's invariants after real traffic in both modes
 // (every CPU holds two distinct magazines, the previous one empty or full, every magazine made is
 // in exactly one place), the checker catching planted faults, and `mode` telling the truth when
 // the magazine region cannot be mapped.
@@ -14,15 +14,16 @@ final class CPULayerTests: XCTestCase {
     // MARK: The state word
 
     func test_state_everyFieldRoundTrips_atItsExtremes() {
-        let handles: [MagazineHandle] = [0, 1, 8, 0x12_3456, CPUState.handleMask]
+        let handles: [MagazineHandle] = [0, 1, 8, 0x12_3456, CPUState.handleMask - UInt64(CPUState.maxRounds)]
         let counts = [0, 1, 127, CPUState.maxRounds]
         for loaded in handles {
-            for previous in handles {
+            for previous in handles + [CPUState.handleMask] {
                 for lr in counts {
                     for pr in counts {
                         let s = CPUState(loaded: loaded, loadedRounds: lr, previous: previous, previousRounds: pr)
                         XCTAssertEqual([s.loaded, s.previous], [loaded, previous])
                         XCTAssertEqual([s.loadedRounds, s.previousRounds], [lr, pr])
+                        XCTAssertEqual(s.loadedTop, loaded + UInt64(lr))
                     }
                 }
             }
@@ -30,25 +31,34 @@ final class CPULayerTests: XCTestCase {
     }
 
     func test_state_layout_isTheOneTheAssemblyReads() {
-        // The rseq sections take the loaded handle as word >> 40 and the loaded count as its low
-        // byte (movzbl); CSlab.h's static assertions tie these to the constants Swift uses.
-        let s = CPUState(loaded: 0xABCDEF, loadedRounds: 0x12, previous: 0x345678, previousRounds: 0x9A)
-        XCTAssertEqual(s.word >> 40, 0xABCDEF)
+        // The rseq sections test the loaded count as the low byte and take the top round's index
+        // as the low 32 bits shifted right by 8; CSlab.h's static assertions tie these to the
+        // constants Swift uses.
+        let s = CPUState(loaded: 0xABCDEF - 0x12, loadedRounds: 0x12, previous: 0x345678, previousRounds: 0x9A)
         XCTAssertEqual(s.word & 0xFF, 0x12)
-        XCTAssertEqual(s.word, 0xABCDEF_345678_9A_12)
+        XCTAssertEqual(UInt32(truncatingIfNeeded: s.word) >> 8, 0xABCDEF)
+        XCTAssertEqual(s.word, 0x345678_9A_ABCDEF_12)
+        XCTAssertEqual(CPUState.step, 0x101)
         XCTAssertEqual(CPUState.maxRounds, 255)
         XCTAssertEqual(MagazineRegion.maxCapacity, CPUState.maxRounds)
     }
 
-    func test_state_popAndPush_areTheWordMinusAndPlusOne_andTouchOnlyTheLoadedCount() {
+    func test_state_popAndPush_areTheWordMinusAndPlusOneStep_andTouchOnlyTheLoadedMagazine() {
+        let loaded = CPUState.handleMask - UInt64(CPUState.maxRounds)
         for lr in 1..<CPUState.maxRounds {
-            let s = CPUState(loaded: 0xFFFFFF, loadedRounds: lr, previous: 0xFFFFFF, previousRounds: 255)
-            XCTAssertEqual(s.popped.word, s.word - 1)
-            XCTAssertEqual(s.pushed.word, s.word + 1)
-            XCTAssertEqual(s.popped, CPUState(loaded: 0xFFFFFF, loadedRounds: lr - 1, previous: 0xFFFFFF, previousRounds: 255))
-            XCTAssertEqual(s.pushed, CPUState(loaded: 0xFFFFFF, loadedRounds: lr + 1, previous: 0xFFFFFF, previousRounds: 255))
+            let s = CPUState(loaded: loaded, loadedRounds: lr, previous: 0xFFFFFF, previousRounds: 255)
+            XCTAssertEqual(s.popped.word, s.word - CPUState.step)
+            XCTAssertEqual(s.pushed.word, s.word + CPUState.step)
+            XCTAssertEqual(s.popped, CPUState(loaded: loaded, loadedRounds: lr - 1, previous: 0xFFFFFF, previousRounds: 255))
+            XCTAssertEqual(s.pushed, CPUState(loaded: loaded, loadedRounds: lr + 1, previous: 0xFFFFFF, previousRounds: 255))
             XCTAssertEqual(s.popped.pushed, s)
         }
+    }
+
+    func test_state_theRegionFitsTheHandleBits_soATopNeverCarries() {
+        // A magazine's rounds lie inside the region, so handle + rounds < 2^24 always; a state
+        // that broke it would carry into the previous rounds.
+        XCTAssertEqual(MagazineRegion.regionBytes / 8, Int(CPUState.handleMask) + 1)
     }
 
     func test_state_exchangeSwapsMagazinesWithTheirCounts_andEmptyKeepsTheMagazines() {

@@ -99,12 +99,15 @@ static inline void cslab_cpu_relax(void) {
  * Per-CPU slot layout (stride 128 bytes: two cache lines, so the adjacent-line prefetcher does not
  * couple neighbouring CPUs). Only the first line is touched on the fast path.
  *    +0   state   the CPU's magazines, one word (Sources/Slab/CPUSlot.swift):
- *                 bits  0..7   rounds in the loaded magazine
- *                 bits  8..15  rounds in the previous magazine
- *                 bits 16..39  previous magazine handle (offset / 8 into the magazine region)
- *                 bits 40..63  loaded magazine handle
- *                 The loaded count is the lowest field, so a pop is `word - 1` and a push
- *                 `word + 1` (the count stays within 0...capacity <= 255: no carry).
+ *                 bits  0..7   n: rounds in the loaded magazine
+ *                 bits  8..31  the loaded magazine's top: its handle (offset / 8 into the
+ *                              magazine region) + n, so round[n - 1] is at 8 * top + 56
+ *                 bits 32..39  rounds in the previous magazine
+ *                 bits 40..63  previous magazine handle
+ *                 A pop subtracts CSLAB_STATE_STEP (n - 1 and top - 1 at once), a push adds it:
+ *                 n stays within 0...capacity <= 255 and top below 2^24 (a magazine lies inside
+ *                 the region), so neither field carries into the next. The sections find the
+ *                 round with two instructions (32-bit move, shift) and test n as the low byte.
  *    +8   owner   0 when the slot is free; non-zero while a drainer or a fallback-mode thread owns
  *                 it. rseq sections only read it and take the slow path when it is set.
  *    +16  allocHits   fallback mode only: allocations served from the slot's magazines
@@ -122,9 +125,10 @@ static inline void cslab_cpu_relax(void) {
 
 #define CSLAB_ROUNDS_BITS 8                /* each magazine's count: capacity <= 255 */
 #define CSLAB_HANDLE_BITS 24               /* a magazine handle: a 128 MiB region in 8-byte units */
-#define CSLAB_STATE_PREVIOUS_ROUNDS_SHIFT 8
-#define CSLAB_STATE_PREVIOUS_SHIFT 16
-#define CSLAB_STATE_LOADED_SHIFT 40
+#define CSLAB_STATE_TOP_SHIFT 8
+#define CSLAB_STATE_PREVIOUS_ROUNDS_SHIFT 32
+#define CSLAB_STATE_PREVIOUS_SHIFT 40
+#define CSLAB_STATE_STEP 0x101             /* one round: n + 1 and top + 1 */
 
 #define CSLAB_MAGAZINE_HEADER 64
 #define CSLAB_MAGAZINE_LAST_ROUND 56       /* round[n - 1] is 8 * n + 56 bytes into its magazine */
@@ -141,12 +145,14 @@ _Static_assert(sizeof(cslab_cpu_slot) == CSLAB_CPU_STRIDE && (1 << CSLAB_CPU_STR
                "a slot is one stride");
 _Static_assert(offsetof(cslab_cpu_slot, owner) == CSLAB_SLOT_OWNER, "the sections test the owner here");
 _Static_assert(offsetof(cslab_cpu_slot, free_hits) == CSLAB_SLOT_FREE_HITS, "the push counts frees here");
-_Static_assert(CSLAB_ROUNDS_BITS == 8, "the sections read the loaded count with movzbl (8 bits)");
-_Static_assert(CSLAB_STATE_PREVIOUS_ROUNDS_SHIFT == CSLAB_ROUNDS_BITS
-               && CSLAB_STATE_PREVIOUS_SHIFT == 2 * CSLAB_ROUNDS_BITS
-               && CSLAB_STATE_LOADED_SHIFT == CSLAB_STATE_PREVIOUS_SHIFT + CSLAB_HANDLE_BITS
-               && CSLAB_STATE_LOADED_SHIFT + CSLAB_HANDLE_BITS == 64,
-               "the four fields fill the state word exactly");
+_Static_assert(CSLAB_ROUNDS_BITS == 8, "the sections test the loaded count as a byte register (8 bits)");
+_Static_assert(CSLAB_STATE_TOP_SHIFT == CSLAB_ROUNDS_BITS
+               && CSLAB_STATE_TOP_SHIFT + CSLAB_HANDLE_BITS == 32
+               && CSLAB_STATE_PREVIOUS_ROUNDS_SHIFT == 32
+               && CSLAB_STATE_PREVIOUS_SHIFT == CSLAB_STATE_PREVIOUS_ROUNDS_SHIFT + CSLAB_ROUNDS_BITS
+               && CSLAB_STATE_PREVIOUS_SHIFT + CSLAB_HANDLE_BITS == 64,
+               "the four fields fill the state word exactly; n and top fill its low 32 bits");
+_Static_assert(CSLAB_STATE_STEP == (1 | (1 << CSLAB_STATE_TOP_SHIFT)), "a step is one round in n and in top");
 _Static_assert(CSLAB_MAGAZINE_LAST_ROUND == CSLAB_MAGAZINE_HEADER - 8, "round[n - 1] = header + 8 * (n - 1)");
 
 /* glibc's rseq area must hold the fields of the original rseq ABI that the sections use:
@@ -195,7 +201,7 @@ static inline uint32_t cslab_rseq_cpu_id(int64_t rseq_off) {
  *           abort handler out of line: the 4-byte signature the kernel checks right before the
  *           handler's address, then a jump to the C label `abort` (each caller retries).
  *   LOAD_SLOT  rax = this CPU's slot (cpu_id read inside the sequence, so a migration restarts
- *           it), slow path if someone owns the slot, rcx = state, rdx = loaded rounds.
+ *           it), slow path if someone owns the slot, rcx = state (cl = loaded rounds).
  * Operands every user provides: [rseq] (glibc's __rseq_offset), and for LOAD_SLOT [cpus].
  */
 #define CSLAB_STR_(x) #x
@@ -222,10 +228,9 @@ static inline uint32_t cslab_rseq_cpu_id(int64_t rseq_off) {
     "movl %%fs:4(%[rseq]), %%eax\n\t"                                                             \
     "shlq $" CSLAB_STR(CSLAB_CPU_STRIDE_SHIFT) ", %%rax\n\t"                                      \
     "addq %[cpus], %%rax\n\t"                                                                     \
-    "cmpq $0, " CSLAB_STR(CSLAB_SLOT_OWNER) "(%%rax)\n\t"                                                                       \
+    "cmpq $0, " CSLAB_STR(CSLAB_SLOT_OWNER) "(%%rax)\n\t"                                         \
     "jne %l[slow]\n\t"                                                                            \
-    "movq (%%rax), %%rcx\n\t"                                                                     \
-    "movzbl %%cl, %%edx\n\t"
+    "movq (%%rax), %%rcx\n\t"
 
 /*
  * Pop one round from this CPU's loaded magazine. Returns NULL when the loaded magazine is empty or
@@ -246,18 +251,17 @@ retry:
     __asm__ goto(
         CSLAB_RSEQ_BEGIN
         CSLAB_RSEQ_LOAD_SLOT
-        "testl %%edx, %%edx\n\t"
+        "testb %%cl, %%cl\n\t"               /* n == 0: empty */
         "jz %l[slow]\n\t"
-        "movq %%rcx, %%r8\n\t"
-        "shrq $" CSLAB_STR(CSLAB_STATE_LOADED_SHIFT) ", %%r8\n\t"  /* loaded handle: offset / 8 */
-        "addq %%rdx, %%r8\n\t"               /* + n: round[n-1] is at 8 * (h + n) + 56 */
-        "movq " CSLAB_STR(CSLAB_MAGAZINE_LAST_ROUND) "(%[mags],%%r8,8), %[obj]\n\t"
-        "decq %%rcx\n\t"                      /* pop: the loaded count is the lowest field */
+        "movl %%ecx, %k[obj]\n\t"             /* the low 32 bits: top << 8 | n */
+        "shrl $" CSLAB_STR(CSLAB_STATE_TOP_SHIFT) ", %k[obj]\n\t"  /* top = handle + n */
+        "movq " CSLAB_STR(CSLAB_MAGAZINE_LAST_ROUND) "(%[mags],%[obj],8), %[obj]\n\t"  /* round[n - 1] */
+        "subq $" CSLAB_STR(CSLAB_STATE_STEP) ", %%rcx\n\t"
         "movq %%rcx, (%%rax)\n\t"
         CSLAB_RSEQ_END
         : [obj] "=&r"(obj)
         : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines)
-        : "rax", "rcx", "rdx", "r8", "cc"
+        : "rax", "rcx", "cc"
         : abort, slow);
     return obj;
 abort:
@@ -266,7 +270,7 @@ slow:
     return NULL;
 }
 
-/* The push's double-free check: obj against round[n - 1], the top round (r8 = handle + n). A build
+/* The push's double-free check: obj against round[n - 1], the top round (r8 = top). A build
  * with -Xcc -DCSLAB_WITHOUT_DOUBLE_FREE_CHECK leaves it out: never a real build, only the other
  * side of the A/B that measures what the check costs (README, "Misuse detection"). */
 #ifdef CSLAB_WITHOUT_DOUBLE_FREE_CHECK
@@ -287,25 +291,25 @@ slow:
  */
 static inline bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
                                             uint64_t capacity, void *obj) {
+    uint8_t cap = (uint8_t)capacity;      /* <= 255: the count is a byte */
 retry:
     __asm__ goto(
         CSLAB_RSEQ_BEGIN
         CSLAB_RSEQ_LOAD_SLOT
-        "cmpq %[cap], %%rdx\n\t"
+        "cmpb %b[cap], %%cl\n\t"             /* n >= M: full */
         "jae %l[slow]\n\t"
-        "movq %%rcx, %%r8\n\t"
-        "shrq $" CSLAB_STR(CSLAB_STATE_LOADED_SHIFT) ", %%r8\n\t"  /* loaded handle: offset / 8 */
-        "addq %%rdx, %%r8\n\t"               /* + n: round[n] is at 8 * (h + n) + 64 */
+        "movl %%ecx, %%r8d\n\t"               /* the low 32 bits: top << 8 | n */
+        "shrl $" CSLAB_STR(CSLAB_STATE_TOP_SHIFT) ", %%r8d\n\t"  /* top: round[n] is at 8 * top + 64 */
         CSLAB_PUSH_DOUBLE_FREE_CHECK
         "movq %[obj], " CSLAB_STR(CSLAB_MAGAZINE_HEADER) "(%[mags],%%r8,8)\n\t"
         "incq " CSLAB_STR(CSLAB_SLOT_FREE_HITS) "(%%rax)\n\t"
-        "incq %%rcx\n\t"                      /* push: the loaded count is the lowest field */
+        "addq $" CSLAB_STR(CSLAB_STATE_STEP) ", %%rcx\n\t"
         "movq %%rcx, (%%rax)\n\t"
         CSLAB_RSEQ_END
         :
-        : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines), [cap] "r"(capacity),
+        : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines), [cap] "q"(cap),
           [obj] "r"(obj)
-        : "rax", "rcx", "rdx", "r8", "memory", "cc"
+        : "rax", "rcx", "r8", "memory", "cc"
         : abort, slow);
     return true;
 abort:
