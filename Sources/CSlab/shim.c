@@ -28,21 +28,21 @@ _Thread_local uint64_t cslab_tls_slot_hint = 0;
 /* Zero until kmalloc's set-up publishes it (CSlab.h, section 4). */
 cslab_kmalloc_table cslab_kmalloc = {0};
 
-void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t capacity, uint64_t slab_mask,
+void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t capacity,
                              uint64_t objects_bytes, uint64_t stride_reciprocal) {
     cslab_kmalloc_class *c = &cslab_kmalloc.classes[index];
     c->cpus = cpus;
     c->magazines = magazines;
     c->capacity = capacity;
-    c->slab_mask = slab_mask;
     c->objects_bytes = objects_bytes;
     c->stride_reciprocal = stride_reciprocal;
 }
 
 void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class) { cslab_kmalloc.class_of[index] = size_class; }
 
-void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t range_base, uint64_t slot_shift) {
+void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t range_base, uint64_t slot_shift, const uint64_t *page_map) {
     cslab_kmalloc.rseq_offset = rseq_offset;
+    cslab_kmalloc.page_map = page_map;
     cslab_store_relaxed(&cslab_kmalloc.range_base, range_base);
     /* Release: a fast path that sees either store sees everything written before it. */
     cslab_store_release(&cslab_kmalloc.slot_shift, slot_shift);

@@ -23,8 +23,9 @@ public struct FastPath {
     /// The cache's address range (PageSource): every object of this cache lies inside it.
     @usableFromInline let rangeBase: UInt
     @usableFromInline let rangeSize: UInt
-    /// Masks an object address down to its slab header.
-    @usableFromInline let slabMask: UInt
+    /// The cache's page map (PageSource, section 4): per page of the range, its slab's first
+    /// object, or 0.
+    @usableFromInline let pageMap: UnsafePointer<UInt>
     /// objectsPerSlab * stride: an object's offset from its slab's first object is below this.
     @usableFromInline let objectsBytes: UInt
     /// ceil(2^64 / stride), for the divisibility test (ExactDivider in Slab.swift).
@@ -34,12 +35,11 @@ public struct FastPath {
     @usableFromInline let usesRseq: Bool
     @usableFromInline unowned(unsafe) let back: CacheBackReference
 
-    /// Offset of `cslab_slab.objects` (CSLAB_SLAB_OBJECTS, which a static assertion in CSlab.h
-    /// ties to the C struct; a constant, so it folds into the load).
-    @inlinable static var objectsFieldOffset: Int { Int(CSLAB_SLAB_OBJECTS) }
+    /// log2 of the page size: the page map has one word per page.
+    @inlinable static var pageShift: UInt { UInt(CSLAB_PAGE_SHIFT) }
 
     init(rseqOffset: Int64, cpus: UnsafeMutableRawPointer, magazineBase: UnsafeMutableRawPointer,
-         capacity: UInt64, rangeBase: UInt, rangeSize: UInt, slabMask: UInt, objectsBytes: UInt,
+         capacity: UInt64, rangeBase: UInt, rangeSize: UInt, pageMap: UnsafePointer<UInt>, objectsBytes: UInt,
          strideReciprocal: UInt64, usesRseq: Bool, back: CacheBackReference) {
         self.rseqOffset = rseqOffset
         self.cpus = cpus
@@ -47,7 +47,7 @@ public struct FastPath {
         self.capacity = capacity
         self.rangeBase = rangeBase
         self.rangeSize = rangeSize
-        self.slabMask = slabMask
+        self.pageMap = pageMap
         self.objectsBytes = objectsBytes
         self.strideReciprocal = strideReciprocal
         self.usesRseq = usesRseq
@@ -86,14 +86,14 @@ public struct FastPath {
     /// The ownership test on every free, without a lock and with one memory access: the address
     /// is inside this cache's range (so not from malloc or another cache), and it is the start of
     /// an object of the slab it falls in (so not an interior pointer, and not in a released slab,
-    /// whose header reads as zeros).
+    /// whose page map word reads 0). The word comes from the page map, not from the slab's
+    /// header: the map is dense, so it stays cached when the slabs' headers do not.
     @inlinable @inline(__always)
     func checkOwnership(_ object: UnsafeMutableRawPointer) {
         let address = UInt(bitPattern: object)
-        guard address &- rangeBase < rangeSize else { cache.diagnoseBadFree(object) }
-        // The header's `objects` field read as a plain word (a released slab reads 0).
-        let slab = UnsafeRawPointer(bitPattern: address & slabMask).unsafelyUnwrapped
-        let objects = slab.load(fromByteOffset: FastPath.objectsFieldOffset, as: UInt.self)
+        let inRange = address &- rangeBase
+        guard inRange < rangeSize else { cache.diagnoseBadFree(object) }
+        let objects = pageMap[Int(bitPattern: inRange &>> FastPath.pageShift)]
         let offset = address &- objects
         // A multiple of the stride exactly when offset * c mod 2^64 <= c - 1 (ExactDivider);
         // offsets that pass the first comparison are below 2^22, as the identity requires.

@@ -395,12 +395,16 @@ final class KmallocState: @unchecked Sendable {
 
     let rangeBase: UInt
     let slotShift: Int
+    /// The page map of the whole range (PageSource, section 4), for kfree's C fast path.
+    let pageMap: UnsafeMutablePointer<UInt>
     let caches: [SlabCache]
     let large: KmallocLarge
 
-    private init(rangeBase: UInt, slotShift: Int, caches: [SlabCache], large: KmallocLarge) {
+    private init(rangeBase: UInt, slotShift: Int, pageMap: UnsafeMutablePointer<UInt>, caches: [SlabCache],
+                 large: KmallocLarge) {
         self.rangeBase = rangeBase
         self.slotShift = slotShift
+        self.pageMap = pageMap
         self.caches = caches
         self.large = large
     }
@@ -426,12 +430,13 @@ final class KmallocState: @unchecked Sendable {
             guard new.caches.allSatisfy(\.usesRseq) else { return new }
             for (i, cache) in new.caches.enumerated() {
                 let f = cache.fast
-                cslab_kmalloc_set_class(UInt32(i), f.cpus, f.magazineBase, f.capacity, UInt64(f.slabMask),
+                cslab_kmalloc_set_class(UInt32(i), f.cpus, f.magazineBase, f.capacity,
                                         UInt64(f.objectsBytes), f.strideReciprocal)
             }
             for (k, c) in Kmalloc.classOf.enumerated() { cslab_kmalloc_set_class_of(UInt32(k), UInt8(c)) }
             // Last: the release that lets the inlined fast paths in.
-            cslab_kmalloc_publish(new.caches[0].rseqOffset, UInt64(new.rangeBase), UInt64(new.slotShift))
+            cslab_kmalloc_publish(new.caches[0].rseqOffset, UInt64(new.rangeBase), UInt64(new.slotShift),
+                                  UnsafeRawPointer(new.pageMap).assumingMemoryBound(to: UInt64.self))
             return new
         }
     }
@@ -456,7 +461,15 @@ final class KmallocState: @unchecked Sendable {
             shift -= 1
             if shift < smallestSlotShift { return nil }
         }
-        func slot(_ i: Int) -> PageSource { PageSource(range: base + UInt(i << shift), size: 1 << shift) }
+        // One page map for the whole range; each slot's page source writes its own part.
+        guard let pageMap = PageSource.reservePageMap(forRangeBytes: slots << shift) else {
+            munmap(UnsafeMutableRawPointer(bitPattern: base), slots << shift)
+            return nil
+        }
+        func slot(_ i: Int) -> PageSource {
+            PageSource(range: base + UInt(i << shift), size: 1 << shift,
+                       pageMap: pageMap + ((i << shift) >> PageSource.pageShift))
+        }
         var caches: [SlabCache] = []
         for (i, c) in Kmalloc.sizeClasses.enumerated() {
             do {
@@ -466,10 +479,11 @@ final class KmallocState: @unchecked Sendable {
                 // Only a magazine region the OS refused can fail here (the names are reserved).
                 for cache in caches { Registry.shared.unregister(cache) }
                 munmap(UnsafeMutableRawPointer(bitPattern: base), slots << shift)
+                munmap(pageMap, PageSource.pageMapBytes(forRangeBytes: slots << shift))
                 return nil
             }
         }
-        return KmallocState(rangeBase: base, slotShift: shift, caches: caches,
+        return KmallocState(rangeBase: base, slotShift: shift, pageMap: pageMap, caches: caches,
                             large: KmallocLarge(pages: slot(classCount)))
     }
 

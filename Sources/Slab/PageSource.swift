@@ -32,7 +32,21 @@
 //   A page source either reserves its range (and unmaps it when it goes) or is given one slot of
 //   a range reserved by kmalloc, which is never unmapped.
 //
-// 4. What it shows
+// 4. The page map
+// ----------------
+//   Beside the range, one word per page of it: the address of the first object of the slab that
+//   covers the page, or 0 where no slab is (SlabLayer sets a slab's words when it carves it and
+//   clears them before it releases it). The free fast path reads its "is this the start of an
+//   object?" from here, at (p - base) >> 12, rather than from the slab's own header: the words of
+//   all the slabs in use lie together (8 bytes per 4 KiB page: 48 KiB of map for 24 MiB of
+//   slabs), so with a working set larger than the caches a free costs no cache or TLB miss of
+//   its own, where the header is a line in a page of its own for every slab. Measured before this
+//   map existed, a free that read no header at all made steady-random 20% faster and
+//   batch-random-1m 16% faster (same-machine A/B); the map keeps the check and most of the gain.
+//   The map is reserved like the range (MAP_NORESERVE, one page of map touched per 2 MiB of
+//   slabs) and is 1/512 of its size.
+//
+// 5. What it shows
 // ----------------
 //   `freeBlocksPerOrder` counts the free blocks of each order in the arenas carved so far, the
 //   figures /proc/buddyinfo gives for a kernel zone (BuddyInfo.swift renders them in that format);
@@ -67,6 +81,10 @@ final class PageSource: @unchecked Sendable {
     /// True when this page source reserved its range itself (and unmaps it in deinit); false for a
     /// slot of kmalloc's range.
     let ownsRange: Bool
+    /// The page map (section 4): word i is page i's slab's first object, or 0. Owned (and unmapped
+    /// in deinit) exactly when the range is.
+    let pageMap: UnsafeMutablePointer<UInt>
+    static let pageShift = Int(CSLAB_PAGE_SHIFT)
 
     private final class Arena: @unchecked Sendable {
         let base: UInt
@@ -108,9 +126,14 @@ final class PageSource: @unchecked Sendable {
                 if head > 0 { munmap(p, head) }
                 let tail = Self.arenaBytes - head
                 if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(bytes)), tail) }
+                guard let map = Self.reservePageMap(forRangeBytes: bytes) else {
+                    munmap(UnsafeMutableRawPointer(bitPattern: aligned), bytes)
+                    return nil
+                }
                 base = aligned
                 size = bytes
                 ownsRange = true
+                pageMap = map
                 state.withLock { $0.nextArena = aligned }
                 return
             }
@@ -120,18 +143,57 @@ final class PageSource: @unchecked Sendable {
     }
 
     /// A page source over [base, base + size), a range someone else reserved (readable, and kept
-    /// mapped for as long as this page source lives). Both must be multiples of the arena size.
-    init(range base: UInt, size: Int) {
+    /// mapped for as long as this page source lives), with `pageMap` its page map (size >> 12
+    /// words, from `reservePageMap`, kept as long). Both must be multiples of the arena size.
+    init(range base: UInt, size: Int, pageMap: UnsafeMutablePointer<UInt>) {
         assert(base % UInt(Self.arenaBytes) == 0 && size % Self.arenaBytes == 0 && size > 0,
                "PageSource: range \(hex(base)) + \(size) is not made of whole arenas")
         self.base = base
         self.size = size
         ownsRange = false
+        self.pageMap = pageMap
         state.withLock { $0.nextArena = base }
     }
 
     deinit {
-        if ownsRange { munmap(UnsafeMutableRawPointer(bitPattern: base), size) }
+        if ownsRange {
+            munmap(UnsafeMutableRawPointer(bitPattern: base), size)
+            munmap(pageMap, Self.pageMapBytes(forRangeBytes: size))
+        }
+    }
+
+    // MARK: The page map
+
+    static func pageMapBytes(forRangeBytes bytes: Int) -> Int { (bytes >> pageShift) * MemoryLayout<UInt>.stride }
+
+    /// A zeroed page map for a range of `bytes`, reserved (nothing committed until written); nil
+    /// when the OS refuses the address space.
+    static func reservePageMap(forRangeBytes bytes: Int) -> UnsafeMutablePointer<UInt>? {
+        guard let p = mmap(nil, pageMapBytes(forRangeBytes: bytes), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), p != MAP_FAILED else { return nil }
+        return p.assumingMemoryBound(to: UInt.self)
+    }
+
+    /// The page map's word for the page holding `address`. REQUIRES: `contains(address)`.
+    @inline(__always)
+    func pageMapIndex(_ address: UInt) -> Int { Int(bitPattern: (address &- base) &>> UInt(Self.pageShift)) }
+
+    /// Records a slab: every page of the block at `block` (2^order pages) maps to `firstObject`.
+    /// Written before any object of the slab is handed out (the slab layer's lock publishes it).
+    func mapSlab(_ block: UnsafeMutableRawPointer, order: Int, firstObject: UnsafeMutableRawPointer) {
+        let i = pageMapIndex(UInt(bitPattern: block))
+        (pageMap + i).update(repeating: UInt(bitPattern: firstObject), count: 1 << order)
+    }
+
+    /// Forgets a slab before its block is released: its pages map to 0, which no object passes.
+    func unmapSlab(_ block: UnsafeMutableRawPointer, order: Int) {
+        let i = pageMapIndex(UInt(bitPattern: block))
+        (pageMap + i).update(repeating: 0, count: 1 << order)
+    }
+
+    /// The first object of the slab covering `address` per the page map, or 0 (no live slab).
+    func firstObject(mappedAt address: UInt) -> UInt {
+        contains(address) ? pageMap[pageMapIndex(address)] : 0
     }
 
     /// True when `address` lies in this page source's range.

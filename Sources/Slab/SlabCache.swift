@@ -337,7 +337,7 @@ public final class SlabCache: @unchecked Sendable {
         fast = FastPath(
             rseqOffset: platform.rseqOffset, cpus: slots.base, magazineBase: cpuLayer?.region.base ?? slots.base,
             capacity: UInt64(cpuLayer?.capacity ?? 0), rangeBase: pages.base, rangeSize: UInt(pages.size),
-            slabMask: layer.slabMask, objectsBytes: UInt(layout.objectsPerSlab * layout.stride),
+            pageMap: UnsafePointer(pages.pageMap), objectsBytes: UInt(layout.objectsPerSlab * layout.stride),
             strideReciprocal: layer.divider.c, usesRseq: mode == .rseq && !layer.poisons, back: backReference)
         backReference.cache = Unmanaged.passUnretained(self)
         try Registry.shared.register(self)
@@ -398,9 +398,7 @@ public final class SlabCache: @unchecked Sendable {
     func isObjectStart(_ object: UnsafeRawPointer) -> Bool {
         let address = UInt(bitPattern: object)
         guard slabLayer.pages.contains(address) else { return false }
-        let slab = UnsafeRawPointer(bitPattern: address & slabLayer.slabMask).unsafelyUnwrapped
-        let objects = slab.load(fromByteOffset: FastPath.objectsFieldOffset, as: UInt.self)
-        let offset = address &- objects
+        let offset = address &- slabLayer.pages.firstObject(mappedAt: address)
         return offset < UInt(layout.objectsPerSlab * layout.stride) && offset % UInt(layout.stride) == 0
     }
 

@@ -139,6 +139,8 @@ final class SlabLayer: @unchecked Sendable {
         // Every object of a new slab is free (constructed, when there is a constructor).
         if poisons { cslab_asan_poison(slab.objectsStart, layout.objectsPerSlab * layout.stride) }
         debug?.prepare(slab)
+        // The free fast path finds the slab's first object here (PageSource, section 4).
+        pages.mapSlab(block, order: layout.order, firstObject: slab.objectsStart)
         return slab
     }
 
@@ -225,6 +227,9 @@ final class SlabLayer: @unchecked Sendable {
         if let destructor {
             slab.forEachObject(stride: layout.stride, destructor)
         }
+        // From here a free of one of its objects is refused (the page map reads 0), as before it
+        // was carved.
+        pages.unmapSlab(UnsafeMutableRawPointer(slab), order: layout.order)
         slab.pointee.magic = 0
         slab.pointee.cache = nil
         pages.release(UnsafeMutableRawPointer(slab), order: layout.order)

@@ -14,7 +14,7 @@ import Glibc
 enum CrashScenario: String, CaseIterable, StoppingScenario {
     case wrongCacheSameGeometry, wrongCacheSmallToLarge, wrongCacheLargeToSmall
     case mallocPointer, interiorPointer, interiorPointerWithCPULayer, doubleFree, allocateAfterDestroy, allocateAfterDestroyWithCPULayer
-    case freeAfterDestroy, slabHeaderPointer
+    case freeAfterDestroy, slabHeaderPointer, freeIntoReleasedSlab
 
     static let environmentKey = "SLAB_CRASH_SCENARIO"
     static let runnerTest = "SlabTests.CrashScenarioRunner/test_runCrashScenario"
@@ -37,6 +37,7 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
         case .doubleFree: return ["double free"]
         case .allocateAfterDestroy, .allocateAfterDestroyWithCPULayer: return ["destroyed"]
         case .freeAfterDestroy: return ["freed to a destroyed cache"]
+        case .freeIntoReleasedSlab: return ["is not in a live slab of this cache"]
         }
     }
 
@@ -99,6 +100,15 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
             let a = try SlabCache(name: nameA, size: 64, align: 64)
             let p = a.allocate()!
             a.free(UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: p) & ~UInt(a.layout.slabBytes - 1))!)
+        case .freeIntoReleasedSlab:
+            // A stale pointer into a slab that shrink() gave back: its address is still in the
+            // cache's range, but the page map reads 0 there, so the fast path must not take it.
+            let a = try SlabCache(name: nameA, size: 32)
+            let p = a.allocate()!
+            a.free(p)
+            a.shrink()
+            precondition(a.statistics.totalSlabs == 0, "shrink released the slab")
+            a.free(p)
         }
     }
 }
@@ -130,4 +140,5 @@ final class BadFreeTests: XCTestCase {
     func test_allocate_afterDestroy_reportsDestroyed() throws { try expectCrash(.allocateAfterDestroy) }
     func test_allocate_afterDestroy_withCPULayer_reportsDestroyed() throws { try expectCrash(.allocateAfterDestroyWithCPULayer) }
     func test_free_afterDestroy_reportsDestroyedCache() throws { try expectCrash(.freeAfterDestroy) }
+    func test_free_intoASlabShrinkReleased_reportsNotInALiveSlab() throws { try expectCrash(.freeIntoReleasedSlab) }
 }

@@ -108,6 +108,31 @@ final class BuddyAllocatorTests: XCTestCase {
         source.release(again, order: order)
     }
 
+    // MARK: The page map
+
+    func test_pageMap_givesEveryPageOfALiveSlabItsFirstObject_andZeroOnceItIsReleased() throws {
+        // A 3000-byte cache has multi-page slabs, so every page of one must map to the same word.
+        let cache = try SlabCache(name: uniqueCacheName("pagemap"), size: 3000)
+        defer { try? cache.destroy() }
+        let pages = cache.slabLayer.pages
+        let p = try XCTUnwrap(cache.allocate())
+        let slabBytes = UInt(cache.layout.slabBytes)
+        XCTAssertGreaterThan(cache.layout.order, 0, "the test wants a slab of several pages")
+        let slab = UInt(bitPattern: p) & ~(slabBytes - 1)
+        let first = UInt(bitPattern: SlabPointer(bitPattern: slab)!.objectsStart)
+        for page in stride(from: slab, to: slab + slabBytes, by: Int(self.page)) {
+            XCTAssertEqual(pages.firstObject(mappedAt: page), first, "page \(hex(page)) of the live slab")
+        }
+        XCTAssertEqual(pages.firstObject(mappedAt: slab + slabBytes), 0, "the page after the slab is no slab's")
+        XCTAssertEqual(pages.firstObject(mappedAt: 16), 0, "an address outside the range maps to nothing")
+        cache.free(p)
+        cache.shrink()
+        XCTAssertEqual(cache.statistics.totalSlabs, 0)
+        for page in stride(from: slab, to: slab + slabBytes, by: Int(self.page)) {
+            XCTAssertEqual(pages.firstObject(mappedAt: page), 0, "page \(hex(page)) after the slab was released")
+        }
+    }
+
     func test_releaseBlockAt_findsTheOrder_andRefusesInteriorAndFreedAddresses() throws {
         let source = try makeSource()
         let p = try XCTUnwrap(source.allocate(order: 3))

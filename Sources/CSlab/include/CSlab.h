@@ -416,10 +416,10 @@ typedef struct cslab_slab {
 
 #define CSLAB_SLAB_MAGIC 0x51AB51AB0B1EC75ULL
 
-/* Where the free check reads a slab's first object (kfree's fast path below, and Swift's
- * FastPath.checkOwnership, which reads this constant). */
-#define CSLAB_SLAB_OBJECTS 48
-_Static_assert(offsetof(cslab_slab, objects) == CSLAB_SLAB_OBJECTS, "the free check reads `objects` here");
+/* The page map (Sources/Slab/PageSource.swift, section 4): one word per page of a range, the
+ * first object of the slab covering the page (the header's `objects`), or 0. The free checks
+ * (kfree's fast path below, and Swift's FastPath.checkOwnership) read it at (p - base) >> 12. */
+#define CSLAB_PAGE_SHIFT 12
 _Static_assert(sizeof(cslab_slab) <= 64, "the slab header fits the first cache line of a slab");
 
 /* The magazine header: rounds follow at +64. */
@@ -514,7 +514,6 @@ typedef struct __attribute__((aligned(64))) cslab_kmalloc_class {
     void *cpus;
     void *magazines;
     uint64_t capacity;
-    uint64_t slab_mask;
     uint64_t objects_bytes;
     uint64_t stride_reciprocal;
 } cslab_kmalloc_class;
@@ -524,6 +523,7 @@ typedef struct cslab_kmalloc_table {
     uint64_t slot_shift;     /* kmalloc's range: slot i is [range_base + (i << shift), + (1 << shift)) */
     uint64_t range_base;
     int64_t rseq_offset;
+    const uint64_t *page_map;  /* the page map of the whole range: word (p - range_base) >> 12 */
     /* The size class of every size from 1 to 8192: class_of[(size - 1) >> 3] (sizes that round up
      * to the same multiple of 8 share a class, since the smallest class is 8 bytes). */
     uint8_t class_of[CSLAB_KMALLOC_MAX_CACHE_SIZE / 8];
@@ -533,10 +533,10 @@ typedef struct cslab_kmalloc_table {
 extern cslab_kmalloc_table cslab_kmalloc;
 
 /* Set-up (shim.c), under kmalloc's lock: the classes and class_of first, then the publication. */
-void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t capacity, uint64_t slab_mask,
+void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t capacity,
                              uint64_t objects_bytes, uint64_t stride_reciprocal);
 void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class);
-void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t range_base, uint64_t slot_shift);
+void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t range_base, uint64_t slot_shift, const uint64_t *page_map);
 
 /* kmalloc's fast path: an object of the class for `size`, or NULL (see above). */
 static inline void *cslab_kmalloc_fast(uint64_t size) {
@@ -551,11 +551,13 @@ static inline bool cslab_kfree_fast(void *p) {
     const cslab_kmalloc_table *t = &cslab_kmalloc;
     uint64_t shift = cslab_load_acquire(&t->slot_shift);
     uint64_t address = (uint64_t)(uintptr_t)p;
-    uint64_t slot = (address - cslab_load_relaxed(&t->range_base)) >> shift;
+    uint64_t in_range = address - cslab_load_relaxed(&t->range_base);
+    uint64_t slot = in_range >> shift;
     if (slot >= CSLAB_KMALLOC_CLASSES) return false;
     const cslab_kmalloc_class *c = &t->classes[slot];
-    /* The slab header's `objects` (0 in a released slab), as FastPath.checkOwnership reads it. */
-    uint64_t objects = *(const uint64_t *)(uintptr_t)((address & c->slab_mask) + CSLAB_SLAB_OBJECTS);
+    /* The slab's first object from the page map (0 where no live slab is), as
+     * FastPath.checkOwnership reads it. */
+    uint64_t objects = t->page_map[in_range >> CSLAB_PAGE_SHIFT];
     uint64_t offset = address - objects;
     if (offset >= c->objects_bytes || offset * c->stride_reciprocal > c->stride_reciprocal - 1) return false;
     return cslab_rseq_magazine_push(t->rseq_offset, c->cpus, c->magazines, c->capacity, p);
