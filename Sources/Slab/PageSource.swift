@@ -72,8 +72,12 @@ final class PageSource: @unchecked Sendable {
     static let arenaShift = 22
     static let arenaBytes = 1 << arenaShift
     static let pagesPerArena = arenaBytes / pageSize
-    /// The range reserved per cache: 64 GiB, halved until the OS agrees (at least 1 GiB).
-    static let preferredRangeBytes = 1 << 36
+    /// The range reserved per cache: 8 GiB, halved until the OS agrees (at least 1 GiB). It
+    /// bounds a cache's slabs (8 GiB: 350 million 20-byte objects) and the number of caches that
+    /// can live at once: with its page map (16 MiB) and magazine region (128 MiB) a cache
+    /// reserves 8.14 GiB of the 128 TiB a process has, so about 15,000 caches fit (64 GiB ranges
+    /// ran out at the 2,047th; ManyCachesTests creates 10,000).
+    static let preferredRangeBytes = 1 << 33
 
     /// The reserved range: [base, base + size).
     let base: UInt

@@ -7,10 +7,13 @@
 public final class Registry: @unchecked Sendable {
     public static let shared = Registry()
 
-    private struct Entry: @unchecked Sendable {
-        let cache: SlabCache
+    private struct Entries: @unchecked Sendable {
+        /// In creation order.
+        var caches: [SlabCache] = []
+        /// By name: creating the 10,000th cache must not compare its name with 9,999 others.
+        var byName: [String: SlabCache] = [:]
     }
-    private let entries = Lock([Entry]())
+    private let entries = Lock(Entries())
 
     /// A slabinfo name is one whitespace-free field; tools split the file on whitespace. The names
     /// of kmalloc's size classes are reserved for them (`reservedAllowed` only when kmalloc
@@ -28,25 +31,31 @@ public final class Registry: @unchecked Sendable {
 
     func register(_ cache: SlabCache) throws {
         try entries.withLock { e in
-            guard !e.contains(where: { $0.cache.name == cache.name }) else { throw SlabError.duplicateName(cache.name) }
-            e.append(Entry(cache: cache))
+            guard e.byName[cache.name] == nil else { throw SlabError.duplicateName(cache.name) }
+            e.byName[cache.name] = cache
+            e.caches.append(cache)
         }
     }
 
     func unregister(_ cache: SlabCache) {
-        entries.withLock { e in e.removeAll { $0.cache === cache } }
+        entries.withLock { e in
+            guard e.byName[cache.name] === cache else { return }
+            e.byName[cache.name] = nil
+            // From the end: the caches destroyed soonest are usually the newest.
+            if let i = e.caches.lastIndex(where: { $0 === cache }) { e.caches.remove(at: i) }
+        }
     }
 
     /// The live cache whose address range holds `address` (for wrong-cache messages).
     func cache(containing address: UInt) -> SlabCache? {
-        entries.withLock { e in e.first { $0.cache.slabLayer.pages.contains(address) }?.cache }
+        entries.withLock { e in e.caches.first { $0.slabLayer.pages.contains(address) } }
     }
 
     /// Every live cache, in creation order.
-    public var caches: [SlabCache] { entries.withLock { $0.map(\.cache) } }
+    public var caches: [SlabCache] { entries.withLock { $0.caches } }
 
     /// The live cache with this name.
     public func cache(named name: String) -> SlabCache? {
-        entries.withLock { e in e.first { $0.cache.name == name }?.cache }
+        entries.withLock { e in e.byName[name] }
     }
 }
