@@ -76,6 +76,7 @@ struct RunCommand: ParsableCommand {
             options = SuiteOptions(
                 allocators: try SuitePlan.parseAllocators(allocators),
                 mixedSizeAllocators: allocators?.isEmpty == false ? nil : AllocatorID.defaultMixedSizeSuite,
+                referenceAllocators: allocators?.isEmpty == false ? [] : AllocatorID.defaultReferenceSuite,
                 workloads: try SuitePlan.parseWorkloads(workloads, catalog: catalog),
                 sizes: try sizes.map { try SuitePlan.parsePositiveIntegers($0, what: "--sizes") },
                 threads: try threads.map { try SuitePlan.parsePositiveIntegers($0, what: "--threads") },
@@ -144,7 +145,7 @@ struct RunCommand: ParsableCommand {
         out += """
 
         Defaults
-          allocators    \(AllocatorID.defaultSuite.map(\.rawValue).joined(separator: ",")); on the mixed-size workloads \(AllocatorID.defaultMixedSizeSuite.map(\.rawValue).joined(separator: ","))
+          allocators    \(AllocatorID.defaultSuite.map(\.rawValue).joined(separator: ",")); on the mixed-size workloads \(AllocatorID.defaultMixedSizeSuite.map(\.rawValue).joined(separator: ",")); and the reference \(AllocatorID.defaultReferenceSuite.map(\.rawValue).joined(separator: ",")) on \(SuitePlan.referenceWorkloads.sorted().joined(separator: ", "))
           sizes         \(join(SuitePlan.defaultSizes)) (\(SuitePlan.sizeSweepWorkloads.sorted().joined(separator: ", "))); \(join(SuitePlan.reducedSizes)) (the others)
           threads       \(join(SuitePlan.defaultThreads(cores: cores))) (thread workloads; \(cores) CPUs online)
           repetitions   \(SuitePlan.defaultRepetitions) (after one warm-up)

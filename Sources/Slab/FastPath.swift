@@ -83,6 +83,17 @@ public struct FastPath {
         back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.freeSlow(object) }
     }
 
+    /// The free fast path without the ownership test: for the bench's `slab-bare` reference row
+    /// only, which measures what the per-CPU layer's pop and push cost alone (the design's limit).
+    /// A pointer that is not an object of this cache corrupts it; use `free`.
+    @inlinable @inline(__always)
+    public func _freeWithoutOwnershipCheck(_ object: UnsafeMutableRawPointer) {
+        if usesRseq, cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object) {
+            return
+        }
+        back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.freeSlow(object) }
+    }
+
     /// The ownership test on every free, without a lock and with one memory access: the address
     /// is inside this cache's range (so not from malloc or another cache), and it is the start of
     /// an object of the slab it falls in (so not an interior pointer, and not in a released slab,

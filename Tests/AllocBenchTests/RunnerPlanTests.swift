@@ -133,6 +133,20 @@ final class RunnerPlanTests: XCTestCase {
         XCTAssertEqual(o.allAllocators, AllocatorID.defaultSuite + [.kmalloc])
     }
 
+    func test_cells_defaultSuite_addsTheSlabBareReferenceToPairOnly() {
+        var o = options(["pair", "batch-fifo-1000", "threads"], allocators: AllocatorID.defaultSuite, sizes: [20], threads: [1])
+        o.referenceAllocators = AllocatorID.defaultReferenceSuite
+        let cells = SuitePlan.cells(o, catalog: Self.catalog, cores: 2)
+        XCTAssertEqual(cells.filter { $0.workload == "pair" }.map(\.allocator), AllocatorID.defaultSuite + [.slabBare])
+        XCTAssertEqual(cells.filter { $0.allocator == .slabBare }.map(\.workload), ["pair"], "the reference joins pair only")
+        XCTAssertEqual(o.allAllocators, AllocatorID.defaultSuite + [.slabBare])
+        XCTAssertFalse(Ratio.isPeer(.slabBare), "a reference is never the best peer")
+        // Named with --allocators, it runs wherever asked, like any typed cache.
+        let asked = SuitePlan.cells(options(["batch-fifo-1000"], allocators: [.slab, .slabBare], sizes: [20]),
+                                    catalog: Self.catalog, cores: 2)
+        XCTAssertEqual(asked.map(\.allocator), [.slab, .slabBare])
+    }
+
     func test_allocatorIDs_decodeFromTheStringsOldResultFilesHold_andNewOnesRoundTrip() throws {
         let old = #"["glibc","jemalloc","mimalloc","tcmalloc","slab","slab-nocpu","slab-fallback"]"#
         let decoded = try JSONDecoder().decode([AllocatorID].self, from: Data(old.utf8))

@@ -140,6 +140,27 @@ public struct SlabAllocator: FixedSizeAllocator, @unchecked Sendable {
     public func destroy() throws { try cache.destroy() }
 }
 
+/// `slab-bare`, the reference row: a SlabAllocator whose free skips the ownership test
+/// (FastPath._freeWithoutOwnershipCheck), so its pair is the per-CPU pop and push alone. A type of
+/// its own, so that the slab's loops carry no test of which one they are.
+public struct BareSlabAllocator: FixedSizeAllocator, @unchecked Sendable {
+    public let slab: SlabAllocator
+
+    public init(_ slab: SlabAllocator) { self.slab = slab }
+
+    public var size: Int { slab.size }
+    public var constructsObjects: Bool { slab.constructsObjects }
+
+    @inline(__always)
+    public func allocate() -> UnsafeMutableRawPointer { slab.allocate() }
+
+    @inline(__always)
+    public func free(_ object: UnsafeMutableRawPointer) { slab.fast._freeWithoutOwnershipCheck(object) }
+
+    public func releaseFreeMemory() { slab.releaseFreeMemory() }
+    public var releaseCall: ReleaseCall { slab.releaseCall }
+}
+
 // MARK: - versions
 
 public enum AllocatorVersion {
@@ -156,7 +177,7 @@ public enum AllocatorVersion {
         case .mimalloc: return mimalloc()
         case .jemalloc: return jemalloc()
         case .tcmalloc: return tcmalloc()
-        case .slab, .slabNoCPU, .slabFallback:
+        case .slab, .slabNoCPU, .slabFallback, .slabBare:
             // Our own code has no release number; record the CPU layer's mode, which is what
             // decides the fast path (rseq, or the fallback under valgrind / rseq=0).
             guard let slab else { return nil }

@@ -46,15 +46,22 @@ public struct AllocatorID: RawRepresentable, Hashable, Codable, Sendable, Custom
     /// default suite's fixed-size workloads (ask for it with `--allocators`); the default suite
     /// runs it on the mixed-size workloads (`defaultMixedSizeSuite`).
     public static let kmalloc = AllocatorID(builtIn: "kmalloc")
+    /// A reference, not a product: the slab with its free skipping the ownership test, so its
+    /// pair is the per-CPU layer's rseq pop and push alone, the limit of the design. The default
+    /// suite runs it on `pair` only (`defaultReferenceSuite`), beside the slab.
+    public static let slabBare = AllocatorID(builtIn: "slab-bare")
 
     /// Every allocator the suite knows, in report order.
-    public static let builtIn: [AllocatorID] = [.glibc, .jemalloc, .mimalloc, .tcmalloc, .slab, .slabNoCPU, .slabFallback, .kmalloc]
+    public static let builtIn: [AllocatorID] = [.glibc, .jemalloc, .mimalloc, .tcmalloc, .slab, .slabNoCPU, .slabFallback, .kmalloc, .slabBare]
 
     /// The allocators a run measures when `--allocators` is not given.
     public static let defaultSuite: [AllocatorID] = [.glibc, .jemalloc, .mimalloc, .tcmalloc, .slab, .slabNoCPU]
     /// The allocators a run measures on the mixed-size workloads when `--allocators` is not given:
     /// the malloc peers and kmalloc (a typed cache serves one size and cannot run them).
     public static let defaultMixedSizeSuite: [AllocatorID] = [.glibc, .jemalloc, .mimalloc, .tcmalloc, .kmalloc]
+    /// The reference allocators a run adds, when `--allocators` is not given, to the workloads in
+    /// `SuitePlan.referenceWorkloads` (pair): the limit every run shows beside the peers.
+    public static let defaultReferenceSuite: [AllocatorID] = [.slabBare]
 
     /// The name reports print: the raw value for a built-in, the given name (or the library's file
     /// name) for a `preload:` peer.
@@ -79,7 +86,7 @@ public struct AllocatorID: RawRepresentable, Hashable, Codable, Sendable, Custom
     public var isPreloaded: Bool { preload != nil || preloadSpec != nil }
 
     /// True for our typed caches (a SlabCache per cell, one object size).
-    public var isSlab: Bool { self == .slab || self == .slabNoCPU || self == .slabFallback }
+    public var isSlab: Bool { self == .slab || self == .slabNoCPU || self == .slabFallback || self == .slabBare }
 
     /// True for the allocators this project ships (the typed caches and kmalloc): the rest are
     /// peers, and "best peer" ratios choose among those.

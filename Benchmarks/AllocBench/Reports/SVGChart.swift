@@ -56,6 +56,7 @@ enum SVGChart {
         case .slabNoCPU: return "#ff7f0e"
         case .slabFallback: return "#8c564b"
         case .kmalloc: return "#17becf"
+        case .slabBare: return "#f7b6d2"
         default:
             // A `preload:` peer: one of the palette's remaining colours, chosen by its name so it
             // keeps its colour from chart to chart.

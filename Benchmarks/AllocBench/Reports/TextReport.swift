@@ -49,8 +49,10 @@ public enum TextReport {
         var header = ["workload", "size", "thr"] + run.allocators.map(\.name)
         let hasSlab = run.allocators.contains(.slab)
         let hasKmalloc = run.allocators.contains(.kmalloc)
+        let hasBare = hasSlab && run.allocators.contains(.slabBare)
         if hasSlab { header.append("slab/best") }
         if hasKmalloc { header.append("kmalloc/best") }
+        if hasBare { header.append("slab/bare") }
         var table = TextTable(header: header, leftColumns: 1)
         for workload in run.workloads {
             guard let size = run.headlineSize(of: workload) else { continue }
@@ -62,6 +64,10 @@ public enum TextReport {
                 for a in run.allocators { row.append(cellText(cells[a])) }
                 if hasSlab { row.append(ratio(run.slabRatioToBestPeer(key))) }
                 if hasKmalloc { row.append(ratio(run.slabRatioToBestPeer(key, slab: .kmalloc))) }
+                if hasBare {
+                    let m = run.medians(key)
+                    row.append(ratio(Ratio.of(m[.slab], to: m[.slabBare])))
+                }
                 table.add(row)
             }
         }
@@ -71,6 +77,9 @@ public enum TextReport {
         }
         if hasKmalloc {
             text += "kmalloc/best = kmalloc's median / the best peer's median in the same cell (below 1: kmalloc is faster)\n"
+        }
+        if hasBare {
+            text += "slab/bare = slab's median / slab-bare's (the per-CPU pop and push alone, without the free's ownership test): the design's limit\n"
         }
         return text + table.render()
     }

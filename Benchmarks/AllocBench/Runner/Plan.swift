@@ -28,6 +28,9 @@ public struct SuiteOptions: Sendable {
     /// default suite's: `AllocatorID.defaultMixedSizeSuite`); nil: `allocators`. Either way the
     /// typed caches are left out of them.
     public var mixedSizeAllocators: [AllocatorID]?
+    /// Allocators added to the workloads in `SuitePlan.referenceWorkloads` only (the default
+    /// suite's: `AllocatorID.defaultReferenceSuite`); empty: none.
+    public var referenceAllocators: [AllocatorID] = []
     public var workloads: [String]
     /// nil: the per-workload defaults.
     public var sizes: [Int]?
@@ -39,11 +42,13 @@ public struct SuiteOptions: Sendable {
     public var timeout: Double
     public var outputDirectory: String
 
-    public init(allocators: [AllocatorID], mixedSizeAllocators: [AllocatorID]? = nil, workloads: [String],
+    public init(allocators: [AllocatorID], mixedSizeAllocators: [AllocatorID]? = nil,
+                referenceAllocators: [AllocatorID] = [], workloads: [String],
                 sizes: [Int]? = nil, threads: [Int]? = nil, repetitions: Int, quick: Bool, timeout: Double,
                 outputDirectory: String) {
         self.allocators = allocators
         self.mixedSizeAllocators = mixedSizeAllocators
+        self.referenceAllocators = referenceAllocators
         self.workloads = workloads
         self.sizes = sizes
         self.threads = threads
@@ -58,13 +63,16 @@ extension SuiteOptions {
     /// Every allocator some cell may use: `allocators`, then the mixed-size workloads' others.
     public var allAllocators: [AllocatorID] {
         var all = allocators
-        for a in mixedSizeAllocators ?? [] where !all.contains(a) { all.append(a) }
+        for a in (mixedSizeAllocators ?? []) + referenceAllocators where !all.contains(a) { all.append(a) }
         return all
     }
 
     /// The allocators of one workload's cells.
     public func allocators(for spec: WorkloadSpec) -> [AllocatorID] {
-        guard spec.mixedSizes == true else { return allocators }
+        guard spec.mixedSizes == true else {
+            guard SuitePlan.referenceWorkloads.contains(spec.name) else { return allocators }
+            return allocators + referenceAllocators.filter { !allocators.contains($0) }
+        }
         return (mixedSizeAllocators ?? allocators).filter(\.servesAnySize)
     }
 }
@@ -108,6 +116,8 @@ public enum SuitePlan {
     /// The workloads run at every default size; the others (and any workload added later) run at
     /// `reducedSizes`, which keeps the default suite inside its budget.
     public static let sizeSweepWorkloads: Set<String> = ["pair", "batch-lifo-100", "batch-lifo-1000", "thrash"]
+    /// The workloads the reference allocators (`SuiteOptions.referenceAllocators`) join.
+    public static let referenceWorkloads: Set<String> = ["pair"]
 
     public static func sizes(for spec: WorkloadSpec, options: SuiteOptions) -> [Int] {
         if let fixed = spec.fixedSize { return [fixed] }

@@ -173,7 +173,9 @@ public enum WorkloadCatalog {
                 result.allocatorVersion = AllocatorVersion.current(for: p.allocator, slab: slab.cache)
                 if kind.releasesFreeMemory { result.releaseCall = slab.releaseCall }
                 let cellResult = Result {
-                    try kind.runCell(slab, context, repetitions: p.repetitions, counted: p.countScale != nil)
+                    p.allocator == .slabBare
+                        ? try kind.runCell(BareSlabAllocator(slab), context, repetitions: p.repetitions, counted: p.countScale != nil)
+                        : try kind.runCell(slab, context, repetitions: p.repetitions, counted: p.countScale != nil)
                 }
                 // Destroy even after a failure: the cache must not outlive its cell. A workload's
                 // own error comes first; a refused destroy means the workload leaked objects.
