@@ -230,28 +230,45 @@ final class KmallocTests: XCTestCase {
         XCTAssertEqual(Set(zip(bases, bases.dropFirst()).map { $1 - $0 }).count, 1, "equal slots")
     }
 
-    /// A class's depot holds 8 MiB of objects (a typed cache's, max(64, 32 x CPUs) magazines): a
-    /// burst of frees of one class that overflows a typed cache's depot stays in kmalloc's.
+    /// A class's depot holds 8 MiB of objects, where a typed cache of objects above 64 bytes keeps
+    /// max(64, 32 x CPUs) magazines: a burst of frees of one class that overflows such a typed
+    /// cache's depot stays in kmalloc's. (Up to 64 bytes both hold at least 16 MiB: below.)
     func test_classDepot_keepsABurstOfFreesInMagazines_whereATypedCacheOverflows() throws {
         try Kmalloc.setUp()
         Kmalloc.shrink()
-        let kmalloc8 = Kmalloc.caches[0]
-        let typed = try SlabCache(name: uniqueCacheName("burst"), size: 8)
+        let kmalloc96 = try XCTUnwrap(Kmalloc.caches.first { $0.name == "kmalloc-96" })
+        let typed = try SlabCache(name: uniqueCacheName("burst"), size: 96)
         defer { typed.shrink(); try? typed.destroy() }
         // More than a typed cache's depot holds (with room for the CPUs' own magazines).
         let n = (typed.cpuLayer!.depotFullLimit + 40) * typed.magazineCapacity
-        let before = kmalloc8.statistics.depotOverflows
-        let objects = try (0..<n).map { _ in try kmalloc(8) }
+        let before = kmalloc96.statistics.depotOverflows
+        let objects = try (0..<n).map { _ in try kmalloc(96) }
         objects.forEach(kfree)
         let typedObjects = (0..<n).map { _ in typed.allocate()! }
         typedObjects.forEach(typed.free)
-        XCTAssertEqual(kmalloc8.statistics.depotOverflows, before, "kmalloc-8 kept the burst")
-        XCTAssertGreaterThan(kmalloc8.statistics.depotFullMagazines, 64)
+        XCTAssertEqual(kmalloc96.statistics.depotOverflows, before, "kmalloc-96 kept the burst")
+        XCTAssertGreaterThan(kmalloc96.statistics.depotFullMagazines, 64)
         XCTAssertGreaterThan(typed.statistics.depotOverflows, 0, "the typed cache stops at 64 full magazines")
         XCTAssertEqual(typed.statistics.depotFullMagazines, typed.cpuLayer!.depotFullLimit)
-        XCTAssertGreaterThan(kmalloc8.cpuLayer!.depotFullLimit, typed.cpuLayer!.depotFullLimit + 40)
+        XCTAssertGreaterThan(kmalloc96.cpuLayer!.depotFullLimit, typed.cpuLayer!.depotFullLimit + 40)
         Kmalloc.shrink()
-        XCTAssertEqual(kmalloc8.statistics.totalSlabs, 0, "shrink still returns everything")
+        XCTAssertEqual(kmalloc96.statistics.totalSlabs, 0, "shrink still returns everything")
+    }
+
+    /// Caches of objects up to 64 bytes, typed or kmalloc's, hold at least 16 MiB of objects in
+    /// their depots: a burst of 200,000 frees of 20-byte objects stays in magazines.
+    func test_smallObjectDepot_keepsA16MiBBurst_typedAndKmalloc() throws {
+        try Kmalloc.setUp()
+        let typed = try SlabCache(name: uniqueCacheName("small-burst"), size: 20)
+        defer { typed.shrink(); try? typed.destroy() }
+        let m = typed.magazineCapacity
+        XCTAssertEqual(typed.cpuLayer!.depotFullLimit, max(64, (16 << 20) / (m * 24)))
+        let kmalloc8 = Kmalloc.caches[0]
+        XCTAssertEqual(kmalloc8.cpuLayer!.depotFullLimit, max(64, (16 << 20) / (kmalloc8.magazineCapacity * 8)))
+        let objects = (0..<200_000).map { _ in typed.allocate()! }
+        objects.forEach(typed.free)
+        XCTAssertEqual(typed.statistics.depotOverflows, 0, "200,000 x 24 bytes fit in 16 MiB of depot")
+        XCTAssertGreaterThan(typed.statistics.depotFullMagazines, 64)
     }
 
     func test_threads_mixedSizes_neverShareAnObject_andLoseNone() throws {
