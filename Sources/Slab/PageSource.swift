@@ -39,10 +39,11 @@
 //   clears them before it releases it). The free fast path reads its "is this the start of an
 //   object?" from here, at (p - base) >> 12, rather than from the slab's own header: the words of
 //   all the slabs in use lie together (8 bytes per 4 KiB page: 48 KiB of map for 24 MiB of
-//   slabs), so with a working set larger than the caches a free costs no cache or TLB miss of
-//   its own, where the header is a line in a page of its own for every slab. Measured before this
-//   map existed, a free that read no header at all made steady-random 20% faster and
-//   batch-random-1m 16% faster (same-machine A/B); the map keeps the check and most of the gain.
+//   slabs), so with a working set larger than the caches a free rarely misses on it, where the
+//   header is a line in a page of its own for every slab. Measured before this map existed, a
+//   free that read no header at all made steady-random 20% faster and batch-random-1m 16% faster
+//   (same-machine A/B); the map keeps the check and part of the gain: steady-random -7.4% at 20
+//   bytes and -15% at 256, batch-random-1m -6% to -8% (not significant in 8 samples).
 //   The map is reserved like the range (MAP_NORESERVE, one page of map touched per 2 MiB of
 //   slabs) and is 1/512 of its size.
 //
