@@ -314,7 +314,8 @@ struct CPULayerPlatform: Sendable {
         guard cslab_have_rseq_sections() else {
             return fallback("this build has no rseq sections (they are x86_64 assembly; built for another architecture or with CSLAB_PORTABLE)")
         }
-        switch getenv("SLAB_CPU_LAYER").map({ String(cString: $0) }) {
+        let requested = getenv("SLAB_CPU_LAYER").map { String(cString: $0) }
+        switch requested {
         case "fallback":
             return fallback("forced by SLAB_CPU_LAYER=fallback")
         case "rseq-simulated":
@@ -323,14 +324,20 @@ struct CPULayerPlatform: Sendable {
             // ordinary code: if this thread's area names CPU 0, it runs through to its commit, and
             // with one thread nothing can interleave with it. Refused where glibc did register
             // rseq: there the kernel owns cpu_id, and the real mode is available anyway.
-            guard cslab_rseq_size() == 0 else { break }
+            guard cslab_rseq_size() == 0 else {
+                SlabReport.write("slab: SLAB_CPU_LAYER=rseq-simulated ignored: glibc registered rseq, so the CPU layer runs on it\n")
+                break
+            }
             cslab_rseq_simulate_cpu0(offset)
             var p = CPULayerPlatform(usesRseq: true, rseqOffset: offset, possibleCPUs: cpus, fallbackSlots: slots,
                                      reason: "rseq simulated on CPU 0 (SLAB_CPU_LAYER=rseq-simulated; one thread only)")
             p.simulated = true
             return p
-        default:
+        case nil, "":
             break
+        case let other?:
+            // Read once per process (this is `current`'s initialiser), so said once.
+            SlabReport.write("slab: SLAB_CPU_LAYER=\"\(other)\" is not one of fallback, rseq-simulated: ignored\n")
         }
         guard cslab_rseq_size() >= CSLAB_RSEQ_MIN_SIZE else {
             return fallback("rseq is not registered by glibc (GLIBC_TUNABLES=glibc.pthread.rseq=0, valgrind, or glibc < 2.35)")

@@ -110,6 +110,25 @@ final class CPULayerTests: XCTestCase {
         XCTAssertTrue((result.stdoutText + result.stderrText).contains("Executed 1 test, with 0 failures"), "\(result)")
     }
 
+    func test_unknownSLAB_CPU_LAYER_isReportedOnce_andTheDefaultModeRuns() throws {
+        if ChildProcess.isChild {
+            // Two caches: the variable is read once per process, so the line appears once.
+            let a = try SlabCache(name: uniqueCacheName("layer-a"), size: 32)
+            let b = try SlabCache(name: uniqueCacheName("layer-b"), size: 32)
+            XCTAssertNotEqual(a.mode, .none)
+            XCTAssertFalse(SlabCache.cpuLayerReason.contains("forced"), SlabCache.cpuLayerReason)
+            try a.destroy()
+            try b.destroy()
+            return
+        }
+        let result = try ChildProcess.runTest(
+            "SlabTests.CPULayerTests/test_unknownSLAB_CPU_LAYER_isReportedOnce_andTheDefaultModeRuns",
+            environment: ["SLAB_CPU_LAYER": "fallbak"])
+        XCTAssertTrue(result.succeeded, "\(result)")
+        let line = "slab: SLAB_CPU_LAYER=\"fallbak\" is not one of fallback, rseq-simulated: ignored"
+        XCTAssertEqual(result.stderrText.components(separatedBy: line).count - 1, 1, "reported once\n\(result)")
+    }
+
     // MARK: The checker catches what it claims to
 
     /// The problems `checkInvariants` finds while CPU 0's state word is `plant(current state)`;
