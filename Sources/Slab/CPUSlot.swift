@@ -311,10 +311,15 @@ struct CPULayerPlatform: Sendable {
         func fallback(_ why: String) -> CPULayerPlatform {
             CPULayerPlatform(usesRseq: false, rseqOffset: offset, possibleCPUs: cpus, fallbackSlots: slots, reason: why)
         }
+        // Read once per process (this is `current`'s initialiser), so a bad value is said once,
+        // whatever the build.
+        let requested = getenv("SLAB_CPU_LAYER").map { String(cString: $0) }
+        if let other = requested, !other.isEmpty, other != "fallback", other != "rseq-simulated" {
+            SlabReport.write("slab: SLAB_CPU_LAYER=\"\(other)\" is not one of fallback, rseq-simulated: ignored\n")
+        }
         guard cslab_have_rseq_sections() else {
             return fallback("this build has no rseq sections (they are x86_64 assembly; built for another architecture or with CSLAB_PORTABLE)")
         }
-        let requested = getenv("SLAB_CPU_LAYER").map { String(cString: $0) }
         switch requested {
         case "fallback":
             return fallback("forced by SLAB_CPU_LAYER=fallback")
@@ -333,11 +338,8 @@ struct CPULayerPlatform: Sendable {
                                      reason: "rseq simulated on CPU 0 (SLAB_CPU_LAYER=rseq-simulated; one thread only)")
             p.simulated = true
             return p
-        case nil, "":
+        default:
             break
-        case let other?:
-            // Read once per process (this is `current`'s initialiser), so said once.
-            SlabReport.write("slab: SLAB_CPU_LAYER=\"\(other)\" is not one of fallback, rseq-simulated: ignored\n")
         }
         guard cslab_rseq_size() >= CSLAB_RSEQ_MIN_SIZE else {
             return fallback("rseq is not registered by glibc (GLIBC_TUNABLES=glibc.pthread.rseq=0, valgrind, or glibc < 2.35)")
