@@ -77,17 +77,19 @@ public struct FastPath {
         cslab_inject_instructions()
         #endif
         checkOwnership(object)
-        if usesRseq, cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object) {
-            return
-        }
-        back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.freeSlow(object) }
+        pushOrFreeSlow(object)
     }
 
     /// The free fast path without the ownership test: for the bench's `slab-bare` reference row
     /// only, which measures what the per-CPU layer's pop and push cost alone (the design's limit).
     /// A pointer that is not an object of this cache corrupts it; use `free`.
     @inlinable @inline(__always)
-    public func _freeWithoutOwnershipCheck(_ object: UnsafeMutableRawPointer) {
+    public func _freeWithoutOwnershipCheck(_ object: UnsafeMutableRawPointer) { pushOrFreeSlow(object) }
+
+    /// Both frees after their checks: the rseq push, else the slow path (ladders, fallback, slab
+    /// layer, and the double-free report the push sends there).
+    @inlinable @inline(__always)
+    func pushOrFreeSlow(_ object: UnsafeMutableRawPointer) {
         if usesRseq, cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object) {
             return
         }
