@@ -33,7 +33,9 @@
 //   (release, pairs with the next owner's acquire). A thread that finds its slot taken tries the
 //   others, then goes to the slab layer; there are 4x as many slots as CPUs, so that is rare. A
 //   stopper takes slots the same way and may spin (yielding) only on a slot held by a running
-//   operation, which ends.
+//   operation, which ends. The common case, a pop or push on the thread's usual slot, runs
+//   inline under the same protocol (CSlab.h: cslab_slot_magazine_pop/push); everything else
+//   comes here, to OwnedSlotCommitter and the ladders.
 //
 // 3. Statistics
 // -------------

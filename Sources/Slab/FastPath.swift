@@ -3,9 +3,11 @@
 // The allocation fast path is one rseq critical section (CSlab.h: cslab_rseq_magazine_pop): pop
 // the loaded magazine of the CPU the thread is on. The free fast path checks the pointer, then
 // pushes it onto the loaded magazine (cslab_rseq_magazine_push), which declines an object that
-// is already its top round (a double free: the slow path reports it). Everything else, the Bonwick
-// ladders, the fallback without rseq and the slab layer, is out of line (SlabCache.allocateSlow,
-// CPUCache.swift).
+// is already its top round (a double free: the slow path reports it). Without rseq (the fallback
+// mode) the same pop and push run on the slot the thread owns for the operation
+// (cslab_slot_magazine_pop/push: one CAS to take the slot, one release store to give it back).
+// Everything else, the Bonwick ladders, the slot search and the slab layer, is out of line
+// (SlabCache.allocateSlow, CPUCache.swift).
 //
 // The fields are a copy of the cache's, in a value: a loop that holds a FastPath keeps them in
 // registers, where fields of a class instance would be reloaded after every store through a raw
@@ -33,6 +35,10 @@ public struct FastPath {
     /// The inline rseq pop and push are used: rseq mode, and not an AddressSanitizer build
     /// (SlabCache.swift, section 9).
     @usableFromInline let usesRseq: Bool
+    /// Fallback mode's inline pop and push (CSlab.h: cslab_slot_magazine_pop/push): the slot
+    /// array's mask (slots - 1), or 0 when they are not used (rseq mode, no CPU layer, or an
+    /// AddressSanitizer build).
+    @usableFromInline let slotMask: UInt64
     @usableFromInline unowned(unsafe) let back: CacheBackReference
 
     /// log2 of the page size: the page map has one word per page.
@@ -40,7 +46,7 @@ public struct FastPath {
 
     init(rseqOffset: Int64, cpus: UnsafeMutableRawPointer, magazineBase: UnsafeMutableRawPointer,
          capacity: UInt64, rangeBase: UInt, rangeSize: UInt, pageMap: UnsafePointer<UInt>, objectsBytes: UInt,
-         strideReciprocal: UInt64, usesRseq: Bool, back: CacheBackReference) {
+         strideReciprocal: UInt64, usesRseq: Bool, slotMask: UInt64, back: CacheBackReference) {
         self.rseqOffset = rseqOffset
         self.cpus = cpus
         self.magazineBase = magazineBase
@@ -51,6 +57,7 @@ public struct FastPath {
         self.objectsBytes = objectsBytes
         self.strideReciprocal = strideReciprocal
         self.usesRseq = usesRseq
+        self.slotMask = slotMask
         self.back = back
     }
 
@@ -60,7 +67,9 @@ public struct FastPath {
     /// Allocates one constructed object, or returns nil when memory is exhausted.
     @inlinable @inline(__always)
     public func allocate() -> UnsafeMutableRawPointer? {
-        if usesRseq, let object = cslab_rseq_magazine_pop(rseqOffset, cpus, magazineBase) {
+        if usesRseq {
+            if let object = cslab_rseq_magazine_pop(rseqOffset, cpus, magazineBase) { return object }
+        } else if slotMask != 0, let object = cslab_slot_magazine_pop(cpus, slotMask, magazineBase) {
             return object
         }
         return back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.allocateSlow() }
@@ -90,7 +99,9 @@ public struct FastPath {
     /// layer, and the double-free report the push sends there).
     @inlinable @inline(__always)
     func pushOrFreeSlow(_ object: UnsafeMutableRawPointer) {
-        if usesRseq, cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object) {
+        if usesRseq {
+            if cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object) { return }
+        } else if slotMask != 0, cslab_slot_magazine_push(cpus, slotMask, magazineBase, capacity, object) {
             return
         }
         back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.freeSlow(object) }

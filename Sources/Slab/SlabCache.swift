@@ -141,8 +141,8 @@
 //   read or write of a freed object, in a magazine or free in its slab, as a use-after-poison.
 //   The free-list link is read and written through CSlab's uninstrumented helpers. The inline
 //   rseq pop and push cannot poison inside their sequence, so such a build sends every
-//   allocation and free through the slow path (FastPath.usesRseq is false; the ladders still
-//   run the rseq sections, and kmalloc's C fast paths stay closed): ASan builds are for finding
+//   allocation and free through the slow path (FastPath.usesRseq is false and its slotMask 0;
+//   the ladders still run the rseq sections, and kmalloc's C fast paths stay closed): ASan builds are for finding
 //   bugs, not for measuring.
 //
 // 10. Debugging (SlabDebug.swift)
@@ -357,7 +357,8 @@ public final class SlabCache: @unchecked Sendable {
             rseqOffset: platform.rseqOffset, cpus: slots.base, magazineBase: cpuLayer?.region.base ?? slots.base,
             capacity: UInt64(cpuLayer?.capacity ?? 0), rangeBase: pages.base, rangeSize: UInt(pages.size),
             pageMap: UnsafePointer(pages.pageMap), objectsBytes: UInt(layout.objectsPerSlab * layout.stride),
-            strideReciprocal: layer.divider.c, usesRseq: mode == .rseq && !layer.poisons, back: backReference)
+            strideReciprocal: layer.divider.c, usesRseq: mode == .rseq && !layer.poisons,
+            slotMask: mode == .fallback && !layer.poisons ? UInt64(slots.count - 1) : 0, back: backReference)
         backReference.cache = Unmanaged.passUnretained(self)
         try Registry.shared.register(self)
     }

@@ -129,6 +129,55 @@ final class CPULayerTests: XCTestCase {
         XCTAssertEqual(result.stderrText.components(separatedBy: line).count - 1, 1, "reported once\n\(result)")
     }
 
+    // MARK: The fallback mode's inline fast paths
+
+    /// Without rseq a thread's pops and pushes run inline on its usual slot (CSlab.h:
+    /// cslab_slot_magazine_pop/push), counted there; a slot someone else holds is left alone, and
+    /// the ladder serves the operation from another slot.
+    func test_fallbackFastPath_usesTheThreadsSlot_andStepsAsideWhenItIsHeld() throws {
+        if ChildProcess.isChild { return try checkFallbackFastPath() }
+        let result = try ChildProcess.runTest(
+            "SlabTests.CPULayerTests/test_fallbackFastPath_usesTheThreadsSlot_andStepsAsideWhenItIsHeld",
+            environment: ["SLAB_CPU_LAYER": "fallback"])
+        XCTAssertTrue(result.succeeded, "\(result)")
+        XCTAssertTrue((result.stdoutText + result.stderrText).contains("Executed 1 test, with 0 failures"), "\(result)")
+    }
+
+    private func checkFallbackFastPath() throws {
+        let cache = try SlabCache(name: uniqueCacheName("slotpath"), size: 64)
+        XCTAssertEqual(cache.mode, .fallback)
+        let layer = try XCTUnwrap(cache.cpuLayer)
+        let slots = layer.slots
+        XCTAssertEqual(cache.fastPath.slotMask, UInt64(slots.count - 1))
+        // The first operation gives the thread its slot hint (the ladder does) and fills a magazine.
+        cache.free(try XCTUnwrap(cache.allocate()))
+        let hint = cslab_tls_get_slot_hint()
+        XCTAssertNotEqual(hint, 0)
+        let mine = Int(hint - 1) & (slots.count - 1)
+        let (allocs, frees) = (slots.allocHits(mine).pointee, slots.freeHits(mine).pointee)
+        let contention = layer.counters[.slotContention]
+        for _ in 0..<1000 { cache.free(try XCTUnwrap(cache.allocate())) }
+        XCTAssertEqual(slots.allocHits(mine).pointee - allocs, 1000, "every pop on the thread's slot \(mine)")
+        XCTAssertEqual(slots.freeHits(mine).pointee - frees, 1000, "every push on the thread's slot \(mine)")
+        XCTAssertEqual(layer.counters[.slotContention], contention)
+        XCTAssertEqual(slots.owner(mine).pointee, SlotOwner.free, "each operation gave the slot back")
+
+        // Held by another owner: neither inline path may touch it.
+        let word = slots.state(mine).pointee
+        slots.owner(mine).pointee = SlotOwner.thread
+        let p = try XCTUnwrap(cache.allocate())
+        cache.free(p)
+        XCTAssertEqual(slots.state(mine).pointee, word, "the held slot's magazines are unchanged")
+        XCTAssertEqual(slots.allocHits(mine).pointee - allocs, 1000)
+        XCTAssertEqual(slots.freeHits(mine).pointee - frees, 1000)
+        XCTAssertGreaterThan(layer.counters[.slotContention], contention, "served from another slot")
+        XCTAssertNotEqual(Int(cslab_tls_get_slot_hint() - 1) & (slots.count - 1), mine, "the thread moved its hint")
+        slots.owner(mine).pointee = SlotOwner.free
+        XCTAssertEqual(cache.checkInvariants(), [])
+        XCTAssertEqual(cache.statistics.liveObjects, 0)
+        try cache.destroy()
+    }
+
     // MARK: The checker catches what it claims to
 
     /// The problems `checkInvariants` finds while CPU 0's state word is `plant(current state)`;

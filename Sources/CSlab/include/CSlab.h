@@ -443,6 +443,57 @@ extern _Thread_local uint64_t cslab_tls_slot_hint;
 static inline uint64_t cslab_tls_get_slot_hint(void) { return cslab_tls_slot_hint; }
 static inline void cslab_tls_set_slot_hint(uint64_t v) { cslab_tls_slot_hint = v; }
 
+/* The fallback mode's fast paths: the pop and push of the rseq sections above, for a process
+ * without rseq (Sources/Slab/CPUSlot.swift, section 2, "fallback mode"). The thread takes its
+ * usual slot, (hint - 1) & mask, for this one operation (CAS owner 0 -> 1, acquire), pops or
+ * pushes with plain loads and stores of a word only the owner writes, counts the operation, and
+ * gives the slot back (store owner = 0, release). They return "not done" (NULL, false) for the
+ * slow path when the thread has no hint yet (0: the slow path assigns one), the slot is held (by
+ * another thread, a drainer, or for good after destroy: the slow path tries the other slots or
+ * the slab layer), the magazine is empty or full, or the push's object is the top round already
+ * (a double free: the slow path confirms and reports it, as for the rseq push). The protocol is
+ * the ladders' (OwnedSlotCommitter); only the common case runs inline. */
+static inline void *cslab_slot_magazine_pop(void *cpus, uint64_t mask, void *magazines) {
+    uint64_t hint = cslab_tls_slot_hint;
+    if (hint == 0) return NULL;
+    cslab_cpu_slot *slot = (cslab_cpu_slot *)((char *)cpus + (((hint - 1) & mask) << CSLAB_CPU_STRIDE_SHIFT));
+    uint64_t expected = 0;
+    if (!cslab_cas_acquire(&slot->owner, &expected, 1)) return NULL;
+    uint64_t state = cslab_load_relaxed(&slot->state);
+    void *obj = NULL;
+    if ((uint8_t)state != 0) {
+        uint64_t top = (uint32_t)state >> CSLAB_STATE_TOP_SHIFT;
+        obj = *(void **)((char *)magazines + 8 * top + CSLAB_MAGAZINE_LAST_ROUND);
+        cslab_store_relaxed(&slot->state, state - CSLAB_STATE_STEP);
+        cslab_bump_single_writer(&slot->alloc_hits, 1);
+    }
+    cslab_store_release(&slot->owner, 0);
+    return obj;
+}
+
+static inline bool cslab_slot_magazine_push(void *cpus, uint64_t mask, void *magazines, uint64_t capacity,
+                                            void *obj) {
+    uint64_t hint = cslab_tls_slot_hint;
+    if (hint == 0) return false;
+    cslab_cpu_slot *slot = (cslab_cpu_slot *)((char *)cpus + (((hint - 1) & mask) << CSLAB_CPU_STRIDE_SHIFT));
+    uint64_t expected = 0;
+    if (!cslab_cas_acquire(&slot->owner, &expected, 1)) return false;
+    uint64_t state = cslab_load_relaxed(&slot->state);
+    void **top = (void **)((char *)magazines + 8 * ((uint32_t)state >> CSLAB_STATE_TOP_SHIFT)
+                           + CSLAB_MAGAZINE_LAST_ROUND);   /* round[n - 1]; top[1] is round[n] */
+    bool done = (uint8_t)state < capacity;
+#ifndef CSLAB_WITHOUT_DOUBLE_FREE_CHECK
+    done = done && *top != obj;
+#endif
+    if (done) {
+        top[1] = obj;
+        cslab_store_relaxed(&slot->state, state + CSLAB_STATE_STEP);
+        cslab_bump_single_writer(&slot->free_hits, 1);
+    }
+    cslab_store_release(&slot->owner, 0);
+    return done;
+}
+
 /* Number of CPUs the kernel may ever report (possible CPUs), at least 1. */
 int32_t cslab_possible_cpus(void);
 
