@@ -453,12 +453,19 @@ static inline void cslab_tls_set_slot_hint(uint64_t v) { cslab_tls_slot_hint = v
  * the slab layer), the magazine is empty or full, or the push's object is the top round already
  * (a double free: the slow path confirms and reports it, as for the rseq push). The protocol is
  * the ladders' (OwnedSlotCommitter); only the common case runs inline. */
-static inline void *cslab_slot_magazine_pop(void *cpus, uint64_t mask, void *magazines) {
+/* The thread's usual slot, taken for one operation (owner 0 -> 1, acquire: pairs with the release
+ * that ended the previous owner's); NULL when the thread has no hint yet or the slot is held. */
+static inline cslab_cpu_slot *cslab_slot_take(void *cpus, uint64_t mask) {
     uint64_t hint = cslab_tls_slot_hint;
     if (hint == 0) return NULL;
     cslab_cpu_slot *slot = (cslab_cpu_slot *)((char *)cpus + (((hint - 1) & mask) << CSLAB_CPU_STRIDE_SHIFT));
     uint64_t expected = 0;
-    if (!cslab_cas_acquire(&slot->owner, &expected, 1)) return NULL;
+    return cslab_cas_acquire(&slot->owner, &expected, 1) ? slot : NULL;
+}
+
+static inline void *cslab_slot_magazine_pop(void *cpus, uint64_t mask, void *magazines) {
+    cslab_cpu_slot *slot = cslab_slot_take(cpus, mask);
+    if (slot == NULL) return NULL;
     uint64_t state = cslab_load_relaxed(&slot->state);
     void *obj = NULL;
     if ((uint8_t)state != 0) {
@@ -473,11 +480,8 @@ static inline void *cslab_slot_magazine_pop(void *cpus, uint64_t mask, void *mag
 
 static inline bool cslab_slot_magazine_push(void *cpus, uint64_t mask, void *magazines, uint64_t capacity,
                                             void *obj) {
-    uint64_t hint = cslab_tls_slot_hint;
-    if (hint == 0) return false;
-    cslab_cpu_slot *slot = (cslab_cpu_slot *)((char *)cpus + (((hint - 1) & mask) << CSLAB_CPU_STRIDE_SHIFT));
-    uint64_t expected = 0;
-    if (!cslab_cas_acquire(&slot->owner, &expected, 1)) return false;
+    cslab_cpu_slot *slot = cslab_slot_take(cpus, mask);
+    if (slot == NULL) return false;
     uint64_t state = cslab_load_relaxed(&slot->state);
     void **top = (void **)((char *)magazines + 8 * ((uint32_t)state >> CSLAB_STATE_TOP_SHIFT)
                            + CSLAB_MAGAZINE_LAST_ROUND);   /* round[n - 1]; top[1] is round[n] */
