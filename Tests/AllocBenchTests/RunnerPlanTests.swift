@@ -65,6 +65,76 @@ final class RunnerPlanTests: XCTestCase {
         XCTAssertEqual(cells.map { "\($0.allocator.rawValue)/\($0.size)" }, ["glibc/16", "slab/16", "glibc/20", "slab/20"])
     }
 
+    // MARK: Thread cells in rounds
+
+    func test_launches_threadCellsRunInRounds_roundRByAllBeforeRoundRPlus1_oneThreadCellsInPlace() {
+        let cells = SuitePlan.cells(options(["pair", "threads"], allocators: [.glibc, .jemalloc, .slab], sizes: [20],
+                                            threads: [1, 2]), catalog: Self.catalog, cores: 2)
+        let launches = SuitePlan.launches(cells, catalog: Self.catalog)
+        func name(_ l: SuitePlan.Launch) -> String { "\(l.cell.workload) x\(l.cell.threads) \(l.cell.allocator.name) r\(l.round)" }
+        // pair: one child each, 5 repetitions, as planned.
+        XCTAssertEqual(launches.prefix(3).map(name), ["pair x1 glibc r0", "pair x1 jemalloc r0", "pair x1 slab r0"])
+        XCTAssertEqual(launches.prefix(3).map(\.cell.repetitions), [5, 5, 5])
+        // threads: 2 groups x 3 allocators x 5 rounds of one repetition, round-major, the order
+        // of the allocators reversed every other round.
+        let threaded = Array(launches.dropFirst(3))
+        XCTAssertEqual(threaded.count, 2 * 3 * 5)
+        XCTAssertTrue(threaded.allSatisfy { $0.cell.repetitions == 1 && $0.rounds == 5 })
+        XCTAssertEqual(threaded.prefix(12).map(name), [
+            "threads x1 glibc r0", "threads x1 jemalloc r0", "threads x1 slab r0",
+            "threads x2 glibc r0", "threads x2 jemalloc r0", "threads x2 slab r0",
+            "threads x1 slab r1", "threads x1 jemalloc r1", "threads x1 glibc r1",
+            "threads x2 slab r1", "threads x2 jemalloc r1", "threads x2 glibc r1"])
+        XCTAssertEqual(threaded.map(\.round), threaded.map(\.round).sorted())
+        // Counted cells (bench instructions) never split.
+        let counted = cells.map { c -> CellParameters in var c = c; c.countScale = .test; return c }
+        XCTAssertEqual(SuitePlan.launches(counted, catalog: Self.catalog).count, counted.count)
+    }
+
+    func test_merge_roundsBecomeOneCell_inRoundOrder_aFailedRoundFailsIt_andUnfinishedCellsAreLeftOut() {
+        let cells = SuitePlan.cells(options(["pair", "threads"], allocators: [.glibc, .slab], sizes: [20], threads: [2]),
+                                    catalog: Self.catalog, cores: 2)
+        let launches = SuitePlan.launches(cells, catalog: Self.catalog)
+        func rep(_ seconds: Double) -> Repetition {
+            Repetition(ops: 1000, seconds: seconds, latency: nil, peakRSSBytes: 1, peakLiveBytes: 1, rssAfterBytes: nil, rssSeries: nil)
+        }
+        // Each launch's result: its round number in its repetitions' seconds (pair: 5 repetitions).
+        var results = launches.map { l in
+            CellResult(parameters: l.cell, status: .ok, message: nil,
+                       repetitions: (0..<l.cell.repetitions).map { _ in rep(Double(l.round + 1)) }, allocatorVersion: "v")
+        }
+        let merged = SuitePlan.merge(results, of: launches, into: cells)
+        XCTAssertEqual(merged.map(\.parameters), cells, "one result per cell, in the cells' order, with their parameters")
+        XCTAssertEqual(merged[2].repetitions.map(\.seconds), [1, 2, 3, 4, 5], "the rounds in round order")
+        XCTAssertEqual(merged[0].repetitions.count, 5)
+
+        // Round 3 of slab's threads cell crashed: that cell fails, naming the round; glibc's stands.
+        let bad = launches.firstIndex { $0.cell.allocator == .slab && $0.cell.workload == "threads" && $0.round == 2 }!
+        results[bad] = CellResult(parameters: launches[bad].cell, status: .failed, message: "child killed by SIGSEGV",
+                                  repetitions: [], allocatorVersion: nil)
+        let withFailure = SuitePlan.merge(results, of: launches, into: cells)
+        XCTAssertEqual(withFailure[3].status, .failed)
+        XCTAssertEqual(withFailure[3].message, "round 3 of 5: child killed by SIGSEGV")
+        XCTAssertEqual(withFailure[2].status, .ok)
+
+        // Ctrl-C after the first round of the thread cells: they are left out, pair is kept.
+        let cut = SuitePlan.merge(Array(results.prefix(4)), of: launches, into: cells)
+        XCTAssertEqual(cut.map(\.parameters.workload), ["pair", "pair"])
+    }
+
+    func test_throttle_isAFourfoldCanary() {
+        XCTAssertFalse(SuiteRunner.isThrottled(canary: 94, best: 31.6), "the slower of the two quiet placements")
+        XCTAssertTrue(SuiteRunner.isThrottled(canary: 310, best: 64))
+        XCTAssertTrue(SuiteRunner.isThrottled(canary: 130, best: 31.6))
+    }
+
+    func test_twoCPUCanary_measuresARoundTrip_whereTwoCPUsExist() throws {
+        guard let ns = TwoCPUCanary.measure() else {
+            throw XCTSkip("fewer than two CPUs: the canary does not run")
+        }
+        XCTAssertTrue(ns.isFinite && ns > 0, "\(ns)")
+    }
+
     func test_parseAllocators_unknownName_listsValidOnes() {
         XCTAssertEqual(try SuitePlan.parseAllocators("glibc, slab-nocpu,glibc"), [.glibc, .slabNoCPU])
         XCTAssertEqual(try SuitePlan.parseAllocators(nil), AllocatorID.defaultSuite)

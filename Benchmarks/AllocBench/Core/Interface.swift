@@ -278,4 +278,8 @@ public struct CellResult: Codable, Sendable {
     /// The release call the workload made after each drain (sawtooth); nil for the workloads
     /// that make none, and absent from their JSON.
     public var releaseCall: ReleaseCall? = nil
+    /// A cell with threads: nanoseconds per round trip of the two-CPU canary the child ran right
+    /// after its repetitions (Threaded.swift, `TwoCPUCanary`), which tells the runner whether the
+    /// host gave the process both CPUs meanwhile. nil otherwise, and absent from the JSON.
+    public var canaryNanoseconds: Double? = nil
 }

@@ -454,7 +454,7 @@ public struct InstructionCounter {
 
         log("bench instructions: \(cells.count) cells (\(loop.launched) to count\(options.verify ? ", each twice" : "")) under \(tools.version) callgrind, cache simulation \(options.cacheSimulation ? "on" : "off"), timeout \(Int(options.timeout)) s per cell; machine \(machine.cpuModel), commit \(machine.commitLabel)\n")
         let (counted, interrupted) = loop.run(
-            label: { "\($0.allocator.rawValue) \($0.workload) \($0.size) B" },
+            label: { "\($1.allocator.rawValue) \($1.workload) \($1.size) B" },
             skipped: { cell, why in
                 InstructionCell(allocator: cell.allocator.rawValue, workload: cell.workload,
                                 workloadVersion: catalog.spec(named: cell.workload)?.version ?? 1, size: cell.size,

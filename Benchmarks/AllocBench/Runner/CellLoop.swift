@@ -40,9 +40,9 @@ struct CellLoop {
 
     /// Measures the cells in order and returns their results, and whether Ctrl-C stopped the
     /// loop. `measure` gets the cell's peer library (nil for the allocators that need none); a
-    /// skipped cell's result is `skipped(cell, why)`. `label` names a cell in its progress line,
-    /// `summary` says how its measurement went.
-    func run<Result>(label: (CellParameters) -> String,
+    /// skipped cell's result is `skipped(cell, why)`. `label` names a cell (by its index in
+    /// `cells`) in its progress line, `summary` says how its measurement went.
+    func run<Result>(label: (Int, CellParameters) -> String,
                      skipped: (CellParameters, _ why: String) -> Result,
                      measure: (CellParameters, _ library: String?) -> Result,
                      summary: (Result) -> String) -> (results: [Result], interrupted: Bool) {
@@ -50,7 +50,7 @@ struct CellLoop {
         var results: [Result] = []
         var done = 0
         var spent = 0.0
-        for cell in cells {
+        for (index, cell) in cells.enumerated() {
             if interrupt?.isRequested == true { return (results, true) }
             if missing.contains(cell.allocator) {
                 let p = cell.allocator.preload!
@@ -58,7 +58,7 @@ struct CellLoop {
                 continue
             }
             done += 1
-            log("[\(done)/\(launched)] \(label(cell)) ... ")
+            log("[\(done)/\(launched)] \(label(index, cell)) ... ")
             let t0 = monotonicSeconds()
             let result = measure(cell, libraries[cell.allocator])
             let dt = monotonicSeconds() - t0

@@ -47,8 +47,10 @@ public enum HiddenWorkload: String, CaseIterable, Sendable {
     case fake = "_fake"
 
     var spec: WorkloadSpec {
+        // One-thread specs: the runner's tests count one child per cell (thread cells run in
+        // rounds, Plan.swift, section 3).
         WorkloadSpec(name: rawValue, summary: "runner test: \(self)", measuresLatency: self == .fake,
-                     usesThreads: true)
+                     usesThreads: false)
     }
 }
 
@@ -73,6 +75,11 @@ public enum ChildCell {
         } else {
             result = catalog.run(parameters)
             checkPreload(&result)
+            // A cell with threads says whether it had both CPUs (SuiteRunner.swift, section 4).
+            if result.status == .ok, parameters.countScale == nil, let spec = catalog.spec(named: parameters.workload),
+               SuitePlan.runsThreads(spec) {
+                result.canaryNanoseconds = TwoCPUCanary.measure()
+            }
         }
         fflush(nil)
 

@@ -19,6 +19,23 @@
 //   workload, size, threads, then allocator innermost: the allocators of one cell run back to
 //   back, so a slow drift of the machine (another tenant, thermal) moves them together and the
 //   ratios between them, which are what the reports print, stay honest.
+//
+// 3. Thread cells in rounds
+// -------------------------
+//   A cell with threads needs both vCPUs, and on these machines the host takes one away now and
+//   then, for a minute or two: every two-thread cell measured then reads 2-5x slower, for every
+//   allocator alike, while one-thread cells do not move (five back-to-back runs of prodcons and
+//   larson: runs 3 and 4 slow throughout, 1, 2 and 5 within a few percent of each other). Such a
+//   spell, starting in the middle of a cell's allocators, used to land on some of them and not on
+//   others, and a ratio to the best peer then compared a quiet machine with a busy one. So a
+//   thread cell's repetitions run as rounds, one child process per repetition, all the
+//   allocators of the cell in each round, forwards then backwards (A B C, C B A, ...), and round
+//   r of every thread cell before round r + 1 of any: the five rounds of a cell are spread over
+//   the whole thread part of the run (about a minute and a half of the default suite), so a
+//   spell falls on one or two rounds of each cell, the same ones for all its allocators, and the
+//   median of the rounds leaves it out. Each round's child makes its own warm-up, and its
+//   threads are bound to the CPUs in turn (Threaded.swift). One-thread cells keep one child for
+//   all their repetitions, in their place.
 
 import Foundation
 
@@ -147,6 +164,106 @@ public enum SuitePlan {
             }
         }
         return cells
+    }
+
+    // MARK: Rounds (see 3.)
+
+    /// One child process of a run: `cell` with the repetitions this child measures, and which
+    /// round of how many it is (0 of 1 for a cell measured in one child).
+    public struct Launch: Equatable, Sendable {
+        public var cell: CellParameters
+        public var round: Int
+        public var rounds: Int
+    }
+
+    /// The children that measure `cells` (in run order, allocators innermost), in the order they
+    /// run. The cells of one size and thread count of a workload that runs more than one thread
+    /// (prodcons-1x1 too, whose thread count is always 2) are measured in `repetitions` rounds of
+    /// one repetition each, the allocators' order alternating; and round r of every such cell runs
+    /// before round r + 1 of any, all of them where the first would have run, so that the rounds
+    /// of one cell lie far apart in time. Every other cell runs as it is, in its place.
+    public static func launches(_ cells: [CellParameters], catalog: BenchCatalog) -> [Launch] {
+        var groups: [ArraySlice<CellParameters>] = []
+        var i = 0
+        while i < cells.count {
+            var j = i + 1
+            while j < cells.count, CellKey(cells[j]).group == CellKey(cells[i]).group { j += 1 }
+            groups.append(cells[i..<j])
+            i = j
+        }
+        func rounds(_ g: ArraySlice<CellParameters>) -> Int {
+            let c = g.first!
+            let threaded = catalog.spec(named: c.workload).map(runsThreads) == true && c.countScale == nil
+            return threaded ? max(1, c.repetitions) : 1
+        }
+        let threaded = groups.filter { rounds($0) > 1 }
+        var launches: [Launch] = []
+        var placed = false
+        for g in groups {
+            guard rounds(g) > 1 else {
+                launches += g.map { Launch(cell: $0, round: 0, rounds: 1) }
+                continue
+            }
+            if placed { continue }
+            placed = true
+            for r in 0..<threaded.map(rounds).max()! {
+                for t in threaded where r < rounds(t) {
+                    for var cell in (r % 2 == 0 ? Array(t) : t.reversed()) {
+                        cell.repetitions = 1
+                        launches.append(Launch(cell: cell, round: r, rounds: rounds(t)))
+                    }
+                }
+            }
+        }
+        return launches
+    }
+
+    /// The results of `cells` from those of their launches (the first `results.count` of
+    /// `launches`: fewer after Ctrl-C). A cell measured in rounds gets every round's repetitions,
+    /// in round order; a round that did not end `ok` gives the cell its status and message (which
+    /// names the round), with no repetitions; a cell whose rounds did not all run is left out.
+    public static func merge(_ results: [CellResult], of launches: [Launch], into cells: [CellParameters]) -> [CellResult] {
+        var expected: [CellKey: Int] = [:]
+        for l in launches { expected[CellKey(l.cell), default: 0] += 1 }
+        var got: [CellKey: [(round: Int, rounds: Int, result: CellResult)]] = [:]
+        for (l, r) in zip(launches, results) { got[CellKey(l.cell), default: []].append((l.round, l.rounds, r)) }
+        var merged: [CellResult] = []
+        for cell in cells {
+            let key = CellKey(cell)
+            guard let parts = got[key], parts.count == expected[key], let first = parts.first else { continue }
+            guard first.rounds > 1 else {
+                merged.append(first.result)
+                continue
+            }
+            let ordered = parts.sorted { $0.round < $1.round }
+            if let bad = ordered.first(where: { $0.result.status != .ok }) {
+                let all = ordered.allSatisfy { $0.result.status == bad.result.status }
+                let message = all ? bad.result.message : "round \(bad.round + 1) of \(bad.rounds): \(bad.result.message ?? bad.result.status.rawValue)"
+                merged.append(CellResult(parameters: cell, status: bad.result.status, message: message, repetitions: [],
+                                         allocatorVersion: first.result.allocatorVersion))
+                continue
+            }
+            var result = ordered[0].result
+            result.parameters = cell
+            result.repetitions = ordered.flatMap(\.result.repetitions)
+            merged.append(result)
+        }
+        return merged
+    }
+
+    /// Whether the workload runs more than one thread (prodcons-1x1 always runs two, whatever its
+    /// thread count says).
+    public static func runsThreads(_ spec: WorkloadSpec) -> Bool { spec.usesThreads || spec.minimumThreads > 1 }
+
+    /// A cell without its repetition count: what the launches of one cell share.
+    struct CellKey: Hashable {
+        var allocator: AllocatorID
+        var workload: String
+        var size: Int
+        var threads: Int
+        init(_ c: CellParameters) { (allocator, workload, size, threads) = (c.allocator, c.workload, c.size, c.threads) }
+        /// The cells that run as one group of rounds: one workload, size and thread count.
+        var group: [String] { [workload, String(size), String(threads)] }
     }
 
     // MARK: Command-line lists

@@ -4,7 +4,10 @@
 // Each repetition starts its threads, which wait at a start gate; the clock starts when the gate
 // opens and stops when the last thread has been joined, so ops / wall seconds is the total
 // throughput. Threads are plain pthreads (Harness's ThreadGroup) running a generic function
-// specialised for the adapter.
+// specialised for the adapter. Thread i is bound to the process's CPU i mod n (version 2 of these
+// workloads): left to the scheduler, a producer and its consumer shared one CPU in some child
+// processes and not in others, and one repetition of prodcons-1x1 read 11 or 60 ns for the same
+// allocator depending on that alone. With more threads than CPUs they still take turns.
 //
 // Op counts per repetition (full / quick / test), T = threads:
 //   threads        8M / 800K / 2000 in total, split evenly over T (remainder dropped)
@@ -59,7 +62,12 @@ final class ThreadGate: @unchecked Sendable {
 /// the gate's opening to the last join.
 func runTimedThreads(_ count: Int, _ body: @escaping @Sendable (Int, ThreadGate) -> Void) -> Double {
     let gate = ThreadGate()
-    let threads = ThreadGroup(count: count) { body($0, gate) }
+    let threads = ThreadGroup(count: count) { i in
+        // Thread i on the process's CPU i mod n (see the header: where the scheduler put the
+        // threads decided some cells more than the allocator did).
+        _ = callocbench_bind_thread_to_cpu(Int32(i))
+        body(i, gate)
+    }
     while gate.ready.load(ordering: .relaxed) < count { sched_yield() }
     let t0 = monotonicNanoseconds()
     gate.open.store(true, ordering: .releasing)
@@ -70,6 +78,37 @@ func runTimedThreads(_ count: Int, _ body: @escaping @Sendable (Int, ThreadGate)
         return monotonicNanoseconds()
     }
     return seconds(from: t0, to: t1)
+}
+
+// MARK: - The two-CPU canary
+
+/// Two threads, bound to the first two CPUs, hand a token back and forth through one shared word
+/// (no allocator involved). On these machines the host throttles a guest that keeps both vCPUs
+/// busy for a minute or so: for the next two to three minutes every two-thread cell reads 3-5x
+/// slower, for every allocator, while one-thread cells do not move, and some 20 s of idling
+/// restores it. The canary's round trip is about 0.1-0.2 us with both CPUs and several times that
+/// when throttled; the runner compares each round's canary with the best of the run
+/// (SuiteRunner.swift, section 4).
+enum TwoCPUCanary {
+    static let roundTrips = 20_000
+
+    /// Nanoseconds per round trip, or nil when the process may use fewer than two CPUs.
+    static func measure() -> Double? {
+        guard callocbench_cpu_count() >= 2 else { return nil }
+        let token = Atomic<Int>(0)
+        let n = roundTrips
+        let seconds = runTimedThreads(2) { t, gate in
+            gate.arriveAndWait()
+            // Thread 0 moves the token from even to odd, thread 1 back; each spins for its turn.
+            for k in 0..<n {
+                let mine = 2 * k + t
+                var spins = 0
+                while token.load(ordering: .acquiring) != mine { backOff(&spins) }
+                token.store(mine + 1, ordering: .releasing)
+            }
+        }
+        return seconds * 1e9 / Double(n)
+    }
 }
 
 /// Back-off while waiting on a ring: spin briefly, then yield (there may be more threads than

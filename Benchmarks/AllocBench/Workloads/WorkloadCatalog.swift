@@ -124,18 +124,22 @@ public enum WorkloadCatalog {
         WorkloadSpec(name: "batch-random-1m", summary: "allocate 1M, free them in a random order"),
         WorkloadSpec(name: "thrash", summary: "Bonwick's 2-alloc/2-free at every depth 0..255 of extra live objects"),
         WorkloadSpec(name: "steady-random", summary: "10,000 live objects, a random one replaced each op", measuresLatency: true),
-        WorkloadSpec(name: "threads", summary: "independent threads, each a hot alloc/free pair", usesThreads: true),
+        // The thread workloads' version 2: thread i bound to CPU i mod n (Threaded.swift); the
+        // runner measures them in rounds, one child per repetition (Plan.swift, section 3).
+        WorkloadSpec(name: "threads", summary: "independent threads, each a hot alloc/free pair", usesThreads: true,
+                     version: 2),
         WorkloadSpec(name: "prodcons-1x1", summary: "one producer allocates, one consumer frees (SPSC ring; always 2 threads)",
-                     minimumThreads: 2),
+                     version: 2, minimumThreads: 2),
         WorkloadSpec(name: "prodcons-nxn", summary: "threads/2 producers to threads/2 consumers, a ring per pair",
-                     usesThreads: true, minimumThreads: 2),
-        WorkloadSpec(name: "larson", summary: "threads replace random slots and hand chunks to the next thread to free", usesThreads: true),
+                     usesThreads: true, version: 2, minimumThreads: 2),
+        WorkloadSpec(name: "larson", summary: "threads replace random slots and hand chunks to the next thread to free", usesThreads: true,
+                     version: 2),
         // Version 2: every allocator's own release call after every drain (SingleThreaded.swift).
         WorkloadSpec(name: "sawtooth", summary: "fill to 16 MiB of objects, drain to 0, ask the allocator to release free memory; 4 cycles; RSS throughout and after release",
                      version: 2),
         WorkloadSpec(name: "ctor-256", summary: "256-byte constructed object: slab constructor vs malloc + initialise", fixedSize: 256),
         WorkloadSpec(name: "larson-mixed", summary: "larson with sizes drawn from 8 to 1024 B (median 26 B), 10,000 slots a thread",
-                     usesThreads: true, fixedSize: MixedSizes.largest, version: 1, mixedSizes: true),
+                     usesThreads: true, fixedSize: MixedSizes.largest, version: 2, mixedSizes: true),
         WorkloadSpec(name: "batch-mixed", summary: "allocate 100,000 objects of sizes drawn from 8 to 1024 B, free them in a random order",
                      fixedSize: MixedSizes.largest, version: 1, mixedSizes: true),
     ]

@@ -71,6 +71,13 @@ const char *callocbench_malloc_provider(void);
  * loaded object defines it. The string belongs to the dynamic linker. */
 const char *callocbench_symbol_provider(const char *name, void **address);
 
+/* Binds the calling thread to one CPU: the (index mod n)-th of the n CPUs this process may run on
+ * (its affinity mask at the first call, so taskset and cgroup limits are kept). Returns that CPU,
+ * or -errno when the mask cannot be read or set (the thread then runs where the scheduler puts it). */
+int callocbench_bind_thread_to_cpu(int index);
+/* How many CPUs this process may run on (its affinity mask at the first call), or -errno. */
+int callocbench_cpu_count(void);
+
 #ifdef CALLOCBENCH_HAVE_VALGRIND
 
 /* Non-zero under any valgrind tool (the number of nested valgrinds), 0 on a real CPU. */
