@@ -26,7 +26,7 @@
 //   large structure, each object freed far from where its neighbours are.
 //
 // Op counts per repetition (full / quick / test):
-//   larson-mixed   per thread: 10,000 slots prefilled (test: 100), R = 2M/T (200K/T, 2000/T)
+//   larson-mixed   per thread: 10,000 slots prefilled (test: 100), R = 1M/T (100K/T, 2000/T)
 //                  replacements, and R / 128 x 32 hand-offs: ops = T x (slots + R + R / 128 x 32)
 //   batch-mixed    30 / 3 / 2 batches of 100,000 objects (test: 1000): 3M / 300K / 2000
 //   Neither runs in `bench instructions` (larson-mixed has threads; batch-mixed is timed only).
@@ -150,7 +150,7 @@ struct LarsonMixedWorkload: MixedWorkload {
     init(_ c: WorkloadContext) {
         threads = c.threads
         slotsPerThread = c.scale == .test ? 100 : 10_000
-        replacements = c.scale.pick(full: 2_000_000, quick: 200_000, test: 2000) / c.threads
+        replacements = c.scale.pick(full: 1_000_000, quick: 100_000, test: 2000) / c.threads
         sizes = MixedSizes()
     }
 

@@ -10,9 +10,9 @@
 // allocator depending on that alone. With more threads than CPUs they still take turns.
 //
 // Op counts per repetition (full / quick / test), T = threads:
-//   threads        8M / 800K / 2000 in total, split evenly over T (remainder dropped)
-//   prodcons-*     1.6M / 160K / 2000 objects, split over the producers
-//   larson         per thread: 1000 slots prefilled, R = 2M/T (200K/T, 2000/T) replacements, and
+//   threads        4M / 400K / 2000 in total, split evenly over T (remainder dropped)
+//   prodcons-*     800K / 80K / 2000 objects, split over the producers
+//   larson         per thread: 1000 slots prefilled, R = 1M/T (100K/T, 2000/T) replacements, and
 //                  every 128 replacements a chunk of 32 objects handed to the next thread:
 //                  ops = T x (1000 + R + R / 128 x 32)   (test: 100 slots)
 
@@ -245,7 +245,7 @@ struct ThreadsWorkload: Workload {
     init(_ c: WorkloadContext) {
         size = c.size
         threads = c.threads
-        perThread = c.scale.pick(full: 8_000_000, quick: 800_000, test: 2000) / c.threads
+        perThread = c.scale.pick(full: 4_000_000, quick: 400_000, test: 2000) / c.threads
     }
 
     func repetition<A: FixedSizeAllocator>(_ a: A) throws -> Measured {
@@ -285,9 +285,10 @@ struct ProdConsWorkload<Shape: ProdConsShape>: Workload {
     init(_ c: WorkloadContext) {
         size = c.size
         (producers, consumers) = Shape.split(threads: c.threads)
-        // Long enough (tens of ms per repetition) that a scheduling hiccup of the 2 vCPUs does not
-        // decide the median: with 400K objects, medians of the same cell varied 3x between runs.
-        let objects = c.scale.pick(full: 1_600_000, quick: 160_000, test: 2000)
+        // 800K objects, about 20 ms: a repetition is a child of its own (rounds), and the host's
+        // throttling, which varied the medians 3x between runs, is caught by the canary; halved
+        // from 1.6M with version 2, which measures twice the warm-ups.
+        let objects = c.scale.pick(full: 800_000, quick: 80_000, test: 2000)
         total = objects / producers * producers
     }
 
@@ -400,7 +401,7 @@ struct LarsonWorkload: Workload {
         size = c.size
         threads = c.threads
         slotsPerThread = c.scale == .test ? 100 : 1000
-        replacements = c.scale.pick(full: 2_000_000, quick: 200_000, test: 2000) / c.threads
+        replacements = c.scale.pick(full: 1_000_000, quick: 100_000, test: 2000) / c.threads
     }
 
     /// Objects allocated (and freed) by one thread in a repetition.
