@@ -77,6 +77,7 @@ struct RunCommand: ParsableCommand {
                 allocators: try SuitePlan.parseAllocators(allocators),
                 mixedSizeAllocators: allocators?.isEmpty == false ? nil : AllocatorID.defaultMixedSizeSuite,
                 referenceAllocators: allocators?.isEmpty == false ? [] : AllocatorID.defaultReferenceSuite,
+                oneThreadOnlyAllocators: allocators?.isEmpty == false ? [] : AllocatorID.defaultOneThreadOnly,
                 workloads: try SuitePlan.parseWorkloads(workloads, catalog: catalog),
                 sizes: try sizes.map { try SuitePlan.parsePositiveIntegers($0, what: "--sizes") },
                 threads: try threads.map { try SuitePlan.parsePositiveIntegers($0, what: "--threads") },

@@ -122,6 +122,18 @@ final class RunnerPlanTests: XCTestCase {
         XCTAssertEqual(cut.map(\.parameters.workload), ["pair", "pair"])
     }
 
+    func test_cells_defaultSuite_leavesSlabNoCPUOutOfTheThreadWorkloadsOnly() {
+        var o = options(["pair", "threads"], allocators: [.glibc, .slab, .slabNoCPU], sizes: [20], threads: [2])
+        o.oneThreadOnlyAllocators = AllocatorID.defaultOneThreadOnly
+        let cells = SuitePlan.cells(o, catalog: Self.catalog, cores: 2)
+        XCTAssertEqual(cells.filter { $0.workload == "pair" }.map(\.allocator), [.glibc, .slab, .slabNoCPU])
+        XCTAssertEqual(cells.filter { $0.workload == "threads" }.map(\.allocator), [.glibc, .slab])
+        // Named on the command line (no one-thread-only list), it runs everywhere.
+        let named = SuitePlan.cells(options(["threads"], allocators: [.slabNoCPU], sizes: [20], threads: [2]),
+                                    catalog: Self.catalog, cores: 2)
+        XCTAssertEqual(named.map(\.allocator), [.slabNoCPU])
+    }
+
     func test_throttle_isAFourfoldCanary() {
         XCTAssertFalse(SuiteRunner.isThrottled(canary: 94, best: 31.6), "the slower of the two quiet placements")
         XCTAssertTrue(SuiteRunner.isThrottled(canary: 310, best: 64))

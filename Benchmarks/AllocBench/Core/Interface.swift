@@ -62,6 +62,8 @@ public struct AllocatorID: RawRepresentable, Hashable, Codable, Sendable, Custom
     /// The reference allocators a run adds, when `--allocators` is not given, to the workloads in
     /// `SuitePlan.referenceWorkloads` (pair): the limit every run shows beside the peers.
     public static let defaultReferenceSuite: [AllocatorID] = [.slabBare]
+    /// The default suite's allocators that skip the workloads with threads (Plan.swift, section 1).
+    public static let defaultOneThreadOnly: [AllocatorID] = [.slabNoCPU]
 
     /// The name reports print: the raw value for a built-in, the given name (or the library's file
     /// name) for a `preload:` peer.

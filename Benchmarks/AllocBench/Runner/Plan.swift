@@ -13,6 +13,10 @@
 //   is the subject, the mixed-size workloads (larson-mixed, batch-mixed): with --allocators left
 //   out they run glibc, jemalloc, mimalloc, tcmalloc and kmalloc, 25 cells. A typed cache
 //   (slab, slab-nocpu, slab-fallback) serves one size and has no cell in them, even when named.
+//   slab-nocpu (one lock per cache) runs the one-thread workloads only in the default suite: in
+//   the thread workloads it took 73 of their 113 s of work (130-220 ns an op under contention),
+//   and two-vCPU load that long makes the host throttle the rest (Plan.swift, section 3). Named
+//   with --allocators, it runs everywhere.
 //
 // 2. Order
 // --------
@@ -48,6 +52,9 @@ public struct SuiteOptions: Sendable {
     /// Allocators added to the workloads in `SuitePlan.referenceWorkloads` only (the default
     /// suite's: `AllocatorID.defaultReferenceSuite`); empty: none.
     public var referenceAllocators: [AllocatorID] = []
+    /// Allocators left out of the workloads that run more than one thread (the default suite's:
+    /// `AllocatorID.defaultOneThreadOnly`); empty: none.
+    public var oneThreadOnlyAllocators: [AllocatorID] = []
     public var workloads: [String]
     /// nil: the per-workload defaults.
     public var sizes: [Int]?
@@ -60,12 +67,13 @@ public struct SuiteOptions: Sendable {
     public var outputDirectory: String
 
     public init(allocators: [AllocatorID], mixedSizeAllocators: [AllocatorID]? = nil,
-                referenceAllocators: [AllocatorID] = [], workloads: [String],
+                referenceAllocators: [AllocatorID] = [], oneThreadOnlyAllocators: [AllocatorID] = [], workloads: [String],
                 sizes: [Int]? = nil, threads: [Int]? = nil, repetitions: Int, quick: Bool, timeout: Double,
                 outputDirectory: String) {
         self.allocators = allocators
         self.mixedSizeAllocators = mixedSizeAllocators
         self.referenceAllocators = referenceAllocators
+        self.oneThreadOnlyAllocators = oneThreadOnlyAllocators
         self.workloads = workloads
         self.sizes = sizes
         self.threads = threads
@@ -86,6 +94,11 @@ extension SuiteOptions {
 
     /// The allocators of one workload's cells.
     public func allocators(for spec: WorkloadSpec) -> [AllocatorID] {
+        if SuitePlan.runsThreads(spec) && !oneThreadOnlyAllocators.isEmpty {
+            var narrowed = self
+            narrowed.oneThreadOnlyAllocators = []
+            return narrowed.allocators(for: spec).filter { !oneThreadOnlyAllocators.contains($0) }
+        }
         guard spec.mixedSizes == true else {
             guard SuitePlan.referenceWorkloads.contains(spec.name) else { return allocators }
             return allocators + referenceAllocators.filter { !allocators.contains($0) }
