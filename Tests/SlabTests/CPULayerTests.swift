@@ -148,7 +148,9 @@ final class CPULayerTests: XCTestCase {
         XCTAssertEqual(cache.mode, .fallback)
         let layer = try XCTUnwrap(cache.cpuLayer)
         let slots = layer.slots
-        XCTAssertEqual(cache.fastPath.slotMask, UInt64(slots.count - 1))
+        // An AddressSanitizer build sends every operation through the ladder (SlabCache.swift,
+        // section 9), which uses the same slot the same way: the checks below hold there too.
+        XCTAssertEqual(cache.fastPath.slotMask, cslab_asan_active() ? 0 : UInt64(slots.count - 1))
         // The first operation gives the thread its slot hint (the ladder does) and fills a magazine.
         cache.free(try XCTUnwrap(cache.allocate()))
         let hint = cslab_tls_get_slot_hint()
