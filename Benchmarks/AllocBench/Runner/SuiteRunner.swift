@@ -29,11 +29,12 @@
 //   two-CPU canary (Threaded.swift). A round whose canary took more than `throttleFactor` (4)
 //   times the best canary of the run so far was measured while the host was not giving the
 //   process both CPUs (measured: 31-64 ns a round trip with both, the two values of where the
-//   host put the vCPUs, and 310-370 ns throttled): the runner says so, idles `throttlePause` seconds (idling is what ends it: measured,
-//   about 20 s) and measures the round again, up to `throttleRetries` times and `throttleIdleBudget`
-//   (60 s) of idling in the whole run, which keeps the default suite within its 5 minutes; past
-//   either, the last measurement stands and the run says how many such rounds it kept. One-thread cells are not affected and are
-//   not checked.
+//   host put the vCPUs, and 310-370 ns throttled). The runner says so, idles `throttlePause`
+//   seconds (idling is what ends it: measured, about 20 s) and measures the round again, up to
+//   `throttleRetries` times a round and `throttleIdleBudget` (60 s) of idling in the whole run,
+//   which keeps the default suite within its 5 minutes; past either, the last measurement stands
+//   and the run says how many such rounds it kept. One-thread cells are not affected and are not
+//   checked.
 #if canImport(Glibc)
 import Glibc
 #endif
