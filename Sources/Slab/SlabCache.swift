@@ -142,8 +142,8 @@
 //   The free-list link is read and written through CSlab's uninstrumented helpers. The inline
 //   rseq pop and push cannot poison inside their sequence, so such a build sends every
 //   allocation and free through the slow path (FastPath.usesRseq is false and its slotMask 0;
-//   the ladders still run the rseq sections, and kmalloc's C fast paths stay closed): ASan builds are for finding
-//   bugs, not for measuring.
+//   the ladders still run the rseq sections, and kmalloc's C fast paths stay closed): ASan builds
+//   are for finding bugs, not for measuring.
 //
 // 10. Debugging (SlabDebug.swift)
 // -------------------------------
