@@ -121,10 +121,10 @@ public enum InstructionPlan {
         }
         let threaded = names.filter { name in
             guard HiddenWorkload(rawValue: name) == nil, let spec = catalog.spec(named: name) else { return false }
-            return spec.usesThreads || !spec.isSingleThreaded(threads: 1)
+            return spec.runsSeveralThreads
         }
         guard threaded.isEmpty else {
-            let countable = catalog.workloads.filter { !$0.usesThreads && $0.isSingleThreaded(threads: 1) }.map(\.name)
+            let countable = catalog.workloads.filter { !$0.runsSeveralThreads }.map(\.name)
             throw InvalidValueError(description: "--workloads: \(threaded.joined(separator: ", ")) run\(threaded.count == 1 ? "s" : "") several threads and cannot be counted; countable workloads: \(countable.joined(separator: ", "))")
         }
         return names

@@ -44,6 +44,10 @@ public struct WorkloadSpec: Codable, Sendable, Equatable {
     public func isSingleThreaded(threads: Int) -> Bool {
         minimumThreads == 1 && (!usesThreads || threads == 1)
     }
+
+    /// True when the workload runs more than one thread at some thread count (prodcons-1x1 always
+    /// runs two, whatever its thread count says).
+    public var runsSeveralThreads: Bool { usesThreads || !isSingleThreaded(threads: 1) }
 }
 
 /// The machine and the software versions a run measured.

@@ -77,7 +77,7 @@ public enum ChildCell {
             checkPreload(&result)
             // A cell with threads says whether it had both CPUs (SuiteRunner.swift, section 4).
             if result.status == .ok, parameters.countScale == nil, let spec = catalog.spec(named: parameters.workload),
-               SuitePlan.runsThreads(spec) {
+               spec.runsSeveralThreads {
                 result.canaryNanoseconds = TwoCPUCanary.measure()
             }
         }

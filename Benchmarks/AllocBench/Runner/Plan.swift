@@ -37,8 +37,9 @@
 //   r of every thread cell before round r + 1 of any: the five rounds of a cell are spread over
 //   the whole thread part of the run (about a minute and a half of the default suite), so a
 //   spell falls on one or two rounds of each cell, the same ones for all its allocators, and the
-//   median of the rounds leaves it out. Each round's child makes its own warm-up, and its
-//   threads are bound to the CPUs in turn (Threaded.swift). One-thread cells keep one child for
+//   median of the rounds leaves it out; a throttled host, which lasts minutes, is caught by the
+//   canary each round's child ends with (SuiteRunner.swift, section 4). Each round's child makes
+//   its own warm-up, and its threads are bound to the CPUs in turn (Threaded.swift). One-thread cells keep one child for
 //   all their repetitions, in their place.
 
 import Foundation
@@ -94,16 +95,15 @@ extension SuiteOptions {
 
     /// The allocators of one workload's cells.
     public func allocators(for spec: WorkloadSpec) -> [AllocatorID] {
-        if SuitePlan.runsThreads(spec) && !oneThreadOnlyAllocators.isEmpty {
-            var narrowed = self
-            narrowed.oneThreadOnlyAllocators = []
-            return narrowed.allocators(for: spec).filter { !oneThreadOnlyAllocators.contains($0) }
+        let named: [AllocatorID]
+        if spec.mixedSizes == true {
+            named = (mixedSizeAllocators ?? allocators).filter(\.servesAnySize)
+        } else if SuitePlan.referenceWorkloads.contains(spec.name) {
+            named = allocators + referenceAllocators.filter { !allocators.contains($0) }
+        } else {
+            named = allocators
         }
-        guard spec.mixedSizes == true else {
-            guard SuitePlan.referenceWorkloads.contains(spec.name) else { return allocators }
-            return allocators + referenceAllocators.filter { !allocators.contains($0) }
-        }
-        return (mixedSizeAllocators ?? allocators).filter(\.servesAnySize)
+        return spec.runsSeveralThreads ? named.filter { !oneThreadOnlyAllocators.contains($0) } : named
     }
 }
 
@@ -196,34 +196,34 @@ public enum SuitePlan {
     /// before round r + 1 of any, all of them where the first would have run, so that the rounds
     /// of one cell lie far apart in time. Every other cell runs as it is, in its place.
     public static func launches(_ cells: [CellParameters], catalog: BenchCatalog) -> [Launch] {
-        var groups: [ArraySlice<CellParameters>] = []
+        // Runs of cells sharing workload, size and thread count, each with its number of rounds.
+        var groups: [(cells: ArraySlice<CellParameters>, rounds: Int)] = []
         var i = 0
         while i < cells.count {
+            let c = cells[i]
             var j = i + 1
-            while j < cells.count, CellKey(cells[j]).group == CellKey(cells[i]).group { j += 1 }
-            groups.append(cells[i..<j])
+            while j < cells.count, cells[j].workload == c.workload, cells[j].size == c.size, cells[j].threads == c.threads {
+                j += 1
+            }
+            let threaded = catalog.spec(named: c.workload)?.runsSeveralThreads == true && c.countScale == nil
+            groups.append((cells[i..<j], threaded ? max(1, c.repetitions) : 1))
             i = j
         }
-        func rounds(_ g: ArraySlice<CellParameters>) -> Int {
-            let c = g.first!
-            let threaded = catalog.spec(named: c.workload).map(runsThreads) == true && c.countScale == nil
-            return threaded ? max(1, c.repetitions) : 1
-        }
-        let threaded = groups.filter { rounds($0) > 1 }
+        let threaded = groups.filter { $0.rounds > 1 }
         var launches: [Launch] = []
         var placed = false
         for g in groups {
-            guard rounds(g) > 1 else {
-                launches += g.map { Launch(cell: $0, round: 0, rounds: 1) }
+            guard g.rounds > 1 else {
+                launches += g.cells.map { Launch(cell: $0, round: 0, rounds: 1) }
                 continue
             }
             if placed { continue }
             placed = true
-            for r in 0..<threaded.map(rounds).max()! {
-                for t in threaded where r < rounds(t) {
-                    for var cell in (r % 2 == 0 ? Array(t) : t.reversed()) {
+            for r in 0..<threaded.map(\.rounds).max()! {
+                for t in threaded where r < t.rounds {
+                    for var cell in (r % 2 == 0 ? Array(t.cells) : t.cells.reversed()) {
                         cell.repetitions = 1
-                        launches.append(Launch(cell: cell, round: r, rounds: rounds(t)))
+                        launches.append(Launch(cell: cell, round: r, rounds: t.rounds))
                     }
                 }
             }
@@ -264,10 +264,6 @@ public enum SuitePlan {
         return merged
     }
 
-    /// Whether the workload runs more than one thread (prodcons-1x1 always runs two, whatever its
-    /// thread count says).
-    public static func runsThreads(_ spec: WorkloadSpec) -> Bool { spec.usesThreads || spec.minimumThreads > 1 }
-
     /// A cell without its repetition count: what the launches of one cell share.
     struct CellKey: Hashable {
         var allocator: AllocatorID
@@ -275,8 +271,6 @@ public enum SuitePlan {
         var size: Int
         var threads: Int
         init(_ c: CellParameters) { (allocator, workload, size, threads) = (c.allocator, c.workload, c.size, c.threads) }
-        /// The cells that run as one group of rounds: one workload, size and thread count.
-        var group: [String] { [workload, String(size), String(threads)] }
     }
 
     // MARK: Command-line lists

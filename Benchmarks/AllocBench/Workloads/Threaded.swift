@@ -86,8 +86,8 @@ func runTimedThreads(_ count: Int, _ body: @escaping @Sendable (Int, ThreadGate)
 /// (no allocator involved). On these machines the host throttles a guest that keeps both vCPUs
 /// busy for a minute or so: for the next two to three minutes every two-thread cell reads 3-5x
 /// slower, for every allocator, while one-thread cells do not move, and some 20 s of idling
-/// restores it. The canary's round trip is about 0.1-0.2 us with both CPUs and several times that
-/// when throttled; the runner compares each round's canary with the best of the run
+/// restores it. The canary's round trip measured 31-64 ns with both CPUs and 310-370 ns when
+/// throttled; the runner compares each round's canary with the best of the run
 /// (SuiteRunner.swift, section 4).
 enum TwoCPUCanary {
     static let roundTrips = 20_000
