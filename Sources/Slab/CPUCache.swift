@@ -340,13 +340,18 @@ final class CPUCache: @unchecked Sendable {
     /// working set (reap).
     func flushDepot(all: Bool) {
         let limit = all ? depot.count(.full) + 2 * slots.count : depot.takeExcessEstimate()
-        var flushed = 0
-        while flushed < limit, let h = depot.pop(.full) {
-            let header = region.header(h)
-            slabLayer.free(region.rounds(h), count: Int(header.pointee.rounds))
-            header.pointee.rounds = 0
+        // All of them to the slab layer in one call, which then need not touch the objects of the
+        // slabs they empty (SlabLayer.free, two passes).
+        var taken: [MagazineHandle] = []
+        var batches: [SlabLayer.Rounds] = []
+        while taken.count < limit, let h = depot.pop(.full) {
+            taken.append(h)
+            batches.append(.init(start: region.rounds(h), count: Int(region.header(h).pointee.rounds)))
+        }
+        batches.withUnsafeBufferPointer { slabLayer.free($0) }
+        for h in taken {
+            region.header(h).pointee.rounds = 0
             depot.push(h, to: .empty)
-            flushed += 1
         }
         if all { _ = depot.takeExcessEstimate() }
     }

@@ -61,13 +61,25 @@ extension UnsafeMutablePointer where Pointee == cslab_slab {
     /// in use.
     @inline(__always)
     func pushFree(_ object: UnsafeMutableRawPointer, index: Int, linkOffset: Int) {
+        if countFree() { linkFree(object, index: index, linkOffset: linkOffset) }
+    }
+
+    /// The first half of `pushFree`: one object fewer in use. When none is left, every object is
+    /// free again: the list is forgotten and the bump starts over, so the objects need no link.
+    /// Returns false then, true while objects are still in use.
+    @inline(__always)
+    func countFree() -> Bool {
         pointee.in_use -= 1
-        if pointee.in_use == 0 {
-            // Every object is free again: forget the list, hand them out by bump from the start.
-            pointee.free_list = nil
-            pointee.bump = 0
-            return
-        }
+        guard pointee.in_use == 0 else { return true }
+        pointee.free_list = nil
+        pointee.bump = 0
+        return false
+    }
+
+    /// The second half of `pushFree`, for a slab with objects still in use: puts object `index`
+    /// (counted free already) where allocation finds it again.
+    @inline(__always)
+    func linkFree(_ object: UnsafeMutableRawPointer, index: Int, linkOffset: Int) {
         if index == Int(pointee.bump) - 1 {
             // The newest object the bump handed out: retract the bump instead of writing a link
             // into the object (a freed batch returns newest first, so none of it is touched).

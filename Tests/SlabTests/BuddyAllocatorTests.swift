@@ -108,6 +108,35 @@ final class BuddyAllocatorTests: XCTestCase {
         source.release(again, order: order)
     }
 
+    func test_releaseMany_inAnyOrder_mergesAsOneAtATime_andReturnsTheirPages() throws {
+        try ResidentMemory.skipIfDistorted()
+        let source = try makeSource()
+        // 1,500 single pages over two arenas: runs of neighbours (one madvise each) with gaps
+        // where the blocks kept live sit.
+        let blocks = try (0..<1500).map { _ in try XCTUnwrap(source.allocate(order: 0)) }
+        for b in blocks { memset(b, 0x5A, Int(page)) }
+        let touched = try XCTUnwrap(ResidentMemory.bytes())
+        var rng = SplitMix64(seed: 0x5A77)
+        var shuffled = blocks
+        for i in stride(from: shuffled.count - 1, to: 0, by: -1) { shuffled.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        let kept = Set(shuffled.prefix(100).map { UInt(bitPattern: $0) })
+        source.release(Array(shuffled.dropFirst(100)), order: 0)
+        XCTAssertEqual(source.checkInvariants(), [])
+        XCTAssertEqual(source.allocatedBlocksPerOrder()[0], 100)
+        let released = try XCTUnwrap(ResidentMemory.bytes())
+        XCTAssertLessThan(released, touched - 1000 * Int(page), "the 1,400 released pages left the resident set")
+        for b in blocks where !kept.contains(UInt(bitPattern: b)) {
+            XCTAssertEqual(b.load(as: UInt64.self), 0, "released page \(b) reads zeros")
+        }
+        for b in blocks where kept.contains(UInt(bitPattern: b)) {
+            XCTAssertEqual(b.load(as: UInt64.self), 0x5A5A_5A5A_5A5A_5A5A, "kept page \(b) is untouched")
+        }
+        source.release(blocks.filter { kept.contains(UInt(bitPattern: $0)) }, order: 0)
+        XCTAssertEqual(source.checkInvariants(), [])
+        XCTAssertEqual(source.freeBlocksPerOrder(), Array(repeating: 0, count: top) + [source.arenaCount],
+                       "everything merged back into whole arenas")
+    }
+
     // MARK: The page map
 
     func test_pageMap_givesEveryPageOfALiveSlabItsFirstObject_andZeroOnceItIsReleased() throws {
