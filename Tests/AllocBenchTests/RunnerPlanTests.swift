@@ -134,6 +134,14 @@ final class RunnerPlanTests: XCTestCase {
         XCTAssertEqual(named.map(\.allocator), [.slabNoCPU])
     }
 
+    func test_throttledRounds_areJudgedAgainstTheRunsFinalBest() {
+        // A run that started throttled: its first rounds read 330-360 ns, the quiet ones 40.
+        let canaries: [Double?] = [350, nil, 330, 41, nil, 360, 40]
+        XCTAssertEqual(SuiteRunner.roundsMeasuredThrottled(canaries: canaries, best: 40), [0, 2, 5])
+        XCTAssertEqual(SuiteRunner.roundsMeasuredThrottled(canaries: canaries, best: 330), [], "against its first canary")
+        XCTAssertEqual(SuiteRunner.roundsMeasuredThrottled(canaries: [nil, nil], best: 40), [])
+    }
+
     func test_throttle_isAFourfoldCanary() {
         XCTAssertFalse(SuiteRunner.isThrottled(canary: 94, best: 31.6), "the slower of the two quiet placements")
         XCTAssertTrue(SuiteRunner.isThrottled(canary: 310, best: 64))
