@@ -356,6 +356,16 @@ final class CPUCache: @unchecked Sendable {
         if all { _ = depot.takeExcessEstimate() }
     }
 
+    /// Gives the depot's empty magazines back to the magazine region, which returns their memory
+    /// to the OS (shrink: a drained burst of frees leaves thousands of empty magazines, 5.8 MB of
+    /// them after a sawtooth's 16 MiB of 24-byte objects). Made again on demand.
+    @discardableResult
+    func releaseEmptyMagazines() -> Int {
+        var handles: [MagazineHandle] = []
+        while let h = depot.pop(.empty) { handles.append(h) }
+        return region.giveBack(handles)
+    }
+
     // MARK: What it holds
 
     func snapshot() -> CPULayerSnapshot {
@@ -408,8 +418,9 @@ final class CPUCache: @unchecked Sendable {
         for list in [Depot.List.full, .empty] {
             for h in depot.handles(on: list) { place(h, "on the depot's \(list) list") }
         }
+        for h in region.spareHandles { place(h, "on the region's spare list") }
         if seen.count != region.made {
-            problems.append("\(name): \(region.made) magazines made, \(seen.count) found on CPUs and in the depot")
+            problems.append("\(name): \(region.made) magazines made, \(seen.count) found on CPUs, in the depot and spare")
         }
         return problems
     }

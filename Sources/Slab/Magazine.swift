@@ -65,9 +65,14 @@ final class MagazineRegion: @unchecked Sendable {
         nextHandle.deallocate()
     }
 
+    /// Magazines handed back by `giveBack` (their memory returned to the OS where whole pages
+    /// allow), reused by `make` before the bump moves on. Slow path only: a lock and an array.
+    private let spare = Lock<[MagazineHandle]>([])
+
     /// A new, empty magazine, or nil when the region is exhausted (the caller then bypasses the
     /// magazine layer for this object).
     func make() -> MagazineHandle? {
+        if let h = spare.withLock({ $0.popLast() }) { return h }
         let units = UInt64(magazineBytes / 8)
         var h = cslab_load_relaxed(nextHandle)
         // A CAS rather than a fetch-add, so that an exhausted region's bump stays at its end and
@@ -78,8 +83,46 @@ final class MagazineRegion: @unchecked Sendable {
         return h
     }
 
-    /// Magazines made so far.
+    /// Magazines made so far (the spare ones included).
     var made: Int { Int(cslab_load_relaxed(nextHandle) / UInt64(magazineBytes / 8)) - 1 }
+
+    /// The magazines given back and not made again.
+    var spareHandles: [MagazineHandle] { spare.withLock { $0 } }
+
+    /// Takes back empty magazines no list or CPU holds any more (a cache's `shrink()`), and
+    /// returns to the OS every page of the region that only spare magazines cover. A spare
+    /// magazine's memory then reads zeros, which is an empty magazine (the header's `top_guard`
+    /// must be 0, and nothing else in an empty magazine is read); a stale handle in a racing depot
+    /// pop still reads mapped memory. Returns the bytes given back to the OS.
+    @discardableResult
+    func giveBack(_ handles: [MagazineHandle]) -> Int {
+        guard !handles.isEmpty else { return 0 }
+        // Under the lock throughout: a magazine that make() hands out again must not have its
+        // page returned behind its new user.
+        return spare.withLock { s -> Int in
+            s += handles
+            let all = s.sorted()
+            // Runs of adjacent spare magazines; the whole pages inside each run go back.
+            let page = UInt(PageSource.pageSize), bytes = UInt(magazineBytes)
+            var released = 0
+            func release(_ start: UInt, _ end: UInt) {
+                let first = (start + page - 1) & ~(page - 1), last = end & ~(page - 1)
+                guard first < last else { return }
+                madvise(base + Int(first), Int(last - first), MADV_DONTNEED)
+                released += Int(last - first)
+            }
+            var runStart = UInt(all[0]) * 8, runEnd = runStart + bytes
+            for h in all.dropFirst() {
+                let start = UInt(h) * 8
+                if start == runEnd { runEnd += bytes; continue }
+                release(runStart, runEnd)
+                runStart = start
+                runEnd = start + bytes
+            }
+            release(runStart, runEnd)
+            return released
+        }
+    }
 
     /// True when `h` names a magazine made so far (not 0, on a magazine boundary, below the bump).
     func isMagazine(_ h: MagazineHandle) -> Bool {

@@ -470,9 +470,10 @@ public final class SlabCache: @unchecked Sendable {
 
     // MARK: Shrink, reap, destroy
 
-    /// Returns every cached object to its slab (all CPUs' magazines and the depot) and every empty
-    /// slab to the OS. Safe while other threads keep allocating and freeing. Returns the bytes
-    /// released.
+    /// Returns every cached object to its slab (all CPUs' magazines and the depot), every empty
+    /// slab to the OS, and the pages of the depot's empty magazines. Safe while other threads
+    /// keep allocating and freeing. Returns the bytes of the slabs released (the magazines' pages,
+    /// at most 2 KiB a magazine, are not counted).
     @discardableResult
     public func shrink() -> Int {
         guard !isDestroyed else { return 0 }
@@ -480,6 +481,7 @@ public final class SlabCache: @unchecked Sendable {
             guard let cpuLayer else { return }
             cpuLayer.withEveryCPUStopped { cpuLayer.drainStoppedCPUs() }
             cpuLayer.flushDepot(all: true)
+            cpuLayer.releaseEmptyMagazines()
         }
         return slabLayer.releaseEmptySlabs()
     }

@@ -240,6 +240,57 @@ final class CPULayerTests: XCTestCase {
         XCTAssertEqual(region.made, handles, "a refused make() does not count")
     }
 
+    func test_region_giveBack_returnsWholePagesOfSpareMagazines_andMakeReusesThemFirst() throws {
+        try ResidentMemory.skipIfDistorted()
+        let region = try XCTUnwrap(MagazineRegion(capacity: 255))
+        let handles = (0..<2000).map { _ in region.make()! }
+        // Touch every magazine as a filled one would be (4.1 MB).
+        for h in handles { region.rounds(h).update(repeating: UnsafeMutableRawPointer(bitPattern: 0x10), count: 255) }
+        let before = try XCTUnwrap(ResidentMemory.bytes())
+        // The first 100 stay in use: the pages they share with spare ones stay resident.
+        let released = region.giveBack(Array(handles.dropFirst(100)))
+        let after = try XCTUnwrap(ResidentMemory.bytes())
+        let spareBytes = 1900 * region.magazineBytes
+        XCTAssertGreaterThan(released, spareBytes - 2 * PageSource.pageSize, "every whole page of the spare run")
+        XCTAssertLessThanOrEqual(released, spareBytes)
+        XCTAssertLessThan(after, before - released / 2, "the pages left the resident set")
+        XCTAssertEqual(region.spareHandles.count, 1900)
+        XCTAssertEqual(region.rounds(handles[0])[0], UnsafeMutableRawPointer(bitPattern: 0x10), "a magazine in use keeps its rounds")
+        XCTAssertEqual(region.header(handles[1999]).pointee.top_guard, 0, "a spare magazine reads as an empty one")
+        // make() takes spare magazines before moving the bump.
+        let made = region.made
+        let again = (0..<1900).map { _ in region.make()! }
+        XCTAssertEqual(Set(again), Set(handles.dropFirst(100)))
+        XCTAssertEqual(region.made, made)
+        XCTAssertNotEqual(region.make(), nil)
+        XCTAssertEqual(region.made, made + 1, "then the bump")
+    }
+
+    func test_shrink_givesTheDepotsEmptyMagazinesBack_andTheCacheKeepsWorking() throws {
+        let cache = try SlabCache(name: uniqueCacheName("magshrink"), size: 24)
+        let cpu = try XCTUnwrap(cache.cpuLayer)
+        // A burst of 200,000 objects fills the depot with full magazines; freed, they drain to the
+        // slabs on shrink and leave hundreds of empty magazines.
+        var held = (0..<200_000).map { _ in cache.allocate()! }
+        held.forEach(cache.free)
+        held.removeAll()
+        XCTAssertGreaterThan(cpu.region.made, 500)
+        cache.shrink()
+        XCTAssertEqual(cpu.depot.count(.empty), 0, "the depot's empty magazines went back to the region")
+        XCTAssertGreaterThan(cpu.region.spareHandles.count, 500)
+        XCTAssertEqual(cache.checkInvariants(), [])
+        XCTAssertEqual(cache.statistics.totalSlabs, 0)
+        // The cache grows again on spare magazines.
+        held = (0..<200_000).map { _ in cache.allocate()! }
+        var seen = Set<UnsafeMutableRawPointer>()
+        for p in held { XCTAssertTrue(seen.insert(p).inserted, "\(p) handed out twice") }
+        held.forEach(cache.free)
+        XCTAssertEqual(cache.checkInvariants(), [])
+        cache.shrink()
+        XCTAssertEqual(cache.checkInvariants(), [])
+        try cache.destroy()
+    }
+
     // MARK: Stopping every CPU
 
     func test_destroy_refused_startsTheCPUsAgain_andAcceptedRetiresThem() throws {
