@@ -40,14 +40,19 @@ void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64
 
 void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class) { cslab_kmalloc.class_of[index] = size_class; }
 
-void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t range_base, uint64_t slot_shift, const uint64_t *page_map) {
+void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t slot_mask, uint64_t range_base, uint64_t slot_shift,
+                           const uint64_t *page_map) {
     cslab_kmalloc.rseq_offset = rseq_offset;
+    cslab_kmalloc.slot_mask = slot_mask;
     cslab_kmalloc.page_map = page_map;
     cslab_store_relaxed(&cslab_kmalloc.range_base, range_base);
     /* Release: a fast path that sees either store sees everything written before it. */
     cslab_store_release(&cslab_kmalloc.slot_shift, slot_shift);
     cslab_store_release(&cslab_kmalloc.fast_limit, CSLAB_KMALLOC_MAX_CACHE_SIZE);
 }
+
+uint64_t cslab_kmalloc_fast_limit(void) { return cslab_load_acquire(&cslab_kmalloc.fast_limit); }
+uint64_t cslab_kmalloc_slot_mask(void) { return cslab_kmalloc.slot_mask; }
 
 /* ThreadSanitizer cannot see the ordering that rseq commits and membarrier fences provide (both
  * are inline assembly or system calls), so a thread that publishes a magazine through a CPU's

@@ -3,6 +3,7 @@
 // from the page allocator and the OS, bad sizes are thrown, and a random mixed workload's
 // fragmentation is measured and reported. (Bad pointers stop the process: KmallocBadInputTests.)
 
+import CSlab
 @testable import Slab
 import Harness
 import TestSupport
@@ -23,6 +24,37 @@ final class KmallocTests: XCTestCase {
     override func tearDown() {
         PageSource.shared.injectFailure(afterAllocations: nil)
         super.tearDown()
+    }
+
+    /// Without rseq kmalloc and kfree still run inline: the classes' pops and pushes on the
+    /// thread's usual slot (CSlab.h, section 4), counted there, with no slow path on the way.
+    func test_fallbackMode_kmallocAndKfreeRunInlineOnTheThreadsSlot() throws {
+        if ChildProcess.isChild { return try checkFallbackFastPaths() }
+        let result = try ChildProcess.runTest(
+            "SlabTests.KmallocTests/test_fallbackMode_kmallocAndKfreeRunInlineOnTheThreadsSlot",
+            environment: ["SLAB_CPU_LAYER": "fallback"])
+        XCTAssertTrue(result.succeeded, "\(result)")
+        XCTAssertTrue((result.stdoutText + result.stderrText).contains("Executed 1 test, with 0 failures"), "\(result)")
+    }
+
+    private func checkFallbackFastPaths() throws {
+        try Kmalloc.setUp()
+        let cache = Kmalloc.caches[Kmalloc.classIndex(20)]
+        XCTAssertEqual(cache.name, "kmalloc-32")
+        XCTAssertEqual(cache.mode, .fallback)
+        let slots = try XCTUnwrap(cache.cpuLayer).slots
+        // Published with the fallback mode's slot mask, or not at all under AddressSanitizer.
+        XCTAssertEqual(cslab_kmalloc_slot_mask(), cslab_asan_active() ? 0 : UInt64(slots.count - 1))
+        XCTAssertEqual(cslab_kmalloc_fast_limit(), cslab_asan_active() ? 0 : 8192)
+        kfree(try kmalloc(20))   // gives the thread its slot hint (the ladder does)
+        let mine = Int(cslab_tls_get_slot_hint() - 1) & (slots.count - 1)
+        let (allocs, frees) = (slots.allocHits(mine).pointee, slots.freeHits(mine).pointee)
+        let slow = cache.cpuLayer!.counters[.slotContention]
+        for size in [17, 20, 25, 32] + Array(repeating: 24, count: 996) { kfree(try kmalloc(size)) }
+        XCTAssertEqual(slots.allocHits(mine).pointee - allocs, 1000, "every kmalloc popped on slot \(mine)")
+        XCTAssertEqual(slots.freeHits(mine).pointee - frees, 1000, "every kfree pushed on slot \(mine)")
+        XCTAssertEqual(cache.cpuLayer!.counters[.slotContention], slow)
+        XCTAssertEqual(cache.checkInvariants(), [])
     }
 
     func test_sizeClasses_areNamedAndSizedAsLinuxNamesThem() {

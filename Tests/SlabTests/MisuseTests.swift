@@ -22,7 +22,7 @@ import Glibc
 
 enum MisuseScenario: String, CaseIterable {
     // Stopped by a report.
-    case doubleFree, doubleFreeFullMagazine, doubleFreeFallback, doubleFreeNoCPUCache, doubleKfree
+    case doubleFree, doubleFreeFullMagazine, doubleFreeFallback, doubleFreeNoCPUCache, doubleKfree, doubleKfreeFallback
     case mallocPointer, interiorPointer, wrongCache, freeAfterDestroy, allocateAfterDestroy
     // Thrown errors.
     case destroyWithLiveObject, createSizeZero, createSizeNegative, createSizeHuge, createAlignThree
@@ -39,7 +39,7 @@ enum MisuseScenario: String, CaseIterable {
 
     /// The environment the child needs besides the scenario's name.
     var environment: [String: String] {
-        self == .doubleFreeFallback ? ["SLAB_CPU_LAYER": "fallback"] : [:]
+        self == .doubleFreeFallback || self == .doubleKfreeFallback ? ["SLAB_CPU_LAYER": "fallback"] : [:]
     }
 
     /// What the parent expects: the child's first stderr line, and whether a report stops it.
@@ -48,7 +48,7 @@ enum MisuseScenario: String, CaseIterable {
         switch self {
         case .doubleFree, .doubleFreeFullMagazine, .doubleFreeFallback, .doubleFreeNoCPUCache:
             return ("BUG \(n): double free", true)
-        case .doubleKfree: return ("BUG kmalloc-32: double free", true)
+        case .doubleKfree, .doubleKfreeFallback: return ("BUG kmalloc-32: double free", true)
         case .mallocPointer: return ("BUG \(n): not allocated from any slab cache", true)
         case .interiorPointer: return ("BUG \(n): not the start of an object", true)
         case .wrongCache: return ("BUG \(n): wrong slab cache", true)
@@ -97,8 +97,9 @@ enum MisuseScenario: String, CaseIterable {
                 _ = a.allocate()
                 a.free(p)
                 a.free(p)
-            case .doubleKfree:
-                // kfree's C fast path makes the same check as the typed cache's push.
+            case .doubleKfree, .doubleKfreeFallback:
+                // kfree's C fast path makes the same check as the typed cache's push (the rseq
+                // push, or in the fallback mode the push on the thread's slot).
                 let p = try kmalloc(20)
                 _ = try kmalloc(20)
                 kfree(p)
@@ -251,6 +252,7 @@ final class MisuseTests: XCTestCase {
     func test_doubleFree_inFallbackMode_isReported() throws { try check(.doubleFreeFallback) }
     func test_doubleFree_withoutCPULayer_isReported() throws { try check(.doubleFreeNoCPUCache) }
     func test_doubleFree_ofAKmallocObject_isReported() throws { try check(.doubleKfree) }
+    func test_doubleFree_ofAKmallocObject_inFallbackMode_isReported() throws { try check(.doubleKfreeFallback) }
 
     func test_doubleFree_reportNamesTheMagazineAndTheObject() throws {
         let r = try check(.doubleFree)

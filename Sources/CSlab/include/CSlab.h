@@ -544,10 +544,11 @@ static inline void *cslab_inject_delay(void *p) {
 /* ---------------------------------------------------------------------------------------------
  * 4. kmalloc's fast paths (Sources/Slab/Kmalloc.swift), over a table in a C global.
  *
- * kmalloc: the size's class from `class_of`, then the class's rseq pop. kfree: the class from
+ * kmalloc: the size's class from `class_of`, then the class's rseq pop (or, in the fallback
+ * mode, the pop on the thread's usual slot: cslab_slot_magazine_pop). kfree: the class from
  * the address, (p - range_base) >> slot_shift, the free-pointer test of FastPath.checkOwnership
  * (the slab header's first object, the offset below objects_bytes and a multiple of the stride),
- * then the class's rseq push. Either returns "not done" (NULL, false) for the slow path to
+ * then the class's rseq push (or slot push). Either returns "not done" (NULL, false) for the slow path to
  * handle: kmalloc not set up, a size above 8 KiB or of 0, an empty or full magazine, an owned
  * slot, a pointer outside the classes, one that fails the test, or one that is already the top
  * round of its magazine (the push's double-free check): the slow path reports the last two.
@@ -557,8 +558,10 @@ static inline void *cslab_inject_delay(void *p) {
  * stores. The fast paths load those two with acquire (a plain load on x86) and read the rest only
  * when they are set. Zero, the static initial state, sends every call to the slow path: a
  * `fast_limit` of 0 admits no size, and a `slot_shift` of 0 with a `range_base` of 0 puts every
- * pointer (>= 16) outside the 13 classes. Without rseq (the fallback mode) the table is never
- * published: kmalloc then always takes the slow path, which uses the caches' own ladders.
+ * pointer (>= 16) outside the 13 classes. `slot_mask` says which mode the pops and pushes use:
+ * 0 for rseq, the slot mask of the fallback mode otherwise (FastPath.slotMask; a mode without
+ * either, such as the fallback mode under AddressSanitizer, leaves the table unpublished and
+ * every call takes the slow path).
  * ------------------------------------------------------------------------------------------- */
 
 #define CSLAB_KMALLOC_CLASSES 13
@@ -578,6 +581,7 @@ typedef struct cslab_kmalloc_table {
     uint64_t slot_shift;     /* kmalloc's range: slot i is [range_base + (i << shift), + (1 << shift)) */
     uint64_t range_base;
     int64_t rseq_offset;
+    uint64_t slot_mask;        /* 0: rseq sections; else the fallback mode's slots, (hint - 1) & mask */
     const uint64_t *page_map;  /* the page map of the whole range: word (p - range_base) >> 12 */
     /* The size class of every size from 1 to 8192: class_of[(size - 1) >> 3] (sizes that round up
      * to the same multiple of 8 share a class, since the smallest class is 8 bytes). */
@@ -591,13 +595,18 @@ extern cslab_kmalloc_table cslab_kmalloc;
 void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t capacity,
                              uint64_t objects_bytes, uint64_t stride_reciprocal);
 void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class);
-void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t range_base, uint64_t slot_shift, const uint64_t *page_map);
+void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t slot_mask, uint64_t range_base, uint64_t slot_shift,
+                           const uint64_t *page_map);
+/* What was published, for tests: fast_limit (0: the fast paths are closed) and slot_mask. */
+uint64_t cslab_kmalloc_fast_limit(void);
+uint64_t cslab_kmalloc_slot_mask(void);
 
 /* kmalloc's fast path: an object of the class for `size`, or NULL (see above). */
 static inline void *cslab_kmalloc_fast(uint64_t size) {
     const cslab_kmalloc_table *t = &cslab_kmalloc;
     if (size - 1 >= cslab_load_acquire(&t->fast_limit)) return NULL;
     const cslab_kmalloc_class *c = &t->classes[t->class_of[(size - 1) >> 3]];
+    if (t->slot_mask != 0) return cslab_slot_magazine_pop(c->cpus, t->slot_mask, c->magazines);
     return cslab_rseq_magazine_pop(t->rseq_offset, c->cpus, c->magazines);
 }
 
@@ -615,6 +624,7 @@ static inline bool cslab_kfree_fast(void *p) {
     uint64_t objects = t->page_map[in_range >> CSLAB_PAGE_SHIFT];
     uint64_t offset = address - objects;
     if (offset >= c->objects_bytes || offset * c->stride_reciprocal > c->stride_reciprocal - 1) return false;
+    if (t->slot_mask != 0) return cslab_slot_magazine_push(c->cpus, t->slot_mask, c->magazines, c->capacity, p);
     return cslab_rseq_magazine_push(t->rseq_offset, c->cpus, c->magazines, c->capacity, p);
 }
 
