@@ -94,6 +94,7 @@ final class SlabLayer: @unchecked Sendable {
                     }
                     guard let s = slab else { break }
                     let capacity = s.pointee.capacity
+                    if s.pointee.free_list != nil { prefetchFreeObjects(of: s) }
                     while got < count && s.pointee.in_use < capacity {
                         let object = s.popFree(linkOffset: layout.freeLinkOffset, stride: layout.stride)
                         if let debug { debug.handOut(object, slab: s, site: site) }
@@ -121,6 +122,16 @@ final class SlabLayer: @unchecked Sendable {
             }
         }
         return got
+    }
+
+    /// A slab's free list is a chain of dependent loads, one per object, in the order its objects
+    /// were freed: after a random-order free, a cache miss for every line on the way. Asking for
+    /// the slab's lines first (at most a page of them) lets the misses overlap, and the caller
+    /// gets objects whose lines are on their way in.
+    @inline(__always)
+    private func prefetchFreeObjects(of slab: SlabPointer) {
+        let bytes = min(Int(slab.pointee.bump) * layout.stride, PageSource.pageSize)
+        cslab_prefetch_lines(slab.objectsStart, UInt64((bytes + 63) / 64))
     }
 
     func allocateOne(site: UnsafePointer<SlabTrack>? = nil) -> UnsafeMutableRawPointer? {
