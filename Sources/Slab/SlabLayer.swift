@@ -173,7 +173,8 @@ final class SlabLayer: @unchecked Sendable {
         }
     }
 
-    /// Returns several magazines' rounds to their slabs under one lock (a depot flushed whole).
+    /// Returns several magazines' rounds to their slabs under one lock (a depot being flushed,
+    /// CPUCache.flushChunk magazines at a time).
     ///
     /// Two passes. The first checks every object and counts it free in its slab, touching only
     /// the slab's header; a slab whose last object in use comes back resets its free list and

@@ -275,7 +275,15 @@ final class CPULayerTests: XCTestCase {
         held.forEach(cache.free)
         held.removeAll()
         XCTAssertGreaterThan(cpu.region.made, 500)
+        // The depot goes to the slab layer CPUCache.flushChunk magazines a lock hold (plus the
+        // CPUs' own magazines, one call each).
+        let full = cpu.depot.count(.full)
+        let chunks = (full + CPUCache.flushChunk - 1) / CPUCache.flushChunk
+        let locksBefore = cache.slabLayer.snapshot().lockAcquisitions
         cache.shrink()
+        let locks = cache.slabLayer.snapshot().lockAcquisitions - locksBefore
+        XCTAssertGreaterThanOrEqual(locks, chunks, "\(full) full magazines")
+        XCTAssertLessThanOrEqual(locks, chunks + 2 * cpu.slots.count, "\(full) full magazines")
         XCTAssertEqual(cpu.depot.count(.empty), 0, "the depot's empty magazines went back to the region")
         XCTAssertGreaterThan(cpu.region.spareHandles.count, 500)
         XCTAssertEqual(cache.checkInvariants(), [])
