@@ -101,25 +101,16 @@ final class MagazineRegion: @unchecked Sendable {
         // page returned behind its new user.
         return spare.withLock { s -> Int in
             s += handles
-            let all = s.sorted()
-            // Runs of adjacent spare magazines; the whole pages inside each run go back.
-            let page = UInt(PageSource.pageSize), bytes = UInt(magazineBytes)
+            // Runs of adjacent spare magazines (offsets in the region); the whole pages inside
+            // each run go back.
+            let page = UInt(PageSource.pageSize)
             var released = 0
-            func release(_ start: UInt, _ end: UInt) {
+            forEachRun(ofSorted: s.sorted().map { UInt($0) * 8 }, length: UInt(magazineBytes)) { start, end in
                 let first = (start + page - 1) & ~(page - 1), last = end & ~(page - 1)
                 guard first < last else { return }
                 madvise(base + Int(first), Int(last - first), MADV_DONTNEED)
                 released += Int(last - first)
             }
-            var runStart = UInt(all[0]) * 8, runEnd = runStart + bytes
-            for h in all.dropFirst() {
-                let start = UInt(h) * 8
-                if start == runEnd { runEnd += bytes; continue }
-                release(runStart, runEnd)
-                runStart = start
-                runEnd = start + bytes
-            }
-            release(runStart, runEnd)
             return released
         }
     }

@@ -305,15 +305,9 @@ final class PageSource: @unchecked Sendable {
     private func giveBack(sorted addresses: [UInt], order: Int) {
         // The pages leave the resident set now; the address range stays ours for reuse. Adjacent
         // blocks go in one call (a run never crosses the range, so it is one mapping).
-        let blockBytes = UInt(Self.pageSize << order)
-        var runStart = addresses[0], runEnd = addresses[0] + blockBytes
-        for address in addresses.dropFirst() {
-            if address == runEnd { runEnd += blockBytes; continue }
-            madvise(UnsafeMutableRawPointer(bitPattern: runStart), Int(runEnd - runStart), MADV_DONTNEED)
-            runStart = address
-            runEnd = address + blockBytes
+        forEachRun(ofSorted: addresses, length: UInt(Self.pageSize << order)) { start, end in
+            madvise(UnsafeMutableRawPointer(bitPattern: start), Int(end - start), MADV_DONTNEED)
         }
-        madvise(UnsafeMutableRawPointer(bitPattern: runStart), Int(runEnd - runStart), MADV_DONTNEED)
         state.withLock { s in
             for address in addresses {
                 let arena = s.arenas[address & ~UInt(Self.arenaBytes - 1)]!
@@ -442,6 +436,21 @@ final class FaultInjection: @unchecked Sendable {
             return true
         }
     }
+}
+
+/// Calls `body(start, end)` for each maximal run of adjacent pieces, given their `starts` in
+/// ascending order and their common `length`: how a batch of released slabs or spare magazines
+/// goes back to the OS with one system call per run.
+func forEachRun(ofSorted starts: [UInt], length: UInt, _ body: (_ start: UInt, _ end: UInt) -> Void) {
+    guard var runStart = starts.first else { return }
+    var runEnd = runStart + length
+    for start in starts.dropFirst() {
+        if start == runEnd { runEnd += length; continue }
+        body(runStart, runEnd)
+        runStart = start
+        runEnd = start + length
+    }
+    body(runStart, runEnd)
 }
 
 /// 0x-prefixed hexadecimal, as the kernel prints pointers in its slab messages.

@@ -108,6 +108,15 @@ final class BuddyAllocatorTests: XCTestCase {
         source.release(again, order: order)
     }
 
+    func test_forEachRun_joinsAdjacentPiecesOnly() {
+        var runs: [[UInt]] = []
+        forEachRun(ofSorted: [0, 10, 20, 40, 50, 90], length: 10) { runs.append([$0, $1]) }
+        XCTAssertEqual(runs, [[0, 30], [40, 60], [90, 100]])
+        runs.removeAll()
+        forEachRun(ofSorted: [], length: 10) { runs.append([$0, $1]) }
+        XCTAssertEqual(runs, [])
+    }
+
     func test_releaseMany_inAnyOrder_mergesAsOneAtATime_andReturnsTheirPages() throws {
         try ResidentMemory.skipIfDistorted()
         let source = try makeSource()

@@ -83,6 +83,16 @@ public struct SuiteRunner {
         var throttledRounds = 0
         var stoodThrottled = 0
         var idled = 0.0
+        /// Says `why`, then idles `throttlePause` before a round is measured again, when the run's
+        /// idle budget allows it and Ctrl-C has not come (section 4); false, doing nothing, if not.
+        func idleToMeasureAgain(saying why: @autoclosure () -> String) -> Bool {
+            guard idled + Self.throttlePause <= Self.throttleIdleBudget, interrupt?.isRequested != true else { return false }
+            log(why())
+            idled += Self.throttlePause
+            throttledRounds += 1
+            Self.idle(seconds: Self.throttlePause, interrupt: interrupt)
+            return true
+        }
         let (launched, interrupted) = loop.run(
             label: { i, c in
                 let l = launches[i]
@@ -94,16 +104,12 @@ public struct SuiteRunner {
                 var retries = 0
                 while let canary = result.canaryNanoseconds {
                     if let best = bestCanary, Self.isThrottled(canary: canary, best: best) {
-                        guard retries < Self.throttleRetries, idled + Self.throttlePause <= Self.throttleIdleBudget,
-                              interrupt?.isRequested != true else {
+                        guard retries < Self.throttleRetries, idleToMeasureAgain(saying:
+                            "host throttling (two-CPU canary \(TextReport.fixed(canary)) ns, best \(TextReport.fixed(best)) ns): idle \(Int(Self.throttlePause)) s, measure again ... ") else {
                             log("(still throttled: canary \(TextReport.fixed(canary)) ns, best \(TextReport.fixed(best)) ns; this round stands) ")
                             break
                         }
-                        idled += Self.throttlePause
                         retries += 1
-                        throttledRounds += 1
-                        log("host throttling (two-CPU canary \(TextReport.fixed(canary)) ns, best \(TextReport.fixed(best)) ns): idle \(Int(Self.throttlePause)) s, measure again ... ")
-                        Self.idle(seconds: Self.throttlePause, interrupt: interrupt)
                         result = runCell(cell, library: library)
                         continue
                     }
@@ -119,14 +125,11 @@ public struct SuiteRunner {
         var final = launched
         if !interrupted, let best = bestCanary {
             for i in Self.roundsMeasuredThrottled(canaries: final.map(\.canaryNanoseconds), best: best) {
-                guard idled + Self.throttlePause <= Self.throttleIdleBudget, interrupt?.isRequested != true else { break }
                 let cell = launches[i].cell
-                log("bench: round \(launches[i].round + 1) of \(cell.allocator.name) \(cell.workload) \(cell.size) B x\(cell.threads) "
+                guard idleToMeasureAgain(saying:
+                    "bench: round \(launches[i].round + 1) of \(cell.allocator.name) \(cell.workload) \(cell.size) B x\(cell.threads) "
                     + "was measured before the run's best canary (\(TextReport.fixed(final[i].canaryNanoseconds ?? 0)) ns, best "
-                    + "\(TextReport.fixed(best)) ns): idle \(Int(Self.throttlePause)) s, measure again ... ")
-                idled += Self.throttlePause
-                throttledRounds += 1
-                Self.idle(seconds: Self.throttlePause, interrupt: interrupt)
+                    + "\(TextReport.fixed(best)) ns): idle \(Int(Self.throttlePause)) s, measure again ... ") else { break }
                 if interrupt?.isRequested == true { log("interrupted\n"); break }
                 let again = runCell(cell, library: loop.libraries[cell.allocator])
                 log(summaryText(again) + "\n")
