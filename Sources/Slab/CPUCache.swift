@@ -80,6 +80,8 @@ final class CPUCache: @unchecked Sendable {
     let depot: Depot
     let counters = SlowPathCounters()
     let slabLayer: SlabLayer
+    /// How the magazines hold this cache's objects: 32-bit offsets from its range (Magazine.swift).
+    let codec: RoundCodec
     let rseqOffset: Int64
     /// Rounds per magazine (M).
     let capacity: Int
@@ -90,10 +92,13 @@ final class CPUCache: @unchecked Sendable {
 
     /// nil when the magazine region cannot be mapped: the cache then runs without a CPU layer.
     init?(name: String, slabLayer: SlabLayer, platform: CPULayerPlatform, depotFullLimit: (Int) -> Int) {
+        precondition(slabLayer.pages.size <= 1 << Int(CSLAB_ROUND_RANGE_BITS),
+                     "\(name): a range of \(slabLayer.pages.size) bytes is too large for 32-bit rounds")
         let m = MagazineRegion.capacity(forObjectSize: slabLayer.layout.objectSize)
         guard let region = MagazineRegion(capacity: m) else { return nil }
         self.name = name
         self.slabLayer = slabLayer
+        codec = RoundCodec(base: slabLayer.pages.base)
         self.region = region
         depot = Depot(region: region)
         capacity = m
@@ -124,10 +129,10 @@ final class CPUCache: @unchecked Sendable {
     func allocate() -> UnsafeMutableRawPointer? {
         if mode == .rseq {
             var commits = RseqCommitter(rseqOffset: rseqOffset, slots: slots, magazines: region.base,
-                                        capacity: UInt64(capacity))
+                                        capacity: UInt64(capacity), codec: codec)
             return allocate(committingWith: &commits)
         }
-        guard var commits = OwnedSlotCommitter(slots: slots, region: region, counters: counters) else {
+        guard var commits = OwnedSlotCommitter(slots: slots, region: region, codec: codec, counters: counters) else {
             counters.bump(.bypassAllocations)
             return nil
         }
@@ -140,10 +145,10 @@ final class CPUCache: @unchecked Sendable {
     func free(_ object: UnsafeMutableRawPointer) -> Bool {
         if mode == .rseq {
             var commits = RseqCommitter(rseqOffset: rseqOffset, slots: slots, magazines: region.base,
-                                        capacity: UInt64(capacity))
+                                        capacity: UInt64(capacity), codec: codec)
             return free(object, committingWith: &commits)
         }
-        guard var commits = OwnedSlotCommitter(slots: slots, region: region, counters: counters) else {
+        guard var commits = OwnedSlotCommitter(slots: slots, region: region, codec: codec, counters: counters) else {
             counters.bump(.bypassFrees)
             return false
         }
@@ -181,7 +186,7 @@ final class CPUCache: @unchecked Sendable {
         while let s = commits.read() {
             // The default double-free check (SlabCache.swift, section 8), which the rseq push
             // makes too and sends here to be confirmed and reported.
-            if commits.topRound(s) == UInt(bitPattern: object) {
+            if commits.topRound(s) == codec.round(object) {
                 reportDoubleFree(object, onTopOf: "\(C.placeKind) \(commits.placeIndex)")
             }
             if s.loadedRounds < capacity {
@@ -224,14 +229,16 @@ final class CPUCache: @unchecked Sendable {
             return (h, Int(region.header(h).pointee.rounds))
         }
         guard let e = takeEmptyMagazine() else { return nil }
-        let rounds = region.rounds(e)
-        let n = slabLayer.allocate(into: rounds, count: capacity)
+        let n = withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: capacity) { objects in
+            let n = slabLayer.allocate(into: objects.baseAddress!, count: capacity)
+            if n > 0 { stackForPops(objects.baseAddress!, count: n, into: region.rounds(e)) }
+            return n
+        }
         counters.bump(.slabFills)
         if n == 0 {
             depot.push(e, to: .empty)
             return nil
         }
-        stackForPops(rounds, count: n)
         return (e, n)
     }
 
@@ -244,20 +251,19 @@ final class CPUCache: @unchecked Sendable {
     ///   between an allocation and its free carries that object to another CPU's magazine; the
     ///   next object this CPU hands out must not be its neighbour, or two threads end up writing
     ///   one cache line (two threads of hot pairs scaled 1.0x instead of 2x in such runs).
-    private func stackForPops(_ rounds: UnsafeMutablePointer<UnsafeMutableRawPointer?>, count n: Int) {
+    /// `objects` (the slab layer's fill) go into `rounds` in that order.
+    private func stackForPops(_ objects: UnsafeMutablePointer<UnsafeMutableRawPointer?>, count n: Int,
+                              into rounds: UnsafeMutablePointer<UInt32>) {
         let stride = slabLayer.layout.stride
         let perLine = max(1, (64 + stride - 1) / stride)
-        withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: n) { sorted in
-            var top = n - 1   // rounds[n - 1] is popped first
-            for pass in 0..<perLine {
-                var k = pass
-                while k < n {
-                    sorted[top] = rounds[k]
-                    top -= 1
-                    k += perLine
-                }
+        var top = n - 1   // rounds[n - 1] is popped first
+        for pass in 0..<perLine {
+            var k = pass
+            while k < n {
+                rounds[top] = codec.round(objects[k].unsafelyUnwrapped)
+                top -= 1
+                k += perLine
             }
-            rounds.update(from: sorted.baseAddress!, count: n)
         }
     }
 

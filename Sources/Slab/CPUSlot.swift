@@ -157,9 +157,9 @@ protocol CPUStateCommitter {
     /// Pushes onto the loaded magazine of state `s` (loadedRounds < M); false when the state moved
     /// (rseq mode: also when `object` is the top round, which the ladder then reports).
     mutating func push(_ s: CPUState, _ object: UnsafeMutableRawPointer) -> Bool
-    /// The loaded magazine's top round in state `s`, round[n - 1], as a word; 0 when the magazine
-    /// is empty (round[-1] is the header's zero `top_guard`, CSlab.h). For the double-free check.
-    func topRound(_ s: CPUState) -> UInt
+    /// The loaded magazine's top round in state `s`, round[n - 1]; 0 when the magazine is empty
+    /// (round[-1] lies in the header's zero `top_guard`, CSlab.h). For the double-free check.
+    func topRound(_ s: CPUState) -> UInt32
     /// What a report calls the record `read` returned ("CPU" or "slot"), and its number.
     static var placeKind: StaticString { get }
     var placeIndex: Int { get }
@@ -171,13 +171,15 @@ struct RseqCommitter: CPUStateCommitter {
     let slots: CPUSlots
     let magazines: UnsafeMutableRawPointer
     let capacity: UInt64
+    let codec: RoundCodec
     private var cpu: UInt32 = 0
 
-    init(rseqOffset: Int64, slots: CPUSlots, magazines: UnsafeMutableRawPointer, capacity: UInt64) {
+    init(rseqOffset: Int64, slots: CPUSlots, magazines: UnsafeMutableRawPointer, capacity: UInt64, codec: RoundCodec) {
         self.rseqOffset = rseqOffset
         self.slots = slots
         self.magazines = magazines
         self.capacity = capacity
+        self.codec = codec
     }
 
     @inline(__always) mutating func read() -> CPUState? {
@@ -200,15 +202,15 @@ struct RseqCommitter: CPUStateCommitter {
     }
 
     @inline(__always) mutating func pop(_ s: CPUState) -> UnsafeMutableRawPointer? {
-        cslab_rseq_magazine_pop(rseqOffset, slots.base, magazines)
+        cslab_rseq_magazine_pop(rseqOffset, slots.base, magazines, UInt64(codec.base))
     }
 
     @inline(__always) mutating func push(_ s: CPUState, _ object: UnsafeMutableRawPointer) -> Bool {
-        cslab_rseq_magazine_push(rseqOffset, slots.base, magazines, capacity, object)
+        cslab_rseq_magazine_push(rseqOffset, slots.base, magazines, capacity, object, UInt64(codec.base))
     }
 
-    @inline(__always) func topRound(_ s: CPUState) -> UInt {
-        (magazines + Int(s.loadedTop) * 8 + Int(CSLAB_MAGAZINE_LAST_ROUND)).load(as: UInt.self)
+    @inline(__always) func topRound(_ s: CPUState) -> UInt32 {
+        (magazines + Int(s.loadedTop) * MagazineRegion.unit + Int(CSLAB_MAGAZINE_LAST_ROUND)).load(as: UInt32.self)
     }
 
     static var placeKind: StaticString { "CPU" }
@@ -220,11 +222,12 @@ struct OwnedSlotCommitter: CPUStateCommitter {
     let slots: CPUSlots
     /// Unowned: the committer lives for one operation of the CPUCache that holds the region.
     unowned(unsafe) let region: MagazineRegion
+    let codec: RoundCodec
     let slot: Int
 
     /// Takes a slot for this thread (its usual one if free), or nil when all are taken.
     @inline(__always)
-    init?(slots: CPUSlots, region: MagazineRegion, counters: SlowPathCounters) {
+    init?(slots: CPUSlots, region: MagazineRegion, codec: RoundCodec, counters: SlowPathCounters) {
         var hint = cslab_tls_get_slot_hint()
         if hint == 0 {
             hint = SlotHints.next()
@@ -244,6 +247,7 @@ struct OwnedSlotCommitter: CPUStateCommitter {
                 }
                 self.slots = slots
                 self.region = region
+                self.codec = codec
                 slot = i
                 return
             }
@@ -263,21 +267,22 @@ struct OwnedSlotCommitter: CPUStateCommitter {
     }
 
     @inline(__always) mutating func pop(_ s: CPUState) -> UnsafeMutableRawPointer? {
-        let object = region.rounds(s.loaded)[s.loadedRounds - 1]
+        let object = codec.object(region.rounds(s.loaded)[s.loadedRounds - 1])
         cslab_store_relaxed(slots.state(slot), s.popped.word)
         cslab_bump_single_writer(slots.allocHits(slot), 1)
         return object
     }
 
     @inline(__always) mutating func push(_ s: CPUState, _ object: UnsafeMutableRawPointer) -> Bool {
-        region.rounds(s.loaded)[s.loadedRounds] = object
+        region.rounds(s.loaded)[s.loadedRounds] = codec.round(object)
         cslab_store_relaxed(slots.state(slot), s.pushed.word)
         cslab_bump_single_writer(slots.freeHits(slot), 1)
         return true
     }
 
-    @inline(__always) func topRound(_ s: CPUState) -> UInt {
-        UnsafeRawPointer(region.rounds(s.loaded)).load(fromByteOffset: 8 * (s.loadedRounds - 1), as: UInt.self)
+    @inline(__always) func topRound(_ s: CPUState) -> UInt32 {
+        UnsafeRawPointer(region.rounds(s.loaded)).load(fromByteOffset: MagazineRegion.unit * (s.loadedRounds - 1),
+                                                       as: UInt32.self)
     }
 
     static var placeKind: StaticString { "slot" }

@@ -150,7 +150,7 @@ extension Depot {
     func checkInvariants() -> [String] {
         var problems: [String] = []
         let capacity = UInt64(region.capacity)
-        let units = UInt64(region.magazineBytes / 8)
+        let units = UInt64(region.magazineBytes / MagazineRegion.unit)
         let handleMask = Self.handleMask
         func invalid(_ h: UInt64) -> String? {
             if h == 0 { return "handle 0" }

@@ -22,7 +22,8 @@ public struct FastPath {
     @usableFromInline let magazineBase: UnsafeMutableRawPointer
     /// Rounds per magazine (M); 0 without a CPU layer.
     @usableFromInline let capacity: UInt64
-    /// The cache's address range (PageSource): every object of this cache lies inside it.
+    /// The cache's address range (PageSource): every object of this cache lies inside it. The
+    /// base is also the round base: magazines hold objects as offsets from it (Magazine.swift).
     @usableFromInline let rangeBase: UInt
     @usableFromInline let rangeSize: UInt
     /// The cache's page map (PageSource, section 4): per page of the range, its slab's first
@@ -68,8 +69,8 @@ public struct FastPath {
     @inlinable @inline(__always)
     public func allocate() -> UnsafeMutableRawPointer? {
         if usesRseq {
-            if let object = cslab_rseq_magazine_pop(rseqOffset, cpus, magazineBase) { return object }
-        } else if slotMask != 0, let object = cslab_slot_magazine_pop(cpus, slotMask, magazineBase) {
+            if let object = cslab_rseq_magazine_pop(rseqOffset, cpus, magazineBase, UInt64(rangeBase)) { return object }
+        } else if slotMask != 0, let object = cslab_slot_magazine_pop(cpus, slotMask, magazineBase, UInt64(rangeBase)) {
             return object
         }
         return back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.allocateSlow() }
@@ -100,8 +101,8 @@ public struct FastPath {
     @inlinable @inline(__always)
     func pushOrFreeSlow(_ object: UnsafeMutableRawPointer) {
         if usesRseq {
-            if cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object) { return }
-        } else if slotMask != 0, cslab_slot_magazine_push(cpus, slotMask, magazineBase, capacity, object) {
+            if cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object, UInt64(rangeBase)) { return }
+        } else if slotMask != 0, cslab_slot_magazine_push(cpus, slotMask, magazineBase, capacity, object, UInt64(rangeBase)) {
             return
         }
         back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.freeSlow(object) }

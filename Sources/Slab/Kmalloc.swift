@@ -435,7 +435,7 @@ final class KmallocState: @unchecked Sendable {
             guard rseq || (slotMasks.count == 1 && slotMasks.first! != 0) else { return new }
             for (i, cache) in new.caches.enumerated() {
                 let f = cache.fast
-                cslab_kmalloc_set_class(UInt32(i), f.cpus, f.magazineBase, f.capacity,
+                cslab_kmalloc_set_class(UInt32(i), f.cpus, f.magazineBase, UInt64(f.rangeBase), f.capacity,
                                         UInt64(f.objectsBytes), f.strideReciprocal)
             }
             for (k, c) in Kmalloc.classOf.enumerated() { cslab_kmalloc_set_class_of(UInt32(k), UInt8(c)) }
@@ -472,15 +472,18 @@ final class KmallocState: @unchecked Sendable {
             munmap(UnsafeMutableRawPointer(bitPattern: base), slots << shift)
             return nil
         }
-        func slot(_ i: Int) -> PageSource {
-            PageSource(range: base + UInt(i << shift), size: 1 << shift,
+        // A class uses at most the first 32 GiB of its slot: its magazines hold objects as 32-bit
+        // offsets in 8-byte units (Magazine.swift). The page allocator's slot has no magazines.
+        func slot(_ i: Int, upTo limit: Int = .max) -> PageSource {
+            PageSource(range: base + UInt(i << shift), size: min(1 << shift, limit),
                        pageMap: pageMap + ((i << shift) >> PageSource.pageShift))
         }
         var caches: [SlabCache] = []
         for (i, c) in Kmalloc.sizeClasses.enumerated() {
             do {
                 caches.append(try SlabCache(name: c.name, size: c.size, align: c.align, flags: [], constructor: nil,
-                                            destructor: nil, kmallocPages: slot(i)))
+                                            destructor: nil,
+                                            kmallocPages: slot(i, upTo: 1 << Int(CSLAB_ROUND_RANGE_BITS))))
             } catch {
                 // Only a magazine region the OS refused can fail here (the names are reserved).
                 for cache in caches { Registry.shared.unregister(cache) }

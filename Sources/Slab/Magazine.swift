@@ -1,6 +1,8 @@
-// Magazine: an array of M rounds (object pointers) with a 64-byte header, living in a per-cache
-// magazine region. A magazine is named by its handle: its offset in the region divided by 8 (so
-// the rseq sections reach round i at base + 8 * (handle + i) + 64 with one addressing mode). The
+// Magazine: an array of M rounds with a 64-byte header, living in a per-cache magazine region. A
+// round is an object as 32 bits: its offset from the cache's range base, divided by 8 (`Round`,
+// CSlab.h), so a magazine of 255 takes 1,088 bytes instead of the 2,112 that pointers would. A
+// magazine is named by its handle: its offset in the region divided by 4 (so the rseq sections
+// reach round i at base + 4 * (handle + i) + 64 with one addressing mode). The
 // handle, not a pointer, is what the per-CPU state word and the depot's list heads hold, because
 // it is small (24 bits) and the region is never unmapped while the cache lives: a stale handle
 // always names readable memory, which is what makes the depot's lock-free pop safe.
@@ -14,15 +16,29 @@ import CSlab
 import Glibc
 #endif
 
-/// A magazine's name: its offset in the magazine region / 8. 0 is no magazine.
+/// A magazine's name: its offset in the magazine region / 4. 0 is no magazine.
 typealias MagazineHandle = UInt64
 
+/// An object as a magazine holds it (CSlab.h): (object - base) >> 3, where the base is the
+/// cache's range base; every object of the cache lies within 32 GiB above it.
+struct RoundCodec {
+    let base: UInt
+
+    @inline(__always) func round(_ object: UnsafeMutableRawPointer) -> UInt32 {
+        cslab_round_of(object, UInt64(base))
+    }
+    @inline(__always) func object(_ round: UInt32) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: base &+ UInt(round) &<< UInt(CSLAB_ROUND_SHIFT)).unsafelyUnwrapped
+    }
+}
+
 final class MagazineRegion: @unchecked Sendable {
-    /// Handles are CSLAB_HANDLE_BITS (24) bits of 8-byte units: a 128 MiB region, reserved,
-    /// touched as magazines are made (over 100,000 magazines; the depot's limit keeps a cache to a
-    /// few hundred).
+    /// Handles are CSLAB_HANDLE_BITS (24) bits of 4-byte units: a 64 MiB region, reserved,
+    /// touched as magazines are made (over 60,000 magazines of 255 rounds; the depot's limit keeps
+    /// a cache to a few thousand at most).
     static let handleBits = Int(CSLAB_HANDLE_BITS)
-    static let regionBytes = 8 << handleBits
+    static let unit = Int(CSLAB_HANDLE_UNIT)
+    static let regionBytes = unit << handleBits
     /// The most rounds a CPU state's count field holds.
     static let maxCapacity = CPUState.maxRounds
 
@@ -54,10 +70,10 @@ final class MagazineRegion: @unchecked Sendable {
               p != MAP_FAILED else { return nil }
         base = p
         self.capacity = capacity
-        magazineBytes = roundUp(Int(CSLAB_MAGAZINE_HEADER) + capacity * 8, 64)
+        magazineBytes = roundUp(Int(CSLAB_MAGAZINE_HEADER) + capacity * MemoryLayout<UInt32>.size, 64)
         nextHandle = .allocate(capacity: 1)
         // Handle 0 means "no magazine": the first magazine-sized slot stays unused.
-        nextHandle.initialize(to: UInt64(magazineBytes / 8))
+        nextHandle.initialize(to: UInt64(magazineBytes / Self.unit))
     }
 
     deinit {
@@ -73,7 +89,7 @@ final class MagazineRegion: @unchecked Sendable {
     /// magazine layer for this object).
     func make() -> MagazineHandle? {
         if let h = spare.withLock({ $0.popLast() }) { return h }
-        let units = UInt64(magazineBytes / 8)
+        let units = UInt64(magazineBytes / Self.unit)
         var h = cslab_load_relaxed(nextHandle)
         // A CAS rather than a fetch-add, so that an exhausted region's bump stays at its end and
         // `made` stays exact.
@@ -84,7 +100,7 @@ final class MagazineRegion: @unchecked Sendable {
     }
 
     /// Magazines made so far (the spare ones included).
-    var made: Int { Int(cslab_load_relaxed(nextHandle) / UInt64(magazineBytes / 8)) - 1 }
+    var made: Int { Int(cslab_load_relaxed(nextHandle) / UInt64(magazineBytes / Self.unit)) - 1 }
 
     /// The magazines given back and not made again.
     var spareHandles: [MagazineHandle] { spare.withLock { $0 } }
@@ -105,7 +121,7 @@ final class MagazineRegion: @unchecked Sendable {
             // each run go back.
             let page = UInt(PageSource.pageSize)
             var released = 0
-            forEachRun(ofSorted: s.sorted().map { UInt($0) * 8 }, length: UInt(magazineBytes)) { start, end in
+            forEachRun(ofSorted: s.sorted().map { UInt($0) * UInt(Self.unit) }, length: UInt(magazineBytes)) { start, end in
                 let first = (start + page - 1) & ~(page - 1), last = end & ~(page - 1)
                 guard first < last else { return }
                 madvise(base + Int(first), Int(last - first), MADV_DONTNEED)
@@ -117,17 +133,17 @@ final class MagazineRegion: @unchecked Sendable {
 
     /// True when `h` names a magazine made so far (not 0, on a magazine boundary, below the bump).
     func isMagazine(_ h: MagazineHandle) -> Bool {
-        let units = UInt64(magazineBytes / 8)
+        let units = UInt64(magazineBytes / Self.unit)
         return h >= units && h % units == 0 && h < cslab_load_relaxed(nextHandle)
     }
 
     @inline(__always)
     func header(_ h: MagazineHandle) -> UnsafeMutablePointer<cslab_magazine> {
-        (base + Int(h) * 8).assumingMemoryBound(to: cslab_magazine.self)
+        (base + Int(h) * Self.unit).assumingMemoryBound(to: cslab_magazine.self)
     }
 
     @inline(__always)
-    func rounds(_ h: MagazineHandle) -> UnsafeMutablePointer<UnsafeMutableRawPointer?> {
-        (base + Int(h) * 8 + Int(CSLAB_MAGAZINE_HEADER)).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+    func rounds(_ h: MagazineHandle) -> UnsafeMutablePointer<UInt32> {
+        (base + Int(h) * Self.unit + Int(CSLAB_MAGAZINE_HEADER)).assumingMemoryBound(to: UInt32.self)
     }
 }

@@ -41,7 +41,8 @@
 //   slab       2^order pages holding a header, a colour offset and `objectsPerSlab` objects.
 //   colour     the offset of a slab's first object; successive slabs use successive colours so
 //              that objects at equal indices spread over cache sets.
-//   round      an object held in a magazine.
+//   round      an object held in a magazine: 32 bits, its offset from the cache's range in
+//              8-byte units (Magazine.swift).
 //   magazine   an array of M rounds. Each CPU holds two: `loaded` (used first) and `previous`.
 //   depot      the cache's stock of full and empty magazines.
 //   working set  the full magazines the depot needed during the last interval; `reap()` returns
@@ -89,31 +90,34 @@
 //   timer thread, but the depot keeps a bounded number of full magazines and a free beyond that
 //   returns its magazine's rounds to the slab layer, so a burst of frees cannot pin memory until
 //   the next reap. The bound: max(64, 32 x CPUs) magazines; for objects of up to 64 bytes (typed
-//   or kmalloc's) at least 16 MiB of objects; for kmalloc's larger classes 8 MiB of objects (at
+//   or kmalloc's) at least 32 MiB of objects; for kmalloc's larger classes 8 MiB of objects (at
 //   least 64 magazines).
 //   Rounds that overflow cost a lock and a write into each object, then come back one dependent
 //   cache miss each along the slab's free list, and small objects share lines and pages, so for
 //   them the magazines win: a batch of 1M 20-byte objects freed newest or oldest first ran in
-//   7.5 ns an object with the 16 MiB bound against 11.6 with 64 magazines (same-machine A/B;
-//   32 MiB gave 5.3 ns but 8 MiB more peak RSS, above every peer's at 1M live objects), and
-//   a general-purpose heap sees one class freed in bursts of thousands (a batch of 100,000 mixed
-//   sizes: 36 against 25 ns an object). Large objects go the other way: a magazine recycles them
-//   in the order they were freed, the slab layer regroups them by slab, so 1M 256-byte objects
-//   freed in random order ran 27% slower with an 8 MiB bound than with 64 magazines (a TLB miss
-//   per object where the slab's objects share a page). The objects are resident either way (an
-//   empty slab stays until shrink or reap); the depot adds its magazines, 8 bytes per object.
+//   7.5 ns an object with a 16 MiB bound against 11.6 with 64 magazines, and in 5.0 with 32 MiB,
+//   which holds the whole batch (same-machine A/Bs); a general-purpose heap sees one class freed
+//   in bursts of thousands (a batch of 100,000 mixed sizes: 36 against 25 ns an object). What the
+//   bound costs is the magazines' own memory, which stays resident: a round is 32 bits
+//   (Magazine.swift), so a million cached objects take 4.3 MB of magazines, and the cell with 1M
+//   live 24-byte objects peaks at 58.3 MiB against glibc's 61.3 and mimalloc's 61.8 (with 64-bit
+//   rounds the 32 MiB bound took it to 62.4 and was not kept). Large objects go the other way: a
+//   magazine recycles them in the order they were freed, the slab layer regroups them by slab, so
+//   1M 256-byte objects freed in random order ran 27% slower with an 8 MiB bound than with 64
+//   magazines (a TLB miss per object where the slab's objects share a page). The objects are
+//   resident either way (an empty slab stays until shrink or reap).
 //   Empty slabs stay cached, constructed, until `shrink()`. Slabs hand out
 //   never-used objects by a bump index rather than a free list threaded through them (Slab.swift),
 //   and a refilled magazine pops one object per cache line per pass (CPUCache.stackForPops).
 //   Every free checks its pointer (FastPath.checkOwnership): a page map load and a multiply, 14
-//   of the hot pair's 70 instructions (the bench's slab-bare row skips it), spent so that a bad
+//   of the hot pair's 72 instructions (the bench's slab-bare row skips it), spent so that a bad
 //   free is reported instead of corrupting a magazine.
 //
 // 8. Misuse caught by default
 // ---------------------------
 //   The pointer test above reports a pointer from no cache (malloc's), from another cache, into a
 //   released slab, or not at an object's start, and a destroyed cache reports any use.
-//   Double frees: every push compares its object with the loaded magazine's top round,
+//   Double frees: every push compares its object's round with the loaded magazine's top round,
 //   round[n - 1], in the cache line the push writes anyway (an empty magazine's "round[-1]" is a
 //   header word that stays zero), and on a match takes the slow path, whose free ladder compares
 //   again and reports (CPUCache.free). So the default catches a re-free while the object is
@@ -284,9 +288,9 @@ public final class SlabCache: @unchecked Sendable {
     private let cpuLayerUnretained: Unmanaged<CPUCache>?
     /// The bytes of objects a kmalloc class's depot may hold (see the essay, section 7).
     static let kmallocDepotBytes = 8 << 20
-    /// Caches of objects up to 64 bytes, typed or kmalloc's, bound their depots at 16 MiB of
-    /// objects (section 7).
-    static let smallObjectDepotBytes = 16 << 20
+    /// Caches of objects up to 64 bytes, typed or kmalloc's, bound their depots at 32 MiB of
+    /// objects (section 7): a batch of a million 24-byte objects stays in magazines.
+    static let smallObjectDepotBytes = 32 << 20
     static let smallObjectDepotMaxSize = 64
     /// Serialises drains (shrink, reap, destroy) with each other.
     let drainLock = Lock(())

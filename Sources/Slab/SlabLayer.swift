@@ -157,9 +157,10 @@ final class SlabLayer: @unchecked Sendable {
 
     // MARK: Free
 
-    /// A run of objects to free: a magazine's rounds.
+    /// A run of objects to free: a magazine's rounds (32-bit offsets from this cache's range
+    /// base, Magazine.swift).
     struct Rounds {
-        let start: UnsafePointer<UnsafeMutableRawPointer?>
+        let start: UnsafePointer<UInt32>
         let count: Int
     }
 
@@ -167,7 +168,7 @@ final class SlabLayer: @unchecked Sendable {
     /// caller's `SlabCache.checkOwnership`); the exact object boundary and an immediate double
     /// free are checked here, where a bad pointer would corrupt a free list; a debug cache's
     /// letters check the rest (`site`: the caller's record, with U).
-    func free(_ buffer: UnsafePointer<UnsafeMutableRawPointer?>, count: Int, site: UnsafePointer<SlabTrack>? = nil) {
+    func free(_ buffer: UnsafePointer<UInt32>, count: Int, site: UnsafePointer<SlabTrack>? = nil) {
         withUnsafePointer(to: Rounds(start: buffer, count: count)) {
             free(UnsafeBufferPointer(start: $0, count: 1), site: site)
         }
@@ -185,12 +186,13 @@ final class SlabLayer: @unchecked Sendable {
     /// the sawtooth's time). A debug cache takes one object at a time (its letters check and mark
     /// each under the lock as its slab changes).
     func free(_ batches: UnsafeBufferPointer<Rounds>, site: UnsafePointer<SlabTrack>? = nil) {
+        let codec = RoundCodec(base: pages.base)
         lists.withLock { l in
             l.lockAcquisitions += 1
             var total = 0
             for batch in batches {
                 for i in 0..<batch.count {
-                    let object = batch.start[i]!
+                    let object = codec.object(batch.start[i])
                     let slab = SlabPointer(bitPattern: UInt(bitPattern: object) & slabMask)!
                     let index = checkedFreeIndex(object, slab: slab)
                     let wasFull = slab.pointee.in_use == slab.pointee.capacity
@@ -222,7 +224,7 @@ final class SlabLayer: @unchecked Sendable {
             guard debug == nil else { return }
             for batch in batches {
                 for i in 0..<batch.count {
-                    let object = batch.start[i].unsafelyUnwrapped
+                    let object = codec.object(batch.start[i])
                     let slab = SlabPointer(bitPattern: UInt(bitPattern: object) & slabMask).unsafelyUnwrapped
                     guard slab.pointee.in_use > 0 else { continue }
                     // Checked in pass 1, which cannot see the same object twice in the batch
@@ -242,15 +244,17 @@ final class SlabLayer: @unchecked Sendable {
     /// empty, or the slab has none in use).
     @inline(__always)
     private func checkedFreeIndex(_ object: UnsafeMutableRawPointer, slab: SlabPointer) -> Int {
-        guard let index = slab.objectIndex(of: object, divider: divider) else {
-            SlabReport.fatal("not the start of an object", cache: name, object: object, details: [
-                "\(freeOperation)(\(name)): \(hex(object)) is not the start of an object "
-                    + "(slab \(hex(slab)), object size \(layout.objectSize))"])
-        }
+        guard let index = slab.objectIndex(of: object, divider: divider) else { reportNotAnObject(object) }
         guard slab.pointee.free_list != object, index < Int(slab.pointee.bump), slab.pointee.in_use > 0 else {
             reportDoubleFree(object)
         }
         return index
+    }
+
+    private func reportNotAnObject(_ object: UnsafeMutableRawPointer) -> Never {
+        SlabReport.fatal("not the start of an object", cache: name, object: object, details: [
+            "\(freeOperation)(\(name)): \(hex(object)) is not the start of an object "
+                + "(slab \(hex(UInt(bitPattern: object) & slabMask)), object size \(layout.objectSize))"])
     }
 
     private func reportDoubleFree(_ object: UnsafeMutableRawPointer) -> Never {
@@ -259,8 +263,13 @@ final class SlabLayer: @unchecked Sendable {
     }
 
     func freeOne(_ object: UnsafeMutableRawPointer, site: UnsafePointer<SlabTrack>? = nil) {
-        var o: UnsafeMutableRawPointer? = object
-        free(&o, count: 1, site: site)
+        // Callers passed the ownership test (FastPath.checkOwnership); a pointer outside the range,
+        // or not a multiple of 8 into it, would come out of its round as another address, so it
+        // is stopped here instead.
+        let offset = UInt(bitPattern: object) &- pages.base
+        guard offset < UInt(pages.size), offset & 7 == 0 else { reportNotAnObject(object) }
+        var round = RoundCodec(base: pages.base).round(object)
+        free(&round, count: 1, site: site)
     }
 
     /// F: a slab about to change lists must add up (`slabProblems`: header, free list, counts), or

@@ -2,7 +2,7 @@
 // process (this test binary, re-run on one test with SLAB_CRASH_SCENARIO naming the case), and the
 // parent checks that the child died and that its stderr holds the exact words.
 
-import Slab
+@testable import Slab
 import TestSupport
 import XCTest
 
@@ -14,7 +14,7 @@ import Glibc
 enum CrashScenario: String, CaseIterable, StoppingScenario {
     case wrongCacheSameGeometry, wrongCacheSmallToLarge, wrongCacheLargeToSmall
     case mallocPointer, interiorPointer, interiorPointerWithCPULayer, doubleFree, allocateAfterDestroy, allocateAfterDestroyWithCPULayer
-    case freeAfterDestroy, slabHeaderPointer, freeIntoReleasedSlab
+    case freeAfterDestroy, slabHeaderPointer, freeIntoReleasedSlab, slabLayerForeignPointer
 
     static let environmentKey = "SLAB_CRASH_SCENARIO"
     static let runnerTest = "SlabTests.CrashScenarioRunner/test_runCrashScenario"
@@ -33,7 +33,8 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
             return ["Wrong slab cache. \(nameB) but object", "is from \(nameA)"]
         case .wrongCacheSmallToLarge, .wrongCacheLargeToSmall: return ["Wrong slab cache", nameB, "is from \(nameA)"]
         case .mallocPointer: return ["was not allocated from any slab cache"]
-        case .interiorPointer, .interiorPointerWithCPULayer, .slabHeaderPointer: return ["is not the start of an object"]
+        case .interiorPointer, .interiorPointerWithCPULayer, .slabHeaderPointer, .slabLayerForeignPointer:
+            return ["is not the start of an object"]
         case .doubleFree: return ["double free"]
         case .allocateAfterDestroy, .allocateAfterDestroyWithCPULayer: return ["destroyed"]
         case .freeAfterDestroy: return ["freed to a destroyed cache"]
@@ -66,6 +67,12 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
             let a = try SlabCache(name: nameA, size: 32, flags: .noCPUCache)
             let p = a.allocate()!
             a.free(p + 8)
+        case .slabLayerForeignPointer:
+            // Below the ownership test: the slab layer's own free must not take a pointer outside
+            // its range, which its 32-bit round would turn into another address of the range.
+            let a = try SlabCache(name: nameA, size: 32, flags: .noCPUCache)
+            let p = a.allocate()!
+            a.slabLayer.freeOne(p + (1 << 36))
         case .interiorPointerWithCPULayer:
             // The per-CPU fast path must not take an interior pointer into a magazine.
             let a = try SlabCache(name: nameA, size: 32)
@@ -136,6 +143,9 @@ final class BadFreeTests: XCTestCase {
     func test_free_ofInteriorPointer_reportsNotTheStartOfAnObject() throws { try expectCrash(.interiorPointer) }
     func test_free_ofInteriorPointer_withCPULayer_stopsAtTheFree() throws { try expectCrash(.interiorPointerWithCPULayer) }
     func test_free_ofTheSlabHeader_reportsNotTheStartOfAnObject() throws { try expectCrash(.slabHeaderPointer) }
+    func test_slabLayerFree_ofAPointerOutsideItsRange_reportsNotTheStartOfAnObject() throws {
+        try expectCrash(.slabLayerForeignPointer)
+    }
     func test_free_twice_reportsDoubleFree() throws { try expectCrash(.doubleFree) }
     func test_allocate_afterDestroy_reportsDestroyed() throws { try expectCrash(.allocateAfterDestroy) }
     func test_allocate_afterDestroy_withCPULayer_reportsDestroyed() throws { try expectCrash(.allocateAfterDestroyWithCPULayer) }

@@ -58,7 +58,7 @@ final class CPULayerTests: XCTestCase {
     func test_state_theRegionFitsTheHandleBits_soATopNeverCarries() {
         // A magazine's rounds lie inside the region, so handle + rounds < 2^24 always; a state
         // that broke it would carry into the previous rounds.
-        XCTAssertEqual(MagazineRegion.regionBytes / 8, Int(CPUState.handleMask) + 1)
+        XCTAssertEqual(MagazineRegion.regionBytes / MagazineRegion.unit, Int(CPUState.handleMask) + 1)
     }
 
     func test_state_exchangeSwapsMagazinesWithTheirCounts_andEmptyKeepsTheMagazines() {
@@ -229,11 +229,43 @@ final class CPULayerTests: XCTestCase {
         XCTAssertEqual(cache.checkInvariants(), [])
     }
 
+    /// Rounds (Magazine.swift): an object as a 32-bit offset from its cache's range base, in
+    /// 8-byte units. Input: objects of a typed cache and of every kmalloc class, and the range's
+    /// far end. Expected: each comes back from its round unchanged; no object's round is 0 (the
+    /// empty magazine's round[-1]); every range that has magazines spans at most 32 GiB, so the
+    /// rounds of its last bytes still fit 32 bits; a magazine of 255 rounds takes 1,088 bytes.
+    func test_rounds_roundTripEveryObject_andFitTheirRange() throws {
+        let cache = try SlabCache(name: uniqueCacheName("rounds"), size: 20)
+        defer { try? cache.destroy() }
+        let objects = (0..<2000).map { _ in cache.allocate()! }
+        let codec = RoundCodec(base: cache.slabLayer.pages.base)
+        for p in objects {
+            let r = codec.round(p)
+            XCTAssertNotEqual(r, 0)
+            XCTAssertEqual(codec.object(r), p)
+        }
+        for p in objects { cache.free(p) }
+        let limit = 1 << Int(CSLAB_ROUND_RANGE_BITS)
+        XCTAssertLessThanOrEqual(cache.slabLayer.pages.size, limit)
+        let last = UnsafeMutableRawPointer(bitPattern: codec.base + UInt(limit) - 8)!
+        XCTAssertEqual(codec.round(last), UInt32.max)
+        XCTAssertEqual(codec.object(UInt32.max), last)
+        for c in Kmalloc.sizeClasses {
+            let p = try kmalloc(c.size)
+            defer { kfree(p) }
+            let owner = try XCTUnwrap(Kmalloc.caches.first { $0.name == c.name })
+            XCTAssertLessThanOrEqual(owner.slabLayer.pages.size, limit, c.name)
+            let k = RoundCodec(base: owner.slabLayer.pages.base)
+            XCTAssertEqual(k.object(k.round(p)), p, c.name)
+        }
+        XCTAssertEqual(try XCTUnwrap(MagazineRegion(capacity: 255)).magazineBytes, 1088)
+    }
+
     func test_region_exhausted_refusesMagazines_andKeepsItsCountExact() throws {
         let region = try XCTUnwrap(MagazineRegion(capacity: 255))
         var handles = 0
         while region.make() != nil { handles += 1 }
-        let units = region.magazineBytes / 8
+        let units = region.magazineBytes / MagazineRegion.unit
         XCTAssertEqual(handles, (1 << MagazineRegion.handleBits) / units - 1, "every magazine-sized slot but handle 0")
         XCTAssertEqual(region.made, handles)
         XCTAssertNil(region.make())
@@ -244,8 +276,8 @@ final class CPULayerTests: XCTestCase {
         try ResidentMemory.skipIfDistorted()
         let region = try XCTUnwrap(MagazineRegion(capacity: 255))
         let handles = (0..<2000).map { _ in region.make()! }
-        // Touch every magazine as a filled one would be (4.1 MB).
-        for h in handles { region.rounds(h).update(repeating: UnsafeMutableRawPointer(bitPattern: 0x10), count: 255) }
+        // Touch every magazine as a filled one would be (2.2 MB).
+        for h in handles { region.rounds(h).update(repeating: 0x10, count: 255) }
         let before = try XCTUnwrap(ResidentMemory.bytes())
         // The first 100 stay in use: the pages they share with spare ones stay resident.
         let released = region.giveBack(Array(handles.dropFirst(100)))
@@ -255,7 +287,7 @@ final class CPULayerTests: XCTestCase {
         XCTAssertLessThanOrEqual(released, spareBytes)
         XCTAssertLessThan(after, before - released / 2, "the pages left the resident set")
         XCTAssertEqual(region.spareHandles.count, 1900)
-        XCTAssertEqual(region.rounds(handles[0])[0], UnsafeMutableRawPointer(bitPattern: 0x10), "a magazine in use keeps its rounds")
+        XCTAssertEqual(region.rounds(handles[0])[0], 0x10, "a magazine in use keeps its rounds")
         XCTAssertEqual(region.header(handles[1999]).pointee.top_guard, 0, "a spare magazine reads as an empty one")
         // make() takes spare magazines before moving the bump.
         let made = region.made

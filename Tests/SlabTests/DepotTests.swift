@@ -185,7 +185,7 @@ final class DepotTests: XCTestCase {
                 XCTAssertTrue(problems.contains { $0.contains(w) }, "\(what): no problem says \"\(w)\": \(problems)", line: line)
             }
         }
-        let units = { (d: Depot) in MagazineHandle(d.region.magazineBytes / 8) }
+        let units = { (d: Depot) in MagazineHandle(d.region.magazineBytes / MagazineRegion.unit) }
         // The full list is f[2] -> f[1] -> f[0]; the empty list e[1] -> e[0].
         try expectProblem("link cut", containing: ["full list: count 3, walked 2"]) { d, f, _ in
             d.region.header(f[1]).pointee.next = 0

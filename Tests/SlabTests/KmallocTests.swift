@@ -287,20 +287,22 @@ final class KmallocTests: XCTestCase {
         XCTAssertEqual(kmalloc96.statistics.totalSlabs, 0, "shrink still returns everything")
     }
 
-    /// Caches of objects up to 64 bytes, typed or kmalloc's, hold at least 16 MiB of objects in
-    /// their depots: a burst of 200,000 frees of 20-byte objects stays in magazines.
-    func test_smallObjectDepot_keepsA16MiBBurst_typedAndKmalloc() throws {
+    /// Caches of objects up to 64 bytes, typed or kmalloc's, hold at least 32 MiB of objects in
+    /// their depots: a burst of a million frees of 20-byte objects (the bench's 1M batches) stays
+    /// in magazines.
+    func test_smallObjectDepot_keepsA32MiBBurst_typedAndKmalloc() throws {
         try Kmalloc.setUp()
+        XCTAssertEqual(SlabCache.smallObjectDepotBytes, 32 << 20)
         let typed = try SlabCache(name: uniqueCacheName("small-burst"), size: 20)
         defer { typed.shrink(); try? typed.destroy() }
         let m = typed.magazineCapacity
-        XCTAssertEqual(typed.cpuLayer!.depotFullLimit, max(64, (16 << 20) / (m * 24)))
+        XCTAssertEqual(typed.cpuLayer!.depotFullLimit, max(64, (32 << 20) / (m * 24)))
         let kmalloc8 = Kmalloc.caches[0]
-        XCTAssertEqual(kmalloc8.cpuLayer!.depotFullLimit, max(64, (16 << 20) / (kmalloc8.magazineCapacity * 8)))
-        let objects = (0..<200_000).map { _ in typed.allocate()! }
+        XCTAssertEqual(kmalloc8.cpuLayer!.depotFullLimit, max(64, (32 << 20) / (kmalloc8.magazineCapacity * 8)))
+        let objects = (0..<1_000_000).map { _ in typed.allocate()! }
         objects.forEach(typed.free)
-        XCTAssertEqual(typed.statistics.depotOverflows, 0, "200,000 x 24 bytes fit in 16 MiB of depot")
-        XCTAssertGreaterThan(typed.statistics.depotFullMagazines, 64)
+        XCTAssertEqual(typed.statistics.depotOverflows, 0, "1M x 24 bytes fit in 32 MiB of depot")
+        XCTAssertGreaterThan(typed.statistics.depotFullMagazines, 3900)
     }
 
     func test_threads_mixedSizes_neverShareAnObject_andLoseNone() throws {

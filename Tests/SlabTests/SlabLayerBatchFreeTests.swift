@@ -27,9 +27,10 @@ final class SlabLayerBatchFreeTests: XCTestCase {
         // One call, two magazines' worth: the first slab whole (shuffled) and 5 of the third's
         // objects, which are not its newest (so they need links).
         var rng = SplitMix64(seed: 0xBA7C)
-        var whole = first.map { Optional($0) }
+        let codec = RoundCodec(base: layer.pages.base)
+        var whole = first.map { codec.round($0) }
         for i in stride(from: whole.count - 1, to: 0, by: -1) { whole.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-        var part = third.prefix(5).map { Optional($0) }
+        var part = third.prefix(5).map { codec.round($0) }
         let before = layer.snapshot()
         whole.withUnsafeBufferPointer { w in
             part.withUnsafeMutableBufferPointer { p in
@@ -66,7 +67,8 @@ final class SlabLayerBatchFreeTests: XCTestCase {
         let slab = SlabPointer(bitPattern: UInt(bitPattern: objects[0]) & layer.slabMask)!
         XCTAssertEqual(slab.pointee.bump, 20)
         // The newest eight, newest first, in one batch: the bump retracts, no link is written.
-        let newest = objects.suffix(8).reversed().map { Optional($0) }
+        let codec = RoundCodec(base: layer.pages.base)
+        let newest = objects.suffix(8).reversed().map { codec.round($0) }
         newest.withUnsafeBufferPointer { layer.free($0.baseAddress!, count: $0.count) }
         XCTAssertEqual(slab.pointee.bump, 12)
         XCTAssertNil(slab.pointee.free_list)

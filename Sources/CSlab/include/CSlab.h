@@ -100,8 +100,8 @@ static inline void cslab_cpu_relax(void) {
  * couple neighbouring CPUs). Only the first line is touched on the fast path.
  *    +0   state   the CPU's magazines, one word (Sources/Slab/CPUSlot.swift):
  *                 bits  0..7   n: rounds in the loaded magazine
- *                 bits  8..31  the loaded magazine's top: its handle (offset / 8 into the
- *                              magazine region) + n, so round[n - 1] is at 8 * top + 56
+ *                 bits  8..31  the loaded magazine's top: its handle (offset / 4 into the
+ *                              magazine region) + n, so round[n - 1] is at 4 * top + 60
  *                 bits 32..39  rounds in the previous magazine
  *                 bits 40..63  previous magazine handle
  *                 A pop subtracts CSLAB_STATE_STEP (n - 1 and top - 1 at once), a push adds it:
@@ -113,7 +113,11 @@ static inline void cslab_cpu_relax(void) {
  *    +16  allocHits   fallback mode only: allocations served from the slot's magazines
  *    +24  freeHits    frees onto the loaded magazine (rseq: counted inside the section,
  *                     before the commit; fallback: by the slot's owner)
- * Magazine layout: a 64-byte header, then the rounds: round[i] at +64 + 8*i.
+ * Magazine layout: a 64-byte header, then the rounds: round[i] at +64 + 4*i. A round is 32 bits:
+ * the object's offset from its cache's range base (the round base) divided by 8, which every
+ * object start is a multiple of, in a range of at most 32 GiB; offset 0 is a slab header, never an
+ * object, so round 0 names no object. Half the bytes of a pointer: the magazines that hold a
+ * million freed 24-byte objects take 4 MiB instead of 8.
  * The assembly below addresses these fields with the constants defined here; the static
  * assertions tie the constants to the C structs, and Swift reads the same constants.
  * ------------------------------------------------------------------------------------------- */
@@ -124,14 +128,17 @@ static inline void cslab_cpu_relax(void) {
 #define CSLAB_SLOT_FREE_HITS 24
 
 #define CSLAB_ROUNDS_BITS 8                /* each magazine's count: capacity <= 255 */
-#define CSLAB_HANDLE_BITS 24               /* a magazine handle: a 128 MiB region in 8-byte units */
+#define CSLAB_HANDLE_BITS 24               /* a magazine handle: a 64 MiB region in 4-byte units */
+#define CSLAB_HANDLE_UNIT 4                /* bytes per handle step: one round */
+#define CSLAB_ROUND_SHIFT 3                /* a round is (object - round base) >> 3 */
+#define CSLAB_ROUND_RANGE_BITS 35          /* so a cache's range may span 2^35 bytes (32 GiB) */
 #define CSLAB_STATE_TOP_SHIFT 8
 #define CSLAB_STATE_PREVIOUS_ROUNDS_SHIFT 32
 #define CSLAB_STATE_PREVIOUS_SHIFT 40
 #define CSLAB_STATE_STEP 0x101             /* one round: n + 1 and top + 1 */
 
 #define CSLAB_MAGAZINE_HEADER 64
-#define CSLAB_MAGAZINE_LAST_ROUND 56       /* round[n - 1] is 8 * n + 56 bytes into its magazine */
+#define CSLAB_MAGAZINE_LAST_ROUND 60       /* round[n - 1] is 4 * n + 60 bytes into its magazine */
 
 typedef struct cslab_cpu_slot {
     uint64_t state;
@@ -153,7 +160,18 @@ _Static_assert(CSLAB_STATE_TOP_SHIFT == CSLAB_ROUNDS_BITS
                && CSLAB_STATE_PREVIOUS_SHIFT + CSLAB_HANDLE_BITS == 64,
                "the four fields fill the state word exactly; n and top fill its low 32 bits");
 _Static_assert(CSLAB_STATE_STEP == (1 | (1 << CSLAB_STATE_TOP_SHIFT)), "a step is one round in n and in top");
-_Static_assert(CSLAB_MAGAZINE_LAST_ROUND == CSLAB_MAGAZINE_HEADER - 8, "round[n - 1] = header + 8 * (n - 1)");
+_Static_assert(CSLAB_MAGAZINE_LAST_ROUND == CSLAB_MAGAZINE_HEADER - CSLAB_HANDLE_UNIT,
+               "round[n - 1] = header + 4 * (n - 1)");
+_Static_assert(CSLAB_ROUND_RANGE_BITS == 32 + CSLAB_ROUND_SHIFT && CSLAB_ROUND_SHIFT == 3,
+               "a round's 32 bits span the range; the pop's leaq scales a round by 8");
+
+/* A round from an object and back (the round base is the cache's range base, FastPath.rangeBase). */
+static inline uint32_t cslab_round_of(const void *obj, uint64_t base) {
+    return (uint32_t)(((uint64_t)(uintptr_t)obj - base) >> CSLAB_ROUND_SHIFT);
+}
+static inline void *cslab_object_of(uint32_t round, uint64_t base) {
+    return (void *)(uintptr_t)(base + ((uint64_t)round << CSLAB_ROUND_SHIFT));
+}
 
 /* glibc's rseq area must hold the fields of the original rseq ABI that the sections use:
  * cpu_id_start (+0), cpu_id (+4), rseq_cs (+8) and flags (+16), 20 bytes. glibc publishes the
@@ -237,7 +255,7 @@ static inline uint32_t cslab_rseq_cpu_id(int64_t rseq_off) {
  * the slot is owned (the caller then takes the slow path). Restarted by the kernel on preemption,
  * migration or signal delivery before the commit (the single store of the decremented state).
  */
-static inline void *cslab_rseq_magazine_pop(int64_t rseq_off, void *cpus, void *magazines) {
+static inline void *cslab_rseq_magazine_pop(int64_t rseq_off, void *cpus, void *magazines, uint64_t base) {
     void *obj;
 retry:
     /* The round comes out in a register (asm goto with an output, valid on the fall-through
@@ -255,12 +273,13 @@ retry:
         "jz %l[slow]\n\t"
         "movl %%ecx, %k[obj]\n\t"             /* the low 32 bits: top << 8 | n */
         "shrl $" CSLAB_STR(CSLAB_STATE_TOP_SHIFT) ", %k[obj]\n\t"  /* top = handle + n */
-        "movq " CSLAB_STR(CSLAB_MAGAZINE_LAST_ROUND) "(%[mags],%[obj],8), %[obj]\n\t"  /* round[n - 1] */
+        "movl " CSLAB_STR(CSLAB_MAGAZINE_LAST_ROUND) "(%[mags],%[obj],4), %k[obj]\n\t"  /* round[n - 1] */
+        "leaq (%[base],%[obj],8), %[obj]\n\t"  /* the object: base + (round << 3) */
         "subq $" CSLAB_STR(CSLAB_STATE_STEP) ", %%rcx\n\t"
         "movq %%rcx, (%%rax)\n\t"
         CSLAB_RSEQ_END
         : [obj] "=&r"(obj)
-        : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines)
+        : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines), [base] "r"(base)
         : "rax", "rcx", "cc"
         : abort, slow);
     return obj;
@@ -270,14 +289,14 @@ slow:
     return NULL;
 }
 
-/* The push's double-free check: obj against round[n - 1], the top round (r8 = top). A build
+/* The push's double-free check: the round against round[n - 1], the top round (r8 = top). A build
  * with -Xcc -DCSLAB_WITHOUT_DOUBLE_FREE_CHECK leaves it out: never a real build, only the other
  * side of the A/B that measures what the check costs (README, "Misuse detection"). */
 #ifdef CSLAB_WITHOUT_DOUBLE_FREE_CHECK
 #define CSLAB_PUSH_DOUBLE_FREE_CHECK
 #else
 #define CSLAB_PUSH_DOUBLE_FREE_CHECK                                                             \
-    "cmpq %[obj], " CSLAB_STR(CSLAB_MAGAZINE_LAST_ROUND) "(%[mags],%%r8,8)\n\t"                  \
+    "cmpl %k[round], " CSLAB_STR(CSLAB_MAGAZINE_LAST_ROUND) "(%[mags],%%r8,4)\n\t"              \
     "je %l[slow]\n\t"                     /* obj is round[n - 1]: freed twice (the slow path says) */
 #endif
 
@@ -290,8 +309,9 @@ slow:
  * it wrote is simply not part of the magazine.
  */
 static inline bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
-                                            uint64_t capacity, void *obj) {
+                                            uint64_t capacity, void *obj, uint64_t base) {
     uint8_t cap = (uint8_t)capacity;      /* <= 255: the count is a byte */
+    uint32_t round = cslab_round_of(obj, base);
 retry:
     __asm__ goto(
         CSLAB_RSEQ_BEGIN
@@ -299,16 +319,16 @@ retry:
         "cmpb %b[cap], %%cl\n\t"             /* n >= M: full */
         "jae %l[slow]\n\t"
         "movl %%ecx, %%r8d\n\t"               /* the low 32 bits: top << 8 | n */
-        "shrl $" CSLAB_STR(CSLAB_STATE_TOP_SHIFT) ", %%r8d\n\t"  /* top: round[n] is at 8 * top + 64 */
+        "shrl $" CSLAB_STR(CSLAB_STATE_TOP_SHIFT) ", %%r8d\n\t"  /* top: round[n] is at 4 * top + 64 */
         CSLAB_PUSH_DOUBLE_FREE_CHECK
-        "movq %[obj], " CSLAB_STR(CSLAB_MAGAZINE_HEADER) "(%[mags],%%r8,8)\n\t"
+        "movl %k[round], " CSLAB_STR(CSLAB_MAGAZINE_HEADER) "(%[mags],%%r8,4)\n\t"
         "incq " CSLAB_STR(CSLAB_SLOT_FREE_HITS) "(%%rax)\n\t"
         "addq $" CSLAB_STR(CSLAB_STATE_STEP) ", %%rcx\n\t"
         "movq %%rcx, (%%rax)\n\t"
         CSLAB_RSEQ_END
         :
         : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines), [cap] "q"(cap),
-          [obj] "r"(obj)
+          [round] "r"(round)
         : "rax", "rcx", "r8", "memory", "cc"
         : abort, slow);
     return true;
@@ -352,13 +372,13 @@ fail:
 
 #else /* !CSLAB_HAVE_RSEQ: no sections; every caller takes its slow path (never called in
        * practice: a cache whose platform has no rseq runs the fallback mode). */
-static inline void *cslab_rseq_magazine_pop(int64_t rseq_off, void *cpus, void *magazines) {
-    (void)rseq_off; (void)cpus; (void)magazines;
+static inline void *cslab_rseq_magazine_pop(int64_t rseq_off, void *cpus, void *magazines, uint64_t base) {
+    (void)rseq_off; (void)cpus; (void)magazines; (void)base;
     return NULL;
 }
 static inline bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
-                                            uint64_t capacity, void *obj) {
-    (void)rseq_off; (void)cpus; (void)magazines; (void)capacity; (void)obj;
+                                            uint64_t capacity, void *obj, uint64_t base) {
+    (void)rseq_off; (void)cpus; (void)magazines; (void)capacity; (void)obj; (void)base;
     return false;
 }
 static inline bool cslab_rseq_cpu_cas(int64_t rseq_off, void *cpus, uint32_t cpu,
@@ -427,13 +447,15 @@ typedef struct cslab_magazine {
     uint64_t next;              /* depot list link: handle of the next magazine (0 = none) */
     uint64_t rounds;            /* rounds held while the magazine sits in the depot */
     uint64_t reserved[5];
-    uint64_t top_guard;         /* never written (0, as mapped): "round[-1]", which the push compares
-                                   its object with when the magazine is empty, and no object equals */
+    uint64_t top_guard;         /* never written (0, as mapped): its upper half is "round[-1]", which
+                                   the push compares its round with when the magazine is empty, and
+                                   no object's round equals (round 0 is a slab header) */
 } cslab_magazine;
 
 _Static_assert(sizeof(cslab_magazine) == CSLAB_MAGAZINE_HEADER, "rounds start right after the header");
-_Static_assert(offsetof(cslab_magazine, top_guard) == CSLAB_MAGAZINE_LAST_ROUND,
-               "an empty magazine's top round (round[-1]) is the guard word");
+_Static_assert(offsetof(cslab_magazine, top_guard) + 8 == CSLAB_MAGAZINE_HEADER
+               && CSLAB_MAGAZINE_LAST_ROUND == CSLAB_MAGAZINE_HEADER - 4,
+               "an empty magazine's top round (round[-1]) lies in the guard word");
 
 /* ---------------------------------------------------------------------------------------------
  * 3. Thread-locals and small OS helpers.
@@ -463,14 +485,14 @@ static inline cslab_cpu_slot *cslab_slot_take(void *cpus, uint64_t mask) {
     return cslab_cas_acquire(&slot->owner, &expected, 1) ? slot : NULL;
 }
 
-static inline void *cslab_slot_magazine_pop(void *cpus, uint64_t mask, void *magazines) {
+static inline void *cslab_slot_magazine_pop(void *cpus, uint64_t mask, void *magazines, uint64_t base) {
     cslab_cpu_slot *slot = cslab_slot_take(cpus, mask);
     if (slot == NULL) return NULL;
     uint64_t state = cslab_load_relaxed(&slot->state);
     void *obj = NULL;
     if ((uint8_t)state != 0) {
         uint64_t top = (uint32_t)state >> CSLAB_STATE_TOP_SHIFT;
-        obj = *(void **)((char *)magazines + 8 * top + CSLAB_MAGAZINE_LAST_ROUND);
+        obj = cslab_object_of(*(uint32_t *)((char *)magazines + 4 * top + CSLAB_MAGAZINE_LAST_ROUND), base);
         cslab_store_relaxed(&slot->state, state - CSLAB_STATE_STEP);
         cslab_bump_single_writer(&slot->alloc_hits, 1);
     }
@@ -479,18 +501,19 @@ static inline void *cslab_slot_magazine_pop(void *cpus, uint64_t mask, void *mag
 }
 
 static inline bool cslab_slot_magazine_push(void *cpus, uint64_t mask, void *magazines, uint64_t capacity,
-                                            void *obj) {
+                                            void *obj, uint64_t base) {
     cslab_cpu_slot *slot = cslab_slot_take(cpus, mask);
     if (slot == NULL) return false;
     uint64_t state = cslab_load_relaxed(&slot->state);
-    void **top = (void **)((char *)magazines + 8 * ((uint32_t)state >> CSLAB_STATE_TOP_SHIFT)
-                           + CSLAB_MAGAZINE_LAST_ROUND);   /* round[n - 1]; top[1] is round[n] */
+    uint32_t *top = (uint32_t *)((char *)magazines + 4 * ((uint32_t)state >> CSLAB_STATE_TOP_SHIFT)
+                                 + CSLAB_MAGAZINE_LAST_ROUND);   /* round[n - 1]; top[1] is round[n] */
+    uint32_t round = cslab_round_of(obj, base);
     bool done = (uint8_t)state < capacity;
 #ifndef CSLAB_WITHOUT_DOUBLE_FREE_CHECK
-    done = done && *top != obj;
+    done = done && *top != round;
 #endif
     if (done) {
-        top[1] = obj;
+        top[1] = round;
         cslab_store_relaxed(&slot->state, state + CSLAB_STATE_STEP);
         cslab_bump_single_writer(&slot->free_hits, 1);
     }
@@ -571,6 +594,7 @@ static inline void *cslab_inject_delay(void *p) {
 typedef struct __attribute__((aligned(64))) cslab_kmalloc_class {
     void *cpus;
     void *magazines;
+    uint64_t round_base;        /* the class cache's range base: rounds are offsets from it */
     uint64_t capacity;
     uint64_t objects_bytes;
     uint64_t stride_reciprocal;
@@ -592,7 +616,7 @@ typedef struct cslab_kmalloc_table {
 extern cslab_kmalloc_table cslab_kmalloc;
 
 /* Set-up (shim.c), under kmalloc's lock: the classes and class_of first, then the publication. */
-void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t capacity,
+void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t round_base, uint64_t capacity,
                              uint64_t objects_bytes, uint64_t stride_reciprocal);
 void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class);
 void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t slot_mask, uint64_t range_base, uint64_t slot_shift,
@@ -606,8 +630,8 @@ static inline void *cslab_kmalloc_fast(uint64_t size) {
     const cslab_kmalloc_table *t = &cslab_kmalloc;
     if (size - 1 >= cslab_load_acquire(&t->fast_limit)) return NULL;
     const cslab_kmalloc_class *c = &t->classes[t->class_of[(size - 1) >> 3]];
-    if (t->slot_mask != 0) return cslab_slot_magazine_pop(c->cpus, t->slot_mask, c->magazines);
-    return cslab_rseq_magazine_pop(t->rseq_offset, c->cpus, c->magazines);
+    if (t->slot_mask != 0) return cslab_slot_magazine_pop(c->cpus, t->slot_mask, c->magazines, c->round_base);
+    return cslab_rseq_magazine_pop(t->rseq_offset, c->cpus, c->magazines, c->round_base);
 }
 
 /* kfree's fast path: true when `p` was an object of a class and went into its magazine. */
@@ -624,8 +648,9 @@ static inline bool cslab_kfree_fast(void *p) {
     uint64_t objects = t->page_map[in_range >> CSLAB_PAGE_SHIFT];
     uint64_t offset = address - objects;
     if (offset >= c->objects_bytes || offset * c->stride_reciprocal > c->stride_reciprocal - 1) return false;
-    if (t->slot_mask != 0) return cslab_slot_magazine_push(c->cpus, t->slot_mask, c->magazines, c->capacity, p);
-    return cslab_rseq_magazine_push(t->rseq_offset, c->cpus, c->magazines, c->capacity, p);
+    if (t->slot_mask != 0) return cslab_slot_magazine_push(c->cpus, t->slot_mask, c->magazines, c->capacity, p,
+                                                           c->round_base);
+    return cslab_rseq_magazine_push(t->rseq_offset, c->cpus, c->magazines, c->capacity, p, c->round_base);
 }
 
 /* ---------------------------------------------------------------------------------------------
