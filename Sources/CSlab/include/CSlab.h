@@ -548,7 +548,7 @@ int32_t cslab_describe_address(const void *address, const char **image, const vo
  * compiled into the free fast path only when the build passes its flag on the command line
  * (`swift build -c release -Xswiftc -DSLAB_INJECT_INSTRUCTIONS`, likewise SLAB_INJECT_DELAY);
  * no normal build has them (FastPath.swift).
- *   instructions: seven `nop`s, 7 more instructions on the rseq pair (72 per pair: about 10%)
+ *   instructions: seven `nop`s, 7 more instructions on the rseq pair (79 per pair: about 10%)
  *   and almost no time.
  *   delay: two dependent `imul $1` on the object pointer (identities, 3 cycles of latency
  *   each), two instructions: measured +17% on steady-random and +5% on batch-fifo-1000, where the
