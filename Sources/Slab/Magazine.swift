@@ -1,6 +1,7 @@
 // Magazine: an array of M rounds with a 64-byte header, living in a per-cache magazine region. A
-// round is an object as 32 bits: its offset from the cache's range base, divided by 8 (`Round`,
-// CSlab.h), so a magazine of 255 takes 1,088 bytes instead of the 2,112 that pointers would. A
+// round is an object as 32 bits: its offset from the cache's range base, divided by 8
+// (`RoundCodec` below, cslab_round_of in CSlab.h), so a magazine of 255 takes 1,088 bytes instead
+// of the 2,112 that pointers would. A
 // magazine is named by its handle: its offset in the region divided by 4 (so the rseq sections
 // reach round i at base + 4 * (handle + i) + 64 with one addressing mode). The
 // handle, not a pointer, is what the per-CPU state word and the depot's list heads hold, because
