@@ -47,6 +47,7 @@ void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t slot_mask, uint64_t ran
     cslab_kmalloc.slot_mask = slot_mask;
     cslab_kmalloc.page_map = page_map;
     cslab_store_relaxed(&cslab_kmalloc.range_base, range_base);
+    cslab_kmalloc.slot_offset_mask = (UINT64_C(1) << slot_shift) - 1;
     /* Release: a fast path that sees either store sees everything written before it. */
     cslab_store_release(&cslab_kmalloc.slot_shift, slot_shift);
     cslab_store_release(&cslab_kmalloc.fast_limit, CSLAB_KMALLOC_MAX_CACHE_SIZE);

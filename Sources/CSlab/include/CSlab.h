@@ -308,10 +308,9 @@ slow:
  * The round is written before the commit: if the sequence is restarted, the slot beyond the count
  * it wrote is simply not part of the magazine.
  */
-static inline bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
-                                            uint64_t capacity, void *obj, uint64_t base) {
+static inline bool cslab_rseq_magazine_push_round(int64_t rseq_off, void *cpus, void *magazines,
+                                                  uint64_t capacity, uint32_t round) {
     uint8_t cap = (uint8_t)capacity;      /* <= 255: the count is a byte */
-    uint32_t round = cslab_round_of(obj, base);
 retry:
     __asm__ goto(
         CSLAB_RSEQ_BEGIN
@@ -336,6 +335,12 @@ abort:
     goto retry;
 slow:
     return false;
+}
+
+/* The push of an object: its round from the cache's round base (the typed fast path, FastPath). */
+static inline bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
+                                            uint64_t capacity, void *obj, uint64_t base) {
+    return cslab_rseq_magazine_push_round(rseq_off, cpus, magazines, capacity, cslab_round_of(obj, base));
 }
 
 /*
@@ -375,6 +380,11 @@ fail:
 static inline void *cslab_rseq_magazine_pop(int64_t rseq_off, void *cpus, void *magazines, uint64_t base) {
     (void)rseq_off; (void)cpus; (void)magazines; (void)base;
     return NULL;
+}
+static inline bool cslab_rseq_magazine_push_round(int64_t rseq_off, void *cpus, void *magazines,
+                                                  uint64_t capacity, uint32_t round) {
+    (void)rseq_off; (void)cpus; (void)magazines; (void)capacity; (void)round;
+    return false;
 }
 static inline bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
                                             uint64_t capacity, void *obj, uint64_t base) {
@@ -500,14 +510,13 @@ static inline void *cslab_slot_magazine_pop(void *cpus, uint64_t mask, void *mag
     return obj;
 }
 
-static inline bool cslab_slot_magazine_push(void *cpus, uint64_t mask, void *magazines, uint64_t capacity,
-                                            void *obj, uint64_t base) {
+static inline bool cslab_slot_magazine_push_round(void *cpus, uint64_t mask, void *magazines, uint64_t capacity,
+                                                  uint32_t round) {
     cslab_cpu_slot *slot = cslab_slot_take(cpus, mask);
     if (slot == NULL) return false;
     uint64_t state = cslab_load_relaxed(&slot->state);
     uint32_t *top = (uint32_t *)((char *)magazines + 4 * ((uint32_t)state >> CSLAB_STATE_TOP_SHIFT)
                                  + CSLAB_MAGAZINE_LAST_ROUND);   /* round[n - 1]; top[1] is round[n] */
-    uint32_t round = cslab_round_of(obj, base);
     bool done = (uint8_t)state < capacity;
 #ifndef CSLAB_WITHOUT_DOUBLE_FREE_CHECK
     done = done && *top != round;
@@ -519,6 +528,10 @@ static inline bool cslab_slot_magazine_push(void *cpus, uint64_t mask, void *mag
     }
     cslab_store_release(&slot->owner, 0);
     return done;
+}
+static inline bool cslab_slot_magazine_push(void *cpus, uint64_t mask, void *magazines, uint64_t capacity,
+                                            void *obj, uint64_t base) {
+    return cslab_slot_magazine_push_round(cpus, mask, magazines, capacity, cslab_round_of(obj, base));
 }
 
 /* Number of CPUs the kernel may ever report (possible CPUs), at least 1. */
@@ -603,6 +616,8 @@ typedef struct __attribute__((aligned(64))) cslab_kmalloc_class {
 typedef struct cslab_kmalloc_table {
     uint64_t fast_limit;     /* sizes 1...fast_limit take the fast path: 8192 once set up, else 0 */
     uint64_t slot_shift;     /* kmalloc's range: slot i is [range_base + (i << shift), + (1 << shift)) */
+    uint64_t slot_offset_mask; /* (1 << slot_shift) - 1: a pointer's offset in its slot, which is its
+                                  round << 3 (each class's round base is its slot's start) */
     uint64_t range_base;
     int64_t rseq_offset;
     uint64_t slot_mask;        /* 0: rseq sections; else the fallback mode's slots, (hint - 1) & mask */
@@ -648,9 +663,11 @@ static inline bool cslab_kfree_fast(void *p) {
     uint64_t objects = t->page_map[in_range >> CSLAB_PAGE_SHIFT];
     uint64_t offset = address - objects;
     if (offset >= c->objects_bytes || offset * c->stride_reciprocal > c->stride_reciprocal - 1) return false;
-    if (t->slot_mask != 0) return cslab_slot_magazine_push(c->cpus, t->slot_mask, c->magazines, c->capacity, p,
-                                                           c->round_base);
-    return cslab_rseq_magazine_push(t->rseq_offset, c->cpus, c->magazines, c->capacity, p, c->round_base);
+    /* The round from the offset in the slot, not from the class's round base: a load that depends
+     * on the class would stand between the object and the store of its round. */
+    uint32_t round = (uint32_t)((in_range & t->slot_offset_mask) >> CSLAB_ROUND_SHIFT);
+    if (t->slot_mask != 0) return cslab_slot_magazine_push_round(c->cpus, t->slot_mask, c->magazines, c->capacity, round);
+    return cslab_rseq_magazine_push_round(t->rseq_offset, c->cpus, c->magazines, c->capacity, round);
 }
 
 /* ---------------------------------------------------------------------------------------------
