@@ -98,7 +98,7 @@ final class CPUCache: @unchecked Sendable {
         guard let region = MagazineRegion(capacity: m) else { return nil }
         self.name = name
         self.slabLayer = slabLayer
-        codec = RoundCodec(base: slabLayer.pages.base)
+        codec = slabLayer.codec
         self.region = region
         depot = Depot(region: region)
         capacity = m

@@ -32,6 +32,8 @@ final class SlabLayer: @unchecked Sendable {
     /// Divides slab offsets by the stride without a divide instruction.
     let divider: ExactDivider
     let pages: PageSource
+    /// How magazines hold this cache's objects: 32-bit offsets from the range's base (Magazine.swift).
+    let codec: RoundCodec
     /// Built with AddressSanitizer: cached objects are poisoned (SlabCache.swift, section 9).
     let poisons: Bool
     /// The debug letters' checks; nil for a cache without letters.
@@ -63,6 +65,7 @@ final class SlabLayer: @unchecked Sendable {
         self.slabMask = ~UInt(layout.slabBytes - 1)
         self.divider = ExactDivider(layout.stride)
         self.pages = pages
+        codec = RoundCodec(base: pages.base)
         self.debug = debug
         // A debug cache poisons and checks its free objects itself (SlabDebug.swift), reading and
         // writing them under the lock: ASan's poisoning would report those accesses. So only
@@ -186,7 +189,6 @@ final class SlabLayer: @unchecked Sendable {
     /// the sawtooth's time). A debug cache takes one object at a time (its letters check and mark
     /// each under the lock as its slab changes).
     func free(_ batches: UnsafeBufferPointer<Rounds>, site: UnsafePointer<SlabTrack>? = nil) {
-        let codec = RoundCodec(base: pages.base)
         lists.withLock { l in
             l.lockAcquisitions += 1
             var total = 0
@@ -267,8 +269,10 @@ final class SlabLayer: @unchecked Sendable {
         // or not a multiple of 8 into it, would come out of its round as another address, so it
         // is stopped here instead.
         let offset = UInt(bitPattern: object) &- pages.base
-        guard offset < UInt(pages.size), offset & 7 == 0 else { reportNotAnObject(object) }
-        var round = RoundCodec(base: pages.base).round(object)
+        guard offset < UInt(pages.size), offset & (1 << UInt(CSLAB_ROUND_SHIFT) - 1) == 0 else {
+            reportNotAnObject(object)
+        }
+        var round = codec.round(object)
         free(&round, count: 1, site: site)
     }
 

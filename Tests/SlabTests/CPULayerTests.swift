@@ -238,7 +238,7 @@ final class CPULayerTests: XCTestCase {
         let cache = try SlabCache(name: uniqueCacheName("rounds"), size: 20)
         defer { try? cache.destroy() }
         let objects = (0..<2000).map { _ in cache.allocate()! }
-        let codec = RoundCodec(base: cache.slabLayer.pages.base)
+        let codec = cache.slabLayer.codec
         for p in objects {
             let r = codec.round(p)
             XCTAssertNotEqual(r, 0)
@@ -255,7 +255,7 @@ final class CPULayerTests: XCTestCase {
             defer { kfree(p) }
             let owner = try XCTUnwrap(Kmalloc.caches.first { $0.name == c.name })
             XCTAssertLessThanOrEqual(owner.slabLayer.pages.size, limit, c.name)
-            let k = RoundCodec(base: owner.slabLayer.pages.base)
+            let k = owner.slabLayer.codec
             XCTAssertEqual(k.object(k.round(p)), p, c.name)
         }
         XCTAssertEqual(try XCTUnwrap(MagazineRegion(capacity: 255)).magazineBytes, 1088)

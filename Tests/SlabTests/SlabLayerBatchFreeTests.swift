@@ -27,7 +27,7 @@ final class SlabLayerBatchFreeTests: XCTestCase {
         // One call, two magazines' worth: the first slab whole (shuffled) and 5 of the third's
         // objects, which are not its newest (so they need links).
         var rng = SplitMix64(seed: 0xBA7C)
-        let codec = RoundCodec(base: layer.pages.base)
+        let codec = layer.codec
         var whole = first.map { codec.round($0) }
         for i in stride(from: whole.count - 1, to: 0, by: -1) { whole.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
         var part = third.prefix(5).map { codec.round($0) }
@@ -67,7 +67,7 @@ final class SlabLayerBatchFreeTests: XCTestCase {
         let slab = SlabPointer(bitPattern: UInt(bitPattern: objects[0]) & layer.slabMask)!
         XCTAssertEqual(slab.pointee.bump, 20)
         // The newest eight, newest first, in one batch: the bump retracts, no link is written.
-        let codec = RoundCodec(base: layer.pages.base)
+        let codec = layer.codec
         let newest = objects.suffix(8).reversed().map { codec.round($0) }
         newest.withUnsafeBufferPointer { layer.free($0.baseAddress!, count: $0.count) }
         XCTAssertEqual(slab.pointee.bump, 12)
