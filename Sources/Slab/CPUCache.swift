@@ -348,7 +348,7 @@ final class CPUCache: @unchecked Sendable {
         let limit = all ? depot.count(.full) + 2 * slots.count : depot.takeExcessEstimate()
         // To the slab layer `flushChunk` magazines a call, which then need not touch the objects
         // of the slabs they empty (SlabLayer.free, two passes), while its lock is held for a
-        // bounded time: 64 magazines of 255 rounds are about a hundred 168-object slabs.
+        // bounded time: 64 magazines of 255 rounds are about a hundred 170-object slabs.
         var taken: [MagazineHandle] = []
         var batches: [SlabLayer.Rounds] = []
         taken.reserveCapacity(Self.flushChunk)

@@ -22,10 +22,9 @@
 //   At least 16 bytes for every size of 16 and more (what malloc gives), and natural alignment for
 //   every power-of-two size (what Linux guarantees): the power-of-two classes align their objects
 //   to their size, kmalloc-96 and kmalloc-192 to 16; page-allocator blocks are naturally aligned
-//   by the buddy system; an OS mapping of a power-of-two size is aligned to that size. A class
-//   aligned beyond the slab header's 64 bytes starts each slab's first object at its alignment,
-//   so kmalloc-512 ... -8k take larger slabs (31 objects each) to keep the waste at 1/32 (their
-//   slabinfo lines show it).
+//   by the buddy system; an OS mapping of a power-of-two size is aligned to that size. Slabs are
+//   aligned to their size and hold no header (Slab.swift), so a power-of-two class fills its
+//   slab exactly, with every object aligned (kmalloc-256 ... -8k: 32 objects a slab).
 //
 // 3. One range, split by class
 // ----------------------------
@@ -488,7 +487,7 @@ final class KmallocState: @unchecked Sendable {
                 // Only a magazine region the OS refused can fail here (the names are reserved).
                 for cache in caches { Registry.shared.unregister(cache) }
                 munmap(UnsafeMutableRawPointer(bitPattern: base), slots << shift)
-                munmap(pageMap, PageSource.pageMapBytes(forRangeBytes: slots << shift))
+                PageSource.releasePageMap(pageMap, forRangeBytes: slots << shift)
                 return nil
             }
         }

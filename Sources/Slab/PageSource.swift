@@ -8,7 +8,10 @@
 // 1. Blocks
 // ---------
 //   Blocks are 2^k pages, k in 0...10, and naturally aligned: a block of 2^k pages starts at a
-//   multiple of its own size. A slab is one block, so a pointer finds its slab header by masking.
+//   multiple of its own size. A slab is one block, so a pointer finds its slab's block by
+//   masking, and its header by a shift (the slab table, Slab.swift). The range's first arena is
+//   never carved: no block, and so no object, starts at offset 0 of a range, the offset that
+//   round 0 would name (Magazine.swift).
 //   Allocation takes the smallest free block of at least the order asked for and splits it,
 //   freeing the upper halves (one free block per order on the way down); a released block merges
 //   with its buddy (the block whose address differs in bit k) for as long as the buddy is free.
@@ -28,7 +31,7 @@
 //   objects?" starts with one subtraction and one comparison on the free fast path, with no
 //   memory access: a pointer from another cache or from malloc is outside the range. The range
 //   is mapped readable from the start (MAP_NORESERVE: no memory is committed until touched), so
-//   reading a slab header anywhere in it never faults; an unused or released block reads zeros.
+//   reading anywhere in it never faults; an unused or released block reads zeros.
 //   A page source either reserves its range (and unmaps it when it goes) or is given one slot of
 //   a range reserved by kmalloc, which is never unmapped.
 //
@@ -75,9 +78,10 @@ final class PageSource: @unchecked Sendable {
     static let pagesPerArena = arenaBytes / pageSize
     /// The range reserved per cache: 8 GiB, halved until the OS agrees (at least 1 GiB). It
     /// bounds a cache's slabs (8 GiB: 350 million 20-byte objects) and the number of caches that
-    /// can live at once: with its page map (16 MiB) and magazine region (64 MiB) a cache
-    /// reserves 8.08 GiB of the 128 TiB a process has, so about 15,800 caches fit (64 GiB ranges
-    /// ran out at the 2,047th; ManyCachesTests creates 10,000).
+    /// can live at once: with its page map (16 MiB), magazine region (64 MiB) and slab table (128
+    /// MiB for one-page slabs, less for larger ones) a cache reserves at most 8.2 GiB of the 128
+    /// TiB a process has, so about 15,500 caches fit (64 GiB ranges ran out at the 2,047th;
+    /// ManyCachesTests creates 10,000).
     static let preferredRangeBytes = 1 << 33
 
     /// The reserved range: [base, base + size).
@@ -139,7 +143,7 @@ final class PageSource: @unchecked Sendable {
                 size = bytes
                 ownsRange = true
                 pageMap = map
-                state.withLock { $0.nextArena = aligned }
+                state.withLock { $0.nextArena = aligned + UInt(Self.arenaBytes) }
                 return
             }
             bytes /= 2
@@ -157,13 +161,13 @@ final class PageSource: @unchecked Sendable {
         self.size = size
         ownsRange = false
         self.pageMap = pageMap
-        state.withLock { $0.nextArena = base }
+        state.withLock { $0.nextArena = base + UInt(Self.arenaBytes) }
     }
 
     deinit {
         if ownsRange {
             munmap(UnsafeMutableRawPointer(bitPattern: base), size)
-            munmap(pageMap, Self.pageMapBytes(forRangeBytes: size))
+            Self.releasePageMap(pageMap, forRangeBytes: size)
         }
     }
 
@@ -171,12 +175,26 @@ final class PageSource: @unchecked Sendable {
 
     static func pageMapBytes(forRangeBytes bytes: Int) -> Int { (bytes >> pageShift) * MemoryLayout<UInt>.stride }
 
+    /// Words the map starts into its mapping. Without it, the word of every 512th page (each
+    /// 2 MiB-aligned one, where every arena and so every cache's first slab starts) lay at offset
+    /// 0 of a page of the map, as the first object of that slab does of its page: a free that
+    /// wrote the object and then read its word stalled on the false store-to-load match of their
+    /// low 12 address bits (4K aliasing); the hot pair on that object ran 30% slower. Skewed by
+    /// 257 words, a page's word matches the first object of a one-page slab in page 255 of each
+    /// 2 MiB instead.
+    static let pageMapSkew = 257
+
     /// A zeroed page map for a range of `bytes`, reserved (nothing committed until written); nil
-    /// when the OS refuses the address space.
+    /// when the OS refuses the address space. Release it with `releasePageMap`.
     static func reservePageMap(forRangeBytes bytes: Int) -> UnsafeMutablePointer<UInt>? {
-        guard let p = mmap(nil, pageMapBytes(forRangeBytes: bytes), PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), p != MAP_FAILED else { return nil }
-        return p.assumingMemoryBound(to: UInt.self)
+        guard let p = mmap(nil, pageMapBytes(forRangeBytes: bytes) + pageMapSkew * MemoryLayout<UInt>.stride,
+                           PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+              p != MAP_FAILED else { return nil }
+        return p.assumingMemoryBound(to: UInt.self) + pageMapSkew
+    }
+
+    static func releasePageMap(_ map: UnsafeMutablePointer<UInt>, forRangeBytes bytes: Int) {
+        munmap(map - pageMapSkew, pageMapBytes(forRangeBytes: bytes) + pageMapSkew * MemoryLayout<UInt>.stride)
     }
 
     /// The page map's word for the page holding `address`. REQUIRES: `contains(address)`.

@@ -335,8 +335,10 @@ public final class SlabCache: @unchecked Sendable {
         self.flags = flags
         guard let pages = kmallocPages ?? PageSource() else { throw SlabError.outOfMemory(cache: name) }
         let debug = layout.debug.isEmpty ? nil : SlabDebug(cache: name, layout: layout)
-        let layer = SlabLayer(name: name, freeOperation: freeOperation, layout: layout, constructor: constructor,
-                              destructor: destructor, pages: pages, debug: debug)
+        guard let layer = SlabLayer(name: name, freeOperation: freeOperation, layout: layout, constructor: constructor,
+                                    destructor: destructor, pages: pages, debug: debug) else {
+            throw SlabError.outOfMemory(cache: name)
+        }
         slabLayer = layer
         poisons = layer.poisons
         tracksUsers = layout.trackOffset != nil
@@ -411,10 +413,10 @@ public final class SlabCache: @unchecked Sendable {
             report("not allocated from any slab cache", "\(call) was not allocated from any slab cache")
         }
         guard let block = slabLayer.pages.block(containing: address),
-              let slab = SlabPointer(bitPattern: block.start), slab.pointee.magic == CSLAB_SLAB_MAGIC else {
+              slabLayer.table.header(of: object).pointee.magic == CSLAB_SLAB_MAGIC else {
             report("not in a live slab", "\(call) is not in a live slab of this cache (freed after shrink, or never allocated)")
         }
-        report("not the start of an object", "\(call) is not the start of an object (slab \(hex(slab)), object size \(layout.objectSize))")
+        report("not the start of an object", "\(call) is not the start of an object (slab \(hex(block.start)), object size \(layout.objectSize))")
     }
 
     /// True when `object` is the start of an object in one of this cache's live slabs: the free

@@ -476,7 +476,7 @@ final class SlabDebug: @unchecked Sendable {
                                 slab: SlabPointer) -> SlabDefect? {
         guard let index = slab.objectIndex(of: next, divider: divider), index < Int(slab.pointee.bump) else {
             return defect(.freeList, slab: slab, object: object,
-                          summary: "free list corrupted: the free object after \(hex(object)) is \(hex(next)), not an object of slab \(hex(slab))",
+                          summary: "free list corrupted: the free object after \(hex(object)) is \(hex(next)), not an object of slab \(hex(slab.blockAddress(slabBytes: layout.slabBytes)))",
                           note: "the free-list link of \(hex(object)) was overwritten (a write after free?)")
         }
         if checksState && !isMarked(next, Self.freeMark) {
@@ -551,14 +551,14 @@ final class SlabDebug: @unchecked Sendable {
                 bytes: [UInt8] = [], expected: UInt8? = nil, summary: String, note: String) -> SlabDefect {
         var details = ["  " + note]
         if let object { details += describe(object, slab: slab) }
-        return SlabDefect(kind: kind, slab: UInt(bitPattern: slab), object: object.map { UInt(bitPattern: $0) },
+        return SlabDefect(kind: kind, slab: slab.blockAddress(slabBytes: layout.slabBytes), object: object.map { UInt(bitPattern: $0) },
                           offset: offset, bytes: bytes, expected: expected, summary: summary, details: details)
     }
 
     /// The object's place, its bytes and red zones (at most 32 each), and its records.
     func describe(_ object: UnsafeMutableRawPointer, slab: SlabPointer) -> [String] {
         let index = slab.objectIndex(of: object, divider: divider).map(String.init) ?? "?"
-        var lines = ["  object \(hex(object)): object \(index) of slab \(hex(slab)) in \(cache) "
+        var lines = ["  object \(hex(object)): object \(index) of slab \(hex(slab.blockAddress(slabBytes: layout.slabBytes))) in \(cache) "
                      + "(size \(layout.objectSize), stride \(layout.stride))"]
         func show(_ label: String, _ start: UnsafeMutableRawPointer, _ count: Int) {
             guard count > 0 else { return }

@@ -27,8 +27,10 @@ final class SlabLayer: @unchecked Sendable {
     let layout: SlabLayout
     let constructor: ((UnsafeMutableRawPointer) -> Void)?
     let destructor: ((UnsafeMutableRawPointer) -> Void)?
-    /// Masks an object address down to its slab header (slabs are aligned to their size).
+    /// Masks an object address down to its slab's block (slabs are aligned to their size).
     let slabMask: UInt
+    /// The slab headers, out of the slabs (Slab.swift).
+    let table: SlabTable
     /// Divides slab offsets by the stride without a divide instruction.
     let divider: ExactDivider
     let pages: PageSource
@@ -55,8 +57,12 @@ final class SlabLayer: @unchecked Sendable {
 
     private let lists = Lock(Lists())
 
-    init(name: String, freeOperation: String, layout: SlabLayout, constructor: ((UnsafeMutableRawPointer) -> Void)?,
+    /// Nil when the OS refuses the address space of the header table.
+    init?(name: String, freeOperation: String, layout: SlabLayout, constructor: ((UnsafeMutableRawPointer) -> Void)?,
          destructor: ((UnsafeMutableRawPointer) -> Void)?, pages: PageSource, debug: SlabDebug? = nil) {
+        guard let table = SlabTable(base: pages.base, rangeBytes: pages.size,
+                                    slabShift: PageSource.pageShift + layout.order) else { return nil }
+        self.table = table
         self.name = name
         self.freeOperation = freeOperation
         self.layout = layout
@@ -72,6 +78,8 @@ final class SlabLayer: @unchecked Sendable {
         // caches without debug letters tell ASan which objects are cached.
         poisons = cslab_asan_active() && debug == nil
     }
+
+    deinit { table.unmap() }
 
     /// The identity stored in every slab header of this cache.
     var ownerToken: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
@@ -142,14 +150,19 @@ final class SlabLayer: @unchecked Sendable {
         return allocate(into: &object, count: 1, site: site) == 1 ? object : nil
     }
 
+    /// Carves a fresh block into a slab: its header, colour, and every object free by the bump
+    /// index and constructed once (Bonwick: objects are constructed when their slab is created).
     private func grow() -> SlabPointer? {
         guard let block = pages.allocate(order: layout.order) else { return nil }
-        let colour = lists.withLock { l -> Int in
-            defer { l.nextColour = (l.nextColour + 1) % layout.colours }
-            return l.nextColour
+        let slab = table.header(of: block)
+        lists.withLock { l in
+            slab.carve(block: block, layout: layout, colour: l.nextColour, owner: ownerToken)
+            l.nextColour = (l.nextColour + 1) % layout.colours
         }
-        let slab = SlabPointer.carve(block: block, layout: layout, colour: colour, owner: ownerToken,
-                                     constructor: constructor)
+        if let constructor {
+            let objects = slab.objectsStart
+            for i in 0..<layout.objectsPerSlab { constructor(objects + i * layout.stride) }
+        }
         // Every object of a new slab is free (constructed, when there is a constructor).
         if poisons { cslab_asan_poison(slab.objectsStart, layout.objectsPerSlab * layout.stride) }
         debug?.prepare(slab)
@@ -184,7 +197,7 @@ final class SlabLayer: @unchecked Sendable {
     /// the slab's header; a slab whose last object in use comes back resets its free list and
     /// bump (Slab.swift). The second links the objects of the slabs still in use into their free
     /// lists. An object whose slab emptied is never touched: a FIFO drain of a magazine of 255
-    /// 24-byte objects empties whole 168-object slabs, and a shrink after a drain empties nearly
+    /// 24-byte objects empties whole 170-object slabs, and a shrink after a drain empties nearly
     /// every slab, where writing a link into each object was a cache miss per object (a sixth of
     /// the sawtooth's time). A debug cache takes one object at a time (its letters check and mark
     /// each under the lock as its slab changes).
@@ -194,8 +207,12 @@ final class SlabLayer: @unchecked Sendable {
             var total = 0
             for batch in batches {
                 for i in 0..<batch.count {
-                    let object = codec.object(batch.start[i])
-                    let slab = SlabPointer(bitPattern: UInt(bitPattern: object) & slabMask)!
+                    if i &+ Self.prefetchDistance < batch.count {
+                        cslab_prefetch_lines(table.header(ofRound: batch.start[i &+ Self.prefetchDistance]), 1)
+                    }
+                    let round = batch.start[i]
+                    let object = codec.object(round)
+                    let slab = table.header(ofRound: round)
                     let index = checkedFreeIndex(object, slab: slab)
                     let wasFull = slab.pointee.in_use == slab.pointee.capacity
                     if let debug {
@@ -226,8 +243,13 @@ final class SlabLayer: @unchecked Sendable {
             guard debug == nil else { return }
             for batch in batches {
                 for i in 0..<batch.count {
-                    let object = codec.object(batch.start[i])
-                    let slab = SlabPointer(bitPattern: UInt(bitPattern: object) & slabMask).unsafelyUnwrapped
+                    if i &+ Self.prefetchDistance < batch.count {
+                        let ahead = batch.start[i &+ Self.prefetchDistance]
+                        if table.header(ofRound: ahead).pointee.in_use > 0 { cslab_prefetch_lines(codec.object(ahead), 1) }
+                    }
+                    let round = batch.start[i]
+                    let object = codec.object(round)
+                    let slab = table.header(ofRound: round)
                     guard slab.pointee.in_use > 0 else { continue }
                     // Checked in pass 1, which cannot see the same object twice in the batch
                     // while its slab stays in use; as in a single pass, its second visit finds
@@ -240,6 +262,14 @@ final class SlabLayer: @unchecked Sendable {
             }
         }
     }
+
+    /// How far ahead the batch free prefetches: in pass 1 the header of the round 8 ahead, in pass
+    /// 2 the object 8 ahead if its slab is still in use (an emptied slab's objects are not
+    /// written, and fetching them anyway made the newest- and oldest-first 1M batches of 256-byte
+    /// objects 17-21% slower). A million 256-byte objects freed in random order, against the
+    /// layer before the slab table: -9.8% without the prefetches, -17% with them (same-machine
+    /// A/Bs, 10 samples a side).
+    static let prefetchDistance = 8
 
     /// The index of `object` in `slab`, or a fatal report: not the start of an object, or already
     /// free (the last one freed to its slab, one the slab never handed out since it was last
@@ -284,7 +314,7 @@ final class SlabLayer: @unchecked Sendable {
         guard let debug, debug.checksConsistency else { return }
         let problems = slabProblems(slab, on: list)
         guard let first = problems.first else { return }
-        debug.fatal(operation, debug.defect(.slab, slab: slab, object: nil, summary: "slab \(hex(slab)) inconsistent: \(first)",
+        debug.fatal(operation, debug.defect(.slab, slab: slab, object: nil, summary: "slab \(hex(table.block(of: slab))) inconsistent: \(first)",
                                             note: (["it changed lists (F)"] + problems.dropFirst()).joined(separator: "; ")))
     }
 
@@ -307,18 +337,26 @@ final class SlabLayer: @unchecked Sendable {
     /// here a free of one of their objects is refused (the page map reads 0), as before they were
     /// carved. One call to the page source for all of them: it returns adjacent slabs to the OS
     /// together.
+    /// Their headers are cleared under the lock, where headers are carved, and the table pages
+    /// left with no slab in use go back to the OS (SlabTable.releaseUnusedPages).
     private func release(_ slabs: [SlabPointer]) {
         guard !slabs.isEmpty else { return }
-        for slab in slabs {
-            if poisons { cslab_asan_unpoison(slab, layout.slabBytes) }
+        let blocks = slabs.map { table.block(of: $0) }
+        for (slab, block) in zip(slabs, blocks) {
+            if poisons { cslab_asan_unpoison(block, layout.slabBytes) }
             if let destructor {
                 slab.forEachObject(stride: layout.stride, destructor)
             }
-            pages.unmapSlab(UnsafeMutableRawPointer(slab), order: layout.order)
-            slab.pointee.magic = 0
-            slab.pointee.cache = nil
+            pages.unmapSlab(block, order: layout.order)
         }
-        pages.release(slabs.map { UnsafeMutableRawPointer($0) }, order: layout.order)
+        lists.withLock { _ in
+            for slab in slabs {
+                slab.pointee.magic = 0
+                slab.pointee.cache = nil
+            }
+            table.releaseUnusedPages(holding: slabs)
+        }
+        pages.release(blocks, order: layout.order)
     }
 
     var activeObjects: Int { lists.withLock { $0.activeObjects } }
@@ -384,7 +422,7 @@ final class SlabLayer: @unchecked Sendable {
                 var n = 0
                 ring.forEach { slab in
                     n += 1
-                    problems += slabProblems(slab, on: ring.kind).map { "\(hex(slab)): \($0)" }
+                    problems += slabProblems(slab, on: ring.kind).map { "\(hex(table.block(of: slab))): \($0)" }
                     inUse += Int(slab.pointee.in_use)
                 }
                 if n != ring.count { problems.append("\(ring.kind) list counts \(ring.count), walked \(n)") }
@@ -406,7 +444,7 @@ final class SlabLayer: @unchecked Sendable {
             var defects: [SlabDefect] = []
             var slabs = 0, objects = 0, inUse = 0
             func layerDefect(_ slab: SlabPointer?, _ text: String) {
-                defects.append(SlabDefect(kind: .slab, slab: UInt(bitPattern: slab), object: nil, offset: nil, bytes: [],
+                defects.append(SlabDefect(kind: .slab, slab: slab.map { UInt(bitPattern: table.block(of: $0)) } ?? 0, object: nil, offset: nil, bytes: [],
                                           expected: nil, summary: text, details: []))
             }
             for ring in [l.partial, l.full, l.empty] {
@@ -416,7 +454,7 @@ final class SlabLayer: @unchecked Sendable {
                     slabs += 1
                     inUse += Int(slab.pointee.in_use)
                     let problems = slabProblems(slab, on: ring.kind)
-                    for p in problems { layerDefect(slab, "slab \(hex(slab)) inconsistent: \(p)") }
+                    for p in problems { layerDefect(slab, "slab \(hex(table.block(of: slab))) inconsistent: \(p)") }
                     guard problems.isEmpty, let debug else { return }
                     let capacity = Int(slab.pointee.capacity), bump = Int(slab.pointee.bump)
                     var free = [Bool](repeating: false, count: capacity)
@@ -461,7 +499,7 @@ final class SlabLayer: @unchecked Sendable {
                     for i in 0..<min(bump, capacity) where !free[i] && shown < limit {
                         let object = slab.objectsStart + i * layout.stride
                         shown += 1
-                        lines += debug?.describe(object, slab: slab) ?? ["  object \(hex(object)) of slab \(hex(slab))"]
+                        lines += debug?.describe(object, slab: slab) ?? ["  object \(hex(object)) of slab \(hex(table.block(of: slab)))"]
                     }
                 }
             }

@@ -22,7 +22,7 @@
 //   same on every run: the README's misuse table quotes it and the tests match it exactly. Then
 //   the caller's details, the first naming the operation as the kernel does,
 //   "kmem_cache_free(<cache>): <pointer> ...". Then where the object lies, found from its address
-//   alone (the cache whose range holds it, the slab header its address masks to): its slab, its
+//   alone (the cache whose range holds it, the slab header its offset there indexes): its slab, its
 //   index and offset, or the fact that it is no object of any cache. Then the call trace of the
 //   offending call (the report's own frames left out): backtrace(3), each frame symbolized from
 //   its image's symbol table (CSlab's shim.c) and Swift names demangled.
@@ -101,25 +101,26 @@ enum SlabReport {
     private static let reporting = Atomic<Bool>(false)
 
     /// The slab an object lies in and its place there, from its address alone: the live cache
-    /// whose range holds it, then the slab header the address masks to (the range is mapped
-    /// readable throughout: PageSource.swift, section 3).
+    /// whose range holds it, then its slab's header in the slab table (Slab.swift; the table, like
+    /// the range, reads zeros where nothing was written).
     static func whereabouts(of object: UnsafeRawPointer) -> [String] {
         let address = UInt(bitPattern: object)
         guard let cache = Registry.shared.cache(containing: address) else {
             return ["Object \(hex(address)): in no live slab cache's address range"]
         }
         let layout = cache.layout
-        let slab = UnsafeRawPointer(bitPattern: address & cache.slabLayer.slabMask)!.assumingMemoryBound(to: cslab_slab.self)
+        let slab = cache.slabLayer.table.header(of: object)
+        let block = address & cache.slabLayer.slabMask
         guard slab.pointee.magic == CSLAB_SLAB_MAGIC, let objects = UnsafeRawPointer(slab.pointee.objects) else {
-            return ["Object \(hex(address)): in \(cache.name)'s range, but its block at \(hex(slab)) is not a live slab "
+            return ["Object \(hex(address)): in \(cache.name)'s range, but its block at \(hex(block)) is not a live slab "
                     + "(released, or never carved)"]
         }
         let capacity = Int(slab.pointee.capacity)
         let first = UInt(bitPattern: objects)
-        let slabLine = "Slab \(hex(slab)) of \(cache.name): \(capacity) objects of \(layout.objectSize) bytes "
+        let slabLine = "Slab \(hex(block)) of \(cache.name): \(capacity) objects of \(layout.objectSize) bytes "
             + "(stride \(layout.stride)) from \(hex(first)), \(slab.pointee.in_use) out of it (allocated, or in magazines)"
         guard address >= first, address - first < UInt(capacity * layout.stride) else {
-            return [slabLine, "Object \(hex(address)): in the slab's header or leftover, outside its objects"]
+            return [slabLine, "Object \(hex(address)): in the slab's colour or leftover, outside its objects"]
         }
         let offset = Int(address - first)
         let (index, into) = offset.quotientAndRemainder(dividingBy: layout.stride)

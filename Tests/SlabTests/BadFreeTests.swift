@@ -14,7 +14,7 @@ import Glibc
 enum CrashScenario: String, CaseIterable, StoppingScenario {
     case wrongCacheSameGeometry, wrongCacheSmallToLarge, wrongCacheLargeToSmall
     case mallocPointer, interiorPointer, interiorPointerWithCPULayer, doubleFree, allocateAfterDestroy, allocateAfterDestroyWithCPULayer
-    case freeAfterDestroy, slabHeaderPointer, freeIntoReleasedSlab, slabLayerForeignPointer
+    case freeAfterDestroy, colourGapPointer, freeIntoReleasedSlab, slabLayerForeignPointer
 
     static let environmentKey = "SLAB_CRASH_SCENARIO"
     static let runnerTest = "SlabTests.CrashScenarioRunner/test_runCrashScenario"
@@ -33,7 +33,7 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
             return ["Wrong slab cache. \(nameB) but object", "is from \(nameA)"]
         case .wrongCacheSmallToLarge, .wrongCacheLargeToSmall: return ["Wrong slab cache", nameB, "is from \(nameA)"]
         case .mallocPointer: return ["was not allocated from any slab cache"]
-        case .interiorPointer, .interiorPointerWithCPULayer, .slabHeaderPointer, .slabLayerForeignPointer:
+        case .interiorPointer, .interiorPointerWithCPULayer, .colourGapPointer, .slabLayerForeignPointer:
             return ["is not the start of an object"]
         case .doubleFree: return ["double free"]
         case .allocateAfterDestroy, .allocateAfterDestroyWithCPULayer: return ["destroyed"]
@@ -100,13 +100,16 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
             a.free(p)
             try a.destroy()
             a.free(p)
-        case .slabHeaderPointer:
-            // The start of the slab, below its first object: the offset from the objects wraps
-            // to 2^64 - 64k, a multiple of the 64-byte stride modulo 2^64, so the divisibility
-            // test alone would take it; only the bound on the offset stops it.
-            let a = try SlabCache(name: nameA, size: 64, align: 64)
-            let p = a.allocate()!
-            a.free(UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: p) & ~UInt(a.layout.slabBytes - 1))!)
+        case .colourGapPointer:
+            // The start of a coloured slab, 64 bytes below its first object: the offset from the
+            // objects wraps to 2^64 - 64, a multiple of the 96-byte stride modulo 2^64, so the
+            // divisibility test alone would take it; only the bound on the offset stops it.
+            let a = try SlabCache(name: nameA, size: 96, align: 32)
+            precondition(a.layout.colours >= 2 && a.layout.colourStep == 64, "the scenario wants a second colour at +64")
+            let objects = (0..<(4 * a.layout.objectsPerSlab)).map { _ in a.allocate()! }
+            let slabMask = UInt(a.layout.slabBytes - 1)
+            let p = objects.first { UInt(bitPattern: $0) & slabMask == 64 }!
+            a.free(UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: p) & ~slabMask)!)
         case .freeIntoReleasedSlab:
             // A stale pointer into a slab that shrink() gave back: its address is still in the
             // cache's range, but the page map reads 0 there, so the fast path must not take it.
@@ -142,7 +145,7 @@ final class BadFreeTests: XCTestCase {
     func test_free_ofMallocPointer_reportsNotFromAnySlabCache() throws { try expectCrash(.mallocPointer) }
     func test_free_ofInteriorPointer_reportsNotTheStartOfAnObject() throws { try expectCrash(.interiorPointer) }
     func test_free_ofInteriorPointer_withCPULayer_stopsAtTheFree() throws { try expectCrash(.interiorPointerWithCPULayer) }
-    func test_free_ofTheSlabHeader_reportsNotTheStartOfAnObject() throws { try expectCrash(.slabHeaderPointer) }
+    func test_free_ofASlabsColourGap_reportsNotTheStartOfAnObject() throws { try expectCrash(.colourGapPointer) }
     func test_slabLayerFree_ofAPointerOutsideItsRange_reportsNotTheStartOfAnObject() throws {
         try expectCrash(.slabLayerForeignPointer)
     }

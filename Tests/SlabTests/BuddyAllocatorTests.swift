@@ -157,7 +157,7 @@ final class BuddyAllocatorTests: XCTestCase {
         let slabBytes = UInt(cache.layout.slabBytes)
         XCTAssertGreaterThan(cache.layout.order, 0, "the test wants a slab of several pages")
         let slab = UInt(bitPattern: p) & ~(slabBytes - 1)
-        let first = UInt(bitPattern: SlabPointer(bitPattern: slab)!.objectsStart)
+        let first = UInt(bitPattern: cache.slabLayer.table.header(of: p).objectsStart)
         for page in stride(from: slab, to: slab + slabBytes, by: Int(self.page)) {
             XCTAssertEqual(pages.firstObject(mappedAt: page), first, "page \(hex(page)) of the live slab")
         }

@@ -354,7 +354,7 @@ final class DebugLetterTests: XCTestCase {
                         XCTAssertEqual(l.stride % align, 0, what)
                         XCTAssertEqual(l.firstObjectOffset % align, 0, what)
                         XCTAssertEqual(l.objectsOffset(colour: l.colours - 1) % align, 0, what)
-                        XCTAssertGreaterThanOrEqual(l.firstObjectOffset - l.leftRedZone, SlabLayout.headerSize, what)
+                        XCTAssertEqual(l.firstObjectOffset, l.leftRedZone, what)
                         XCTAssertLessThanOrEqual(l.objectsOffset(colour: l.colours - 1) - l.leftRedZone + l.objectsPerSlab * l.stride,
                                                  l.slabBytes, what)
                         // The parts, as [start, end) from the object's start: all inside the stride, none overlapping.

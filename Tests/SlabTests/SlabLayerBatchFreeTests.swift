@@ -64,7 +64,7 @@ final class SlabLayerBatchFreeTests: XCTestCase {
         defer { cache.shrink(); try? cache.destroy() }
         let layer = cache.slabLayer
         let objects = try (0..<20).map { _ in try XCTUnwrap(cache.allocate()) }
-        let slab = SlabPointer(bitPattern: UInt(bitPattern: objects[0]) & layer.slabMask)!
+        let slab = layer.table.header(of: objects[0])
         XCTAssertEqual(slab.pointee.bump, 20)
         // The newest eight, newest first, in one batch: the bump retracts, no link is written.
         let codec = layer.codec

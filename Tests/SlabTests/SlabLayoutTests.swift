@@ -35,11 +35,9 @@ final class SlabLayoutTests: XCTestCase {
         if !(0...SlabLayout.maxOrder).contains(l.order) { return "order \(l.order)" }
         if l.slabBytes != SlabLayout.pageSize << l.order || l.pagesPerSlab != 1 << l.order { return "slab bytes/pages" }
         if l.objectsPerSlab < 1 { return "objectsPerSlab \(l.objectsPerSlab)" }
-        // Header, then the first object at an aligned offset.
-        if l.firstObjectOffset < SlabLayout.headerSize { return "first object inside the header" }
-        if l.firstObjectOffset % align != 0 { return "first object offset \(l.firstObjectOffset) misaligned" }
-        if l.firstObjectOffset >= SlabLayout.headerSize + align { return "first object offset \(l.firstObjectOffset) wastes an alignment unit" }
-        // Header + colour + objects fit, for the largest colour.
+        // No header in the slab (it is in the slab table): the first object at the slab's start.
+        if l.firstObjectOffset != 0 { return "first object offset \(l.firstObjectOffset), not 0" }
+        // Colour + objects fit, for the largest colour.
         if l.colours < 1 { return "colours \(l.colours)" }
         let lastColourEnd = l.objectsOffset(colour: l.colours - 1) + l.objectsPerSlab * l.stride
         if lastColourEnd > l.slabBytes { return "last colour's objects end at \(lastColourEnd) > \(l.slabBytes)" }
@@ -59,8 +57,9 @@ final class SlabLayoutTests: XCTestCase {
         if l.objectsOffset(colour: l.colours) != l.firstObjectOffset { return "colours do not wrap around" }
         if l.wastePerSlab != l.slabBytes - l.objectsPerSlab * l.stride { return "wastePerSlab \(l.wastePerSlab)" }
 
-        // The slab-size rule: the smallest slab that wastes at most 1/32 and holds at least 8
-        // objects (or as many as the largest slab can) when one exists; else the least waste.
+        // The slab-size rule: the smallest slab that wastes at most 1/32 and holds at least
+        // minObjects (32) objects (any number, when even the largest slab holds fewer) when one
+        // exists; else the least waste.
         func fit(_ order: Int) -> (n: Int, waste: Int) {
             let bytes = SlabLayout.pageSize << order
             let n = bytes > l.firstObjectOffset ? (bytes - l.firstObjectOffset) / l.stride : 0
@@ -69,12 +68,15 @@ final class SlabLayoutTests: XCTestCase {
         let most = fit(SlabLayout.maxOrder).n
         let acceptable = (0...SlabLayout.maxOrder).first { o in
             let (n, waste) = fit(o)
-            return n >= 1 && (n >= 8 || most < 8) && waste * 32 <= SlabLayout.pageSize << o
+            let enough = SlabLayout.minObjects
+            return n >= 1 && (n >= enough || most < enough) && waste * 32 <= SlabLayout.pageSize << o
         }
         if let acceptable {
             if l.order != acceptable { return "order \(l.order), expected the smallest acceptable \(acceptable)" }
             if l.wastePerSlab * 32 > l.slabBytes { return "waste \(l.wastePerSlab) > 1/32 of \(l.slabBytes)" }
-            if l.objectsPerSlab < min(8, most) { return "only \(l.objectsPerSlab) objects per slab" }
+            if most >= SlabLayout.minObjects && l.objectsPerSlab < SlabLayout.minObjects {
+                return "only \(l.objectsPerSlab) objects per slab"
+            }
         } else {
             let fraction = Double(l.wastePerSlab) / Double(l.slabBytes)
             for o in 0...SlabLayout.maxOrder {

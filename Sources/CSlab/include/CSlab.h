@@ -115,8 +115,8 @@ static inline void cslab_cpu_relax(void) {
  *                     before the commit; fallback: by the slot's owner)
  * Magazine layout: a 64-byte header, then the rounds: round[i] at +64 + 4*i. A round is 32 bits:
  * the object's offset from its cache's range base (the round base) divided by 8, which every
- * object start is a multiple of, in a range of at most 32 GiB; offset 0 is a slab header, never an
- * object, so round 0 names no object. Half the bytes of a pointer: the magazines that hold a
+ * object start is a multiple of, in a range of at most 32 GiB; a range's first arena is never
+ * carved (PageSource.swift), so no object lies at offset 0 and round 0 names no object. Half the bytes of a pointer: the magazines that hold a
  * million freed 24-byte objects take 4 MiB instead of 8.
  * The assembly below addresses these fields with the constants defined here; the static
  * assertions tie the constants to the C structs, and Swift reads the same constants.
@@ -429,7 +429,8 @@ int cslab_membarrier_rseq_fence(int cpu);
  * Fixed layouts shared by C and Swift (C guarantees the field order; Swift structs do not).
  * ------------------------------------------------------------------------------------------- */
 
-/* The slab header: the first 64 bytes of every slab (Sources/Slab/Slab.swift). */
+/* The slab header, one per slab in the cache's slab table beside its range, not in the slab
+ * (Sources/Slab/Slab.swift). */
 typedef struct cslab_slab {
     uint64_t magic;             /* CSLAB_SLAB_MAGIC while the slab belongs to a cache */
     void *cache;                /* the owning slab layer (identity, for wrong-cache checks) */
@@ -438,7 +439,7 @@ typedef struct cslab_slab {
     uint32_t capacity;          /* objects per slab */
     struct cslab_slab *next;    /* partial / full / empty list links */
     struct cslab_slab *prev;
-    char *objects;              /* first object (header + colour offset) */
+    char *objects;              /* first object (the slab's start + its colour offset) */
     uint32_t list;              /* which list the slab is on */
     uint32_t bump;              /* objects at index >= bump are free and on no list (never handed
                                    out since the slab was carved or last became empty) */
@@ -450,7 +451,7 @@ typedef struct cslab_slab {
  * first object of the slab covering the page (the header's `objects`), or 0. The free checks
  * (kfree's fast path below, and Swift's FastPath.checkOwnership) read it at (p - base) >> 12. */
 #define CSLAB_PAGE_SHIFT 12
-_Static_assert(sizeof(cslab_slab) <= 64, "the slab header fits the first cache line of a slab");
+_Static_assert(sizeof(cslab_slab) == 64, "a slab header is one cache line of the slab table");
 
 /* The magazine header: rounds follow at +64. */
 typedef struct cslab_magazine {
@@ -459,7 +460,7 @@ typedef struct cslab_magazine {
     uint64_t reserved[5];
     uint64_t top_guard;         /* never written (0, as mapped): its upper half is "round[-1]", which
                                    the push compares its round with when the magazine is empty, and
-                                   no object's round equals (round 0 is a slab header) */
+                                   no object's round equals (round 0 names no object) */
 } cslab_magazine;
 
 _Static_assert(sizeof(cslab_magazine) == CSLAB_MAGAZINE_HEADER, "rounds start right after the header");
