@@ -112,7 +112,7 @@ public struct FastPath {
     /// is inside this cache's range (so not from malloc or another cache), and it is the start of
     /// an object of the slab it falls in (so not an interior pointer, and not in a released slab,
     /// whose page map word reads 0). The word comes from the page map, not from the slab's
-    /// header: the map is dense, so it stays cached when the slabs' headers do not.
+    /// header: 8 bytes a page against a header's 64 bytes a slab, the map stays cached longer.
     @inlinable @inline(__always)
     func checkOwnership(_ object: UnsafeMutableRawPointer) {
         let address = UInt(bitPattern: object)

@@ -38,7 +38,8 @@
 // 3. Glossary
 // -----------
 //   object     what the caller gets: `objectSize` bytes, aligned to `align`.
-//   slab       2^order pages holding a header, a colour offset and `objectsPerSlab` objects.
+//   slab       2^order pages holding a colour offset and `objectsPerSlab` objects; its header
+//              (lists, counts, free list) lies in the cache's slab table (Slab.swift).
 //   colour     the offset of a slab's first object; successive slabs use successive colours so
 //              that objects at equal indices spread over cache sets.
 //   round      an object held in a magazine: 32 bits, its offset from the cache's range in

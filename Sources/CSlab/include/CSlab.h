@@ -584,7 +584,7 @@ static inline void *cslab_inject_delay(void *p) {
  * kmalloc: the size's class from `class_of`, then the class's rseq pop (or, in the fallback
  * mode, the pop on the thread's usual slot: cslab_slot_magazine_pop). kfree: the class from
  * the address, (p - range_base) >> slot_shift, the free-pointer test of FastPath.checkOwnership
- * (the slab header's first object, the offset below objects_bytes and a multiple of the stride),
+ * (the slab's first object from the page map, the offset below objects_bytes and a multiple of the stride),
  * then the class's rseq push (or slot push). Either returns "not done" (NULL, false) for the slow path to
  * handle: kmalloc not set up, a size above 8 KiB or of 0, an empty or full magazine, an owned
  * slot, a pointer outside the classes, one that fails the test, or one that is already the top
