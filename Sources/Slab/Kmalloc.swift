@@ -473,9 +473,9 @@ final class KmallocState: @unchecked Sendable {
         }
         // A class uses at most the first 32 GiB of its slot: its magazines hold objects as 32-bit
         // offsets in 8-byte units (Magazine.swift). The page allocator's slot has no magazines.
-        func slot(_ i: Int, upTo limit: Int = .max) -> PageSource {
+        func slot(_ i: Int, upTo limit: Int = .max, hugeArenas: Bool = true) -> PageSource {
             PageSource(range: base + UInt(i << shift), size: min(1 << shift, limit),
-                       pageMap: pageMap + ((i << shift) >> PageSource.pageShift))
+                       pageMap: pageMap + ((i << shift) >> PageSource.pageShift), hugeArenas: hugeArenas)
         }
         var caches: [SlabCache] = []
         for (i, c) in Kmalloc.sizeClasses.enumerated() {
@@ -492,7 +492,7 @@ final class KmallocState: @unchecked Sendable {
             }
         }
         return KmallocState(rangeBase: base, slotShift: shift, pageMap: pageMap, caches: caches,
-                            large: KmallocLarge(pages: slot(classCount)))
+                            large: KmallocLarge(pages: slot(classCount, hugeArenas: false)))
     }
 
     /// What a pointer is to kmalloc, from its address alone (a mapping is looked up).

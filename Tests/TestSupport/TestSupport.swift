@@ -79,6 +79,19 @@ public enum ResidentMemory {
         }
         return nil
     }
+
+    /// The resident bytes of [start, start + length), page by page (mincore): what one mapping
+    /// holds, unlike the process's RSS, which also moves with whatever else the process does.
+    /// nil if mincore refuses the range.
+    public static func bytes(in start: UInt, length: Int) -> Int? {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = start & ~UInt(page - 1)
+        let span = Int(start + UInt(length) - first)
+        let pages = (span + page - 1) / page
+        var vector = [UInt8](repeating: 0, count: pages)
+        guard mincore(UnsafeMutableRawPointer(bitPattern: first), span, &vector) == 0 else { return nil }
+        return vector.reduce(0) { $0 + Int($1 & 1) } * page
+    }
 }
 
 // MARK: Child processes
