@@ -58,9 +58,13 @@
 //
 // 6. Huge pages
 // -------------
-//   An arena that has once been wholly allocated is advised MADV_HUGEPAGE: the cache filled those
-//   4 MiB and will likely fill them again, so after a shrink gives them back the next fill takes
-//   them two MiB at a time, one fault and one TLB entry for 512 pages. The pages it holds when
+//   An arena that has once been wholly allocated in blocks smaller than 2 MiB is advised
+//   MADV_HUGEPAGE: the cache filled those 4 MiB and will likely fill them again, so after a
+//   shrink gives them back the next fill takes them two MiB at a time, one fault and one TLB
+//   entry for 512 pages. (A slab layer carves a slab only when its others are full, so an arena
+//   of small slabs is wholly allocated only once nearly all of it has held objects; a slab of 2
+//   MiB or more may hold a single object, and a huge page under it would make that object cost
+//   2 MiB, so arenas of such slabs are never advised.) The pages it holds when
 //   advised stay small pages (khugepaged may fold them later); the advice pays from the next
 //   fault on. A cache that never fills an arena (nearly all of them: a live cache holding one
 //   object costs 20-27 KB) never sees a huge page, and a first fill costs no more RSS than it
@@ -95,6 +99,8 @@ final class PageSource: @unchecked Sendable {
 
     static let pageSize = SlabLayout.pageSize
     static let maxOrder = SlabLayout.maxOrder
+    /// The order of a 2 MiB block: a transparent huge page (section 6).
+    static let hugePageOrder = 9
     static let arenaShift = 22
     static let arenaBytes = 1 << arenaShift
     static let pagesPerArena = arenaBytes / pageSize
@@ -284,7 +290,7 @@ final class PageSource: @unchecked Sendable {
             arena.allocatedOrder[index] = Int8(order)
             s.allocatedBlocks[order] += 1
             arena.allocatedPages += 1 << order
-            if hugeArenas && !arena.advisedHuge && arena.allocatedPages == Self.pagesPerArena {
+            if hugeArenas && order < Self.hugePageOrder && !arena.advisedHuge && arena.allocatedPages == Self.pagesPerArena {
                 // Section 6. Refused (no THP in this kernel) is the same as not asked.
                 arena.advisedHuge = true
                 madvise(UnsafeMutableRawPointer(bitPattern: arena.base), Self.arenaBytes, MADV_HUGEPAGE)

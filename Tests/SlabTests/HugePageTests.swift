@@ -70,6 +70,18 @@ final class HugePageTests: XCTestCase {
         XCTAssertEqual(pages.checkInvariants(), [])
     }
 
+    func test_anArenaOfSlabsOf2MiBOrMore_neverAsksForHugePages() throws {
+        // A 2 MiB slab may hold one object: a huge page under it would make that object cost 2 MiB.
+        guard thpMode() == "madvise" else { throw XCTSkip("needs THP in madvise mode (each mapping's eligibility is its advice)") }
+        let cache = try SlabCache(name: uniqueCacheName("thp-big"), size: 64 << 10)
+        defer { cache.shrink(); try? cache.destroy() }
+        XCTAssertGreaterThanOrEqual(cache.layout.order, PageSource.hugePageOrder)
+        let objects = try (0..<(2 * cache.layout.objectsPerSlab)).map { _ in try XCTUnwrap(cache.allocate()) }
+        XCTAssertEqual(cache.slabLayer.pages.allocatedBlocksPerOrder()[cache.layout.order], 2, "the arena is wholly allocated")
+        for p in objects { XCTAssertFalse(try thpEligible(UInt(bitPattern: p)), "\(hex(UInt(bitPattern: p))) is eligible") }
+        for p in objects { cache.free(p) }
+    }
+
     func test_kmallocsPageAllocator_asksForNoHugePages() throws {
         guard thpMode() == "madvise" else { throw XCTSkip("needs THP in madvise mode (each mapping's eligibility is its advice)") }
         // 2 x 4 MiB of 64 KiB blocks: the page allocator's slot carves at least a second arena.
