@@ -106,11 +106,16 @@ final class SlabLayer: @unchecked Sendable {
                     guard let s = slab else { break }
                     let capacity = s.pointee.capacity
                     if s.pointee.free_list != nil { prefetchFreeObjects(of: s) }
-                    while got < count && s.pointee.in_use < capacity {
-                        let object = s.popFree(linkOffset: layout.freeLinkOffset, stride: layout.stride)
-                        if let debug { debug.handOut(object, slab: s, site: site) }
-                        buffer[got] = object
-                        got += 1
+                    if let debug {
+                        while got < count && s.pointee.in_use < capacity {
+                            let object = s.popFree(linkOffset: layout.freeLinkOffset, stride: layout.stride)
+                            debug.handOut(object, slab: s, site: site)
+                            buffer[got] = object
+                            got += 1
+                        }
+                    } else {
+                        got += s.popFree(min(count - got, Int(capacity - s.pointee.in_use)), into: buffer + got,
+                                         linkOffset: layout.freeLinkOffset, stride: layout.stride)
                     }
                     if s.pointee.in_use == capacity {
                         l.partial.remove(s)
@@ -201,21 +206,25 @@ final class SlabLayer: @unchecked Sendable {
     /// every slab, where writing a link into each object was a cache miss per object (a sixth of
     /// the sawtooth's time). A debug cache takes one object at a time (its letters check and mark
     /// each under the lock as its slab changes).
+    ///
+    /// Rounds of one slab that follow each other (a magazine filled from one slab, or drained in
+    /// the order it was filled) are a run: the first pass checks each of them against the slab's
+    /// header as it stood before the run and counts them in a register, and writes the header once
+    /// per run (`countFree(_:)`), where it used to decrement `in_use` in memory once per object, a
+    /// chain of dependent loads and stores. A run that frees more objects than the slab has in
+    /// use is a double free, reported at the object that goes past the count, as before.
     func free(_ batches: UnsafeBufferPointer<Rounds>, site: UnsafePointer<SlabTrack>? = nil) {
         lists.withLock { l in
             l.lockAcquisitions += 1
             var total = 0
-            for batch in batches {
-                for i in 0..<batch.count {
-                    if i &+ Self.prefetchDistance < batch.count {
-                        cslab_prefetch_lines(table.header(ofRound: batch.start[i &+ Self.prefetchDistance]), 1)
-                    }
-                    let round = batch.start[i]
-                    let object = codec.object(round)
-                    let slab = table.header(ofRound: round)
-                    let index = checkedFreeIndex(object, slab: slab)
-                    let wasFull = slab.pointee.in_use == slab.pointee.capacity
-                    if let debug {
+            if let debug {
+                for batch in batches {
+                    for i in 0..<batch.count {
+                        let round = batch.start[i]
+                        let object = codec.object(round)
+                        let slab = table.header(ofRound: round)
+                        let index = checkedFreeIndex(object, slab: slab)
+                        let wasFull = slab.pointee.in_use == slab.pointee.capacity
                         debug.takeBack(object, slab: slab, operation: freeOperation, site: site)
                         // F: a slab about to become empty is checked whole before its free list is
                         // forgotten (countFree resets it): once per slab emptied, every entry is walked.
@@ -223,43 +232,89 @@ final class SlabLayer: @unchecked Sendable {
                             checkConsistency(slab, on: wasFull ? .full : .partial, operation: freeOperation)
                         }
                         slab.pushFree(object, index: index, linkOffset: layout.freeLinkOffset)
-                    } else {
-                        // A slab emptied here resets its bump: pass 2 skips its objects, and a
-                        // later one of them in the batch is a double free the check above sees.
-                        _ = slab.countFree()
+                        moveAfterFree(slab, wasFull: wasFull, lists: &l)
                     }
-                    if wasFull {
-                        l.full.remove(slab)
-                        l.partial.insert(slab)
-                    }
-                    if slab.pointee.in_use == 0 {
-                        l.partial.remove(slab)
-                        l.empty.insert(slab)
-                    }
+                    total += batch.count
                 }
+                l.activeObjects -= total
+                return
+            }
+            for batch in batches {
+                var run: SlabPointer? = nil
+                var counted: UInt32 = 0
+                for i in 0..<batch.count {
+                    if i &+ Self.prefetchDistance < batch.count {
+                        cslab_prefetch_lines(table.header(ofRound: batch.start[i &+ Self.prefetchDistance]), 1)
+                    }
+                    let round = batch.start[i]
+                    let object = codec.object(round)
+                    let slab = table.header(ofRound: round)
+                    if slab != run {
+                        if let run { endRun(run, freed: counted, lists: &l) }
+                        run = slab
+                        counted = 0
+                    }
+                    // As `checkedFreeIndex`, with the objects of the run counted so far: once they
+                    // reach the slab's count in use, this one is free already.
+                    guard let index = slab.objectIndex(of: object, divider: divider) else { reportNotAnObject(object) }
+                    guard slab.pointee.free_list != object, index < Int(slab.pointee.bump), counted < slab.pointee.in_use else {
+                        reportDoubleFree(object)
+                    }
+                    counted &+= 1
+                }
+                if let run { endRun(run, freed: counted, lists: &l) }
                 total += batch.count
             }
             l.activeObjects -= total
-            guard debug == nil else { return }
             for batch in batches {
+                var run: SlabPointer? = nil
+                var inUse = false
                 for i in 0..<batch.count {
                     if i &+ Self.prefetchDistance < batch.count {
                         let ahead = batch.start[i &+ Self.prefetchDistance]
                         if table.header(ofRound: ahead).pointee.in_use > 0 { cslab_prefetch_lines(codec.object(ahead), 1) }
                     }
                     let round = batch.start[i]
-                    let object = codec.object(round)
                     let slab = table.header(ofRound: round)
-                    guard slab.pointee.in_use > 0 else { continue }
+                    if slab != run {
+                        run = slab
+                        inUse = slab.pointee.in_use > 0
+                    }
+                    guard inUse else { continue }
                     // Checked in pass 1, which cannot see the same object twice in the batch
                     // while its slab stays in use; as in a single pass, its second visit finds
                     // it at the head of the free list or beyond the bump it retracted.
+                    let object = codec.object(round)
                     let offset = UInt32(truncatingIfNeeded: object - slab.objectsStart)
                     let index = divider.quotient(offset)
                     if slab.pointee.free_list == object || index >= Int(slab.pointee.bump) { reportDoubleFree(object) }
                     slab.linkFree(object, index: index, linkOffset: layout.freeLinkOffset)
                 }
             }
+        }
+    }
+
+    /// The end of a run of pass 1: `freed` objects of `slab` counted free at once, and the slab
+    /// moved to the list it now belongs on.
+    @inline(__always)
+    private func endRun(_ slab: SlabPointer, freed: UInt32, lists l: inout Lists) {
+        let wasFull = slab.pointee.in_use == slab.pointee.capacity
+        // A slab emptied here resets its bump: pass 2 skips its objects, and a later run of them
+        // in the batch is a double free the check in pass 1 sees.
+        _ = slab.countFree(freed)
+        moveAfterFree(slab, wasFull: wasFull, lists: &l)
+    }
+
+    /// After objects of `slab` came back: a full slab becomes partial, an emptied one empty.
+    @inline(__always)
+    private func moveAfterFree(_ slab: SlabPointer, wasFull: Bool, lists l: inout Lists) {
+        if wasFull {
+            l.full.remove(slab)
+            l.partial.insert(slab)
+        }
+        if slab.pointee.in_use == 0 {
+            l.partial.remove(slab)
+            l.empty.insert(slab)
         }
     }
 

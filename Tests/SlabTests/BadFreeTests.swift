@@ -15,6 +15,7 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
     case wrongCacheSameGeometry, wrongCacheSmallToLarge, wrongCacheLargeToSmall
     case mallocPointer, interiorPointer, interiorPointerWithCPULayer, doubleFree, allocateAfterDestroy, allocateAfterDestroyWithCPULayer
     case freeAfterDestroy, colourGapPointer, freeIntoReleasedSlab, slabLayerForeignPointer
+    case batchDoubleFreePastTheCount, batchDoubleFreeAfterTheSlabEmptied, batchDoubleFreeInABusySlab
 
     static let environmentKey = "SLAB_CRASH_SCENARIO"
     static let runnerTest = "SlabTests.CrashScenarioRunner/test_runCrashScenario"
@@ -35,7 +36,8 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
         case .mallocPointer: return ["was not allocated from any slab cache"]
         case .interiorPointer, .interiorPointerWithCPULayer, .colourGapPointer, .slabLayerForeignPointer:
             return ["is not the start of an object"]
-        case .doubleFree: return ["double free"]
+        case .doubleFree, .batchDoubleFreePastTheCount, .batchDoubleFreeAfterTheSlabEmptied, .batchDoubleFreeInABusySlab:
+            return ["double free"]
         case .allocateAfterDestroy, .allocateAfterDestroyWithCPULayer: return ["destroyed"]
         case .freeAfterDestroy: return ["freed to a destroyed cache"]
         case .freeIntoReleasedSlab: return ["is not in a live slab of this cache"]
@@ -73,6 +75,32 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
             let a = try SlabCache(name: nameA, size: 32, flags: .noCPUCache)
             let p = a.allocate()!
             a.slabLayer.freeOne(p + (1 << 36))
+        case .batchDoubleFreePastTheCount:
+            // A magazine's rounds go back to their slab as one run, counted at its end: the same
+            // object twice in a run, in a slab with one object in use, is one free too many.
+            let a = try SlabCache(name: nameA, size: 32, flags: .noCPUCache)
+            let p = a.allocate()!
+            var rounds = [a.slabLayer.codec.round(p), a.slabLayer.codec.round(p)]
+            a.slabLayer.free(&rounds, count: 2)
+        case .batchDoubleFreeAfterTheSlabEmptied:
+            // Two runs of one slab in a batch: the first empties it, the second frees again.
+            let a = try SlabCache(name: nameA, size: 32, flags: .noCPUCache)
+            let p = a.allocate()!
+            let perSlab = a.layout.objectsPerSlab
+            let others = (0..<perSlab).map { _ in a.allocate()! }
+            let q = try XCTUnwrap(others.first { UInt(bitPattern: $0) & a.slabLayer.slabMask != UInt(bitPattern: p) & a.slabLayer.slabMask })
+            for o in others where o != q { a.free(o) }
+            let c = a.slabLayer.codec
+            var rounds = [c.round(p), c.round(q), c.round(p)]
+            a.slabLayer.free(&rounds, count: 3)
+        case .batchDoubleFreeInABusySlab:
+            // The same object twice in a run of a slab that stays in use: the count cannot tell,
+            // the second pass does (the object is at the head of the free list, or past the bump).
+            let a = try SlabCache(name: nameA, size: 32, flags: .noCPUCache)
+            let p = a.allocate()!
+            _ = (0..<3).map { _ in a.allocate()! }
+            var rounds = [a.slabLayer.codec.round(p), a.slabLayer.codec.round(p)]
+            a.slabLayer.free(&rounds, count: 2)
         case .interiorPointerWithCPULayer:
             // The per-CPU fast path must not take an interior pointer into a magazine.
             let a = try SlabCache(name: nameA, size: 32)
@@ -150,6 +178,15 @@ final class BadFreeTests: XCTestCase {
         try expectCrash(.slabLayerForeignPointer)
     }
     func test_free_twice_reportsDoubleFree() throws { try expectCrash(.doubleFree) }
+    func test_batchFree_ofOneObjectTwiceInARun_pastTheSlabsCount_reportsDoubleFree() throws {
+        try expectCrash(.batchDoubleFreePastTheCount)
+    }
+    func test_batchFree_ofAnObjectAfterItsSlabEmptiedInTheBatch_reportsDoubleFree() throws {
+        try expectCrash(.batchDoubleFreeAfterTheSlabEmptied)
+    }
+    func test_batchFree_ofOneObjectTwiceInARun_ofASlabStillInUse_reportsDoubleFree() throws {
+        try expectCrash(.batchDoubleFreeInABusySlab)
+    }
     func test_allocate_afterDestroy_reportsDestroyed() throws { try expectCrash(.allocateAfterDestroy) }
     func test_allocate_afterDestroy_withCPULayer_reportsDestroyed() throws { try expectCrash(.allocateAfterDestroyWithCPULayer) }
     func test_free_afterDestroy_reportsDestroyedCache() throws { try expectCrash(.freeAfterDestroy) }
