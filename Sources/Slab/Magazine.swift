@@ -89,7 +89,7 @@ final class MagazineRegion: @unchecked Sendable {
     /// A new, empty magazine, or nil when the region is exhausted (the caller then bypasses the
     /// magazine layer for this object).
     func make() -> MagazineHandle? {
-        if let h = spare.withLock({ $0.popLast() }) { return h }
+        if let h = spare.withLock({ $0.popLast() }) { return firstTouch(h) }
         let units = UInt64(magazineBytes / Self.unit)
         var h = cslab_load_relaxed(nextHandle)
         // A CAS rather than a fetch-add, so that an exhausted region's bump stays at its end and
@@ -97,6 +97,16 @@ final class MagazineRegion: @unchecked Sendable {
         repeat {
             guard h + units <= UInt64(1) << Self.handleBits else { return nil }
         } while !cslab_cas_acquire(nextHandle, &h, h + units)
+        return firstTouch(h)
+    }
+
+    /// Writes the new magazine's (zero) round count, so that a page of the region that was never
+    /// touched or was given back faults in once, for writing. Read first (the push reads
+    /// `top_guard`), it was mapped to the zero page and then faulted again on the first write:
+    /// two faults a page, thousands of them when a cache refills after a shrink.
+    @inline(__always)
+    private func firstTouch(_ h: MagazineHandle) -> MagazineHandle {
+        header(h).pointee.rounds = 0
         return h
     }
 
