@@ -58,29 +58,29 @@
 //
 // 6. Huge pages
 // -------------
-//   An arena that has once been wholly allocated in blocks smaller than 2 MiB is advised
-//   MADV_HUGEPAGE: the cache filled those 4 MiB and will likely fill them again, so after a
-//   shrink gives them back the next fill takes them two MiB at a time, one fault and one TLB
-//   entry for 512 pages. (A slab layer carves a slab only when its others are full, so an arena
-//   of small slabs is wholly allocated only once nearly all of it has held objects; a slab of 2
-//   MiB or more may hold a single object, and a huge page under it would make that object cost
-//   2 MiB, so arenas of such slabs are never advised.) The pages it holds when
-//   advised stay small pages (khugepaged may fold them later); the advice pays from the next
-//   fault on. A cache that never fills an arena (nearly all of them: a live cache holding one
-//   object costs 20-27 KB) never sees a huge page, and a first fill costs no more RSS than it
-//   uses. Measured on the project's machine (Benchmarks/scripts/page-fault-cost.sh: 16 MiB
-//   written page by page, then MADV_DONTNEED, best of 20): 1,600-2,250 ns per 4 KiB page faulted
-//   in small pages, 114-198 ns per 4 KiB of a 2 MiB page. The costs, stated: a refill that stops
-//   short of a huge page's end holds the rest of those 2 MiB too; releasing part of a huge page
-//   (a shrink that keeps some slabs of its 2 MiB) splits it, the released pages leaving the
-//   resident set as before; and khugepaged may fold such a region back into one huge page (it
-//   does with up to `max_ptes_none`, 511 by default, of its 512 pages unused), up to 2 MiB of
-//   RSS per region until memory gets tight and the kernel splits underused huge pages again. A
-//   huge page comes back after a whole-region MADV_DONTNEED only where the kernel frees the
-//   emptied page table (Linux 6.18 here does); elsewhere the region refaults in small pages, as
-//   without the advice. kmalloc's page allocator (requests above 8 KiB) asks for none: its
-//   blocks are released one at a time, and each release would split a huge page. With THP
-//   `never` the advice is ignored; with `always` every arena is huge from its first fault.
+//   Each 2 MiB of an arena (a transparent huge page's worth) that has once been wholly allocated
+//   in blocks smaller than 2 MiB is advised MADV_HUGEPAGE: the cache filled it and will likely
+//   fill it again, so after a shrink gives it back the next fill takes it in one fault, with one
+//   TLB entry for its 512 pages. (A slab layer carves a slab only when its others are full, so 2
+//   MiB of small slabs is wholly allocated only once nearly all of it has held objects; a slab of
+//   2 MiB or more may hold a single object, and a huge page under it would make that object cost
+//   2 MiB, so such blocks never count.) The pages it holds when advised stay small pages
+//   (khugepaged may fold them later); the advice pays from the next fault on. A cache that never
+//   fills 2 MiB (nearly all of them: a live cache holding one object costs 20-27 KB) never sees a
+//   huge page, and a first fill costs no more RSS than it uses. Measured on the project's machine
+//   (Benchmarks/scripts/page-fault-cost.sh: 16 MiB written page by page, then MADV_DONTNEED,
+//   best of 20): 1,600-2,250 ns per 4 KiB page faulted in small pages, 114-198 ns per 4 KiB of a
+//   2 MiB page. The costs, stated: a refill that stops short of an advised 2 MiB's end holds the
+//   rest of it too; releasing part of a huge page (a shrink that keeps some slabs of its 2 MiB)
+//   splits it, the released pages leaving the resident set as before; and khugepaged may fold
+//   such a region back into one huge page (it does with up to `max_ptes_none`, 511 by default, of
+//   its 512 pages unused), up to 2 MiB of RSS per region until memory gets tight and the kernel
+//   splits underused huge pages again. A huge page comes back after a whole-region MADV_DONTNEED
+//   only where the kernel frees the emptied page table (Linux 6.18 here does); elsewhere the
+//   region refaults in small pages, as without the advice. kmalloc's page allocator (requests
+//   above 8 KiB) asks for none: its blocks are released one at a time, and each release would
+//   split a huge page. With THP `never` the advice is ignored; with `always` every arena is huge
+//   from its first fault.
 //
 // Everything here is the slow path: one lock, Swift collections, system calls.
 
@@ -121,7 +121,8 @@ final class PageSource: @unchecked Sendable {
     /// The page map (section 4): word i is page i's slab's first object, or 0. Owned (and unmapped
     /// in deinit) exactly when the range is.
     let pageMap: UnsafeMutablePointer<UInt>
-    /// Whether an arena, once wholly allocated, is advised to use transparent huge pages (section 6).
+    /// Whether each 2 MiB of an arena, once wholly allocated, is advised to use transparent huge
+    /// pages (section 6).
     let hugeArenas: Bool
     static let pageShift = Int(CSLAB_PAGE_SHIFT)
 
@@ -131,10 +132,21 @@ final class PageSource: @unchecked Sendable {
         var allocatedOrder: [Int8]
         /// Per page: the order of the free block that starts here, or -1.
         var freeOrder: [Int8]
-        /// Pages in allocated blocks.
-        var allocatedPages = 0
-        /// Whether the arena was advised MADV_HUGEPAGE (section 6): once wholly allocated.
-        var advisedHuge = false
+        /// Per 2 MiB of the arena (a huge page's worth): its pages in allocated blocks smaller
+        /// than 2 MiB, and whether they have all been allocated at once (section 6: then advised).
+        var smallBlockPages = [0, 0]
+        var filled = [false, false]
+
+        /// Counts a block of `order` starting at page `index` in or out of its 2 MiB; returns the
+        /// 2 MiB's number when this allocation filled it for the first time (advise it then).
+        func count(page index: Int, order: Int, allocated: Bool) -> Int? {
+            guard order < PageSource.hugePageOrder else { return nil }
+            let half = index >> PageSource.hugePageOrder
+            smallBlockPages[half] += allocated ? 1 << order : -(1 << order)
+            guard allocated, !filled[half], smallBlockPages[half] == 1 << PageSource.hugePageOrder else { return nil }
+            filled[half] = true
+            return half
+        }
 
         init(base: UInt) {
             self.base = base
@@ -289,11 +301,10 @@ final class PageSource: @unchecked Sendable {
             }
             arena.allocatedOrder[index] = Int8(order)
             s.allocatedBlocks[order] += 1
-            arena.allocatedPages += 1 << order
-            if hugeArenas && order < Self.hugePageOrder && !arena.advisedHuge && arena.allocatedPages == Self.pagesPerArena {
+            if let half = arena.count(page: index, order: order, allocated: true), hugeArenas {
                 // Section 6. Refused (no THP in this kernel) is the same as not asked.
-                arena.advisedHuge = true
-                madvise(UnsafeMutableRawPointer(bitPattern: arena.base), Self.arenaBytes, MADV_HUGEPAGE)
+                let hugePageBytes = Self.pageSize << Self.hugePageOrder
+                madvise(UnsafeMutableRawPointer(bitPattern: arena.base + UInt(half * hugePageBytes)), hugePageBytes, MADV_HUGEPAGE)
             }
             return UnsafeMutableRawPointer(bitPattern: block)
         }
@@ -320,7 +331,7 @@ final class PageSource: @unchecked Sendable {
                 precondition(arena.allocatedOrder[index] == Int8(order),
                              "PageSource: release of \(hex(address)) as order \(order), allocated as order \(arena.allocatedOrder[index])")
                 arena.allocatedOrder[index] = -1
-                arena.allocatedPages -= 1 << order
+                _ = arena.count(page: index, order: order, allocated: false)
                 s.allocatedBlocks[order] -= 1
             }
         }
@@ -352,7 +363,7 @@ final class PageSource: @unchecked Sendable {
             let order = Int(arena.allocatedOrder[index])
             // Claimed under the lock: a second release of the same block finds it not allocated.
             arena.allocatedOrder[index] = -1
-            arena.allocatedPages -= 1 << order
+            _ = arena.count(page: index, order: order, allocated: false)
             s.allocatedBlocks[order] -= 1
             return .released(order: order)
         }

@@ -1,6 +1,6 @@
-// Transparent huge pages (PageSource.swift, section 6): an arena is advised once it has been
-// wholly allocated, and keeps the advice when it is given back; kmalloc's page allocator advises
-// none. Read from the kernel's own account of
+// Transparent huge pages (PageSource.swift, section 6): each 2 MiB of an arena is advised once it
+// has been wholly allocated in slabs smaller than 2 MiB, and keeps the advice when it is given
+// back; kmalloc's page allocator advises none. Read from the kernel's own account of
 // each mapping (/proc/self/smaps, "THPeligible"), under the THP mode this machine runs.
 
 @testable import Slab
@@ -42,32 +42,34 @@ final class HugePageTests: XCTestCase {
         return false
     }
 
-    func test_anArenaAsksForHugePages_onceItHasBeenWhollyAllocated() throws {
+    func test_each2MiB_asksForHugePages_onceItHasBeenWhollyAllocated() throws {
         guard let mode = thpMode(), mode != "never" else { throw XCTSkip("transparent huge pages are off here") }
-        let cache = try SlabCache(name: uniqueCacheName("thp"), size: 1024)
+        // No CPU layer: the objects come out of the slabs in address order, 32 a 32 KiB slab.
+        let cache = try SlabCache(name: uniqueCacheName("thp"), size: 1024, flags: .noCPUCache)
         defer { cache.shrink(); try? cache.destroy() }
-        let pages = cache.slabLayer.pages
-        func arena(_ p: UnsafeMutableRawPointer) -> UInt { (UInt(bitPattern: p) - pages.base) >> UInt(PageSource.arenaShift) }
-
+        let perHugePage = (PageSource.pageSize << PageSource.hugePageOrder) / 1024
         var objects = [try XCTUnwrap(cache.allocate())]
-        let first = objects[0]
+        let first = UInt(bitPattern: objects[0])
+        XCTAssertEqual(first % UInt(PageSource.arenaBytes), 0, "the first object opens an arena")
         if mode == "madvise" {
-            XCTAssertFalse(try thpEligible(UInt(bitPattern: first)), "a small cache's arena asked for huge pages")
+            XCTAssertFalse(try thpEligible(first), "a small cache asked for huge pages")
         }
-        // 6 MiB of 1 KiB objects: the first arena wholly allocated, a second one half.
-        for _ in 0..<6 * 1024 { objects.append(try XCTUnwrap(cache.allocate())) }
-        XCTAssertEqual(pages.arenaCount, 2)
-        let later = try XCTUnwrap(objects.first { arena($0) > arena(first) })
-        XCTAssertTrue(try thpEligible(UInt(bitPattern: first)), "a wholly allocated arena is not eligible for huge pages")
+        // The first 2 MiB wholly allocated: advised; the next one, half allocated: not yet.
+        for _ in 1..<(perHugePage + perHugePage / 2) { objects.append(try XCTUnwrap(cache.allocate())) }
+        let second = first + UInt(PageSource.pageSize << PageSource.hugePageOrder)
+        XCTAssertTrue(try thpEligible(first), "a wholly allocated 2 MiB is not eligible for huge pages")
         if mode == "madvise" {
-            XCTAssertFalse(try thpEligible(UInt(bitPattern: later)), "a half-allocated arena asked for huge pages")
+            XCTAssertFalse(try thpEligible(second), "a half-allocated 2 MiB asked for huge pages")
         }
-        // Given back, the filled arena keeps its advice for the next fill.
+        // The second filled too (and a third begun: the arena's last page is allocated).
+        for _ in 0..<(perHugePage / 2 + 1) { objects.append(try XCTUnwrap(cache.allocate())) }
+        XCTAssertTrue(try thpEligible(second))
+        // Given back, a filled 2 MiB keeps its advice for the next fill.
         for p in objects { cache.free(p) }
         cache.shrink()
-        XCTAssertEqual(pages.allocatedBlocksPerOrder().reduce(0, +), 0)
-        XCTAssertTrue(try thpEligible(UInt(bitPattern: first)))
-        XCTAssertEqual(pages.checkInvariants(), [])
+        XCTAssertEqual(cache.slabLayer.pages.allocatedBlocksPerOrder().reduce(0, +), 0)
+        XCTAssertTrue(try thpEligible(first))
+        XCTAssertEqual(cache.slabLayer.pages.checkInvariants(), [])
     }
 
     func test_anArenaOfSlabsOf2MiBOrMore_neverAsksForHugePages() throws {
