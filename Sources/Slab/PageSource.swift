@@ -80,7 +80,11 @@
 //   region refaults in small pages, as without the advice. kmalloc's page allocator (requests
 //   above 8 KiB) asks for none: its blocks are released one at a time, and each release would
 //   split a huge page. With THP `never` the advice is ignored; with `always` every arena is huge
-//   from its first fault.
+//   from its first fault. The advice is a property of a mapping, so the kernel splits the range's
+//   mapping where it changes: a cache that fills its range in order has one advised run and two
+//   mappings more, but filled and unfilled 2 MiB alternating would take one mapping each, against
+//   the process's `vm.max_map_count` (65,530 by default), which an 8 GiB range could then use
+//   4,096 of.
 //
 // Everything here is the slow path: one lock, Swift collections, system calls.
 
