@@ -254,12 +254,8 @@ final class SlabLayer: @unchecked Sendable {
                         run = slab
                         counted = 0
                     }
-                    // As `checkedFreeIndex`, with the objects of the run counted so far: once they
-                    // reach the slab's count in use, this one is free already.
-                    guard let index = slab.objectIndex(of: object, divider: divider) else { reportNotAnObject(object) }
-                    guard slab.pointee.free_list != object, index < Int(slab.pointee.bump), counted < slab.pointee.in_use else {
-                        reportDoubleFree(object)
-                    }
+                    // Once the run's objects reach the slab's count in use, this one is free already.
+                    _ = checkedFreeIndex(object, slab: slab, counted: counted)
                     counted &+= 1
                 }
                 if let run { endRun(run, freed: counted, lists: &l) }
@@ -328,11 +324,12 @@ final class SlabLayer: @unchecked Sendable {
 
     /// The index of `object` in `slab`, or a fatal report: not the start of an object, or already
     /// free (the last one freed to its slab, one the slab never handed out since it was last
-    /// empty, or the slab has none in use).
+    /// empty, or the slab has no object in use beyond the `counted` ones of this run, which the
+    /// batch free has counted free but not yet written to the header).
     @inline(__always)
-    private func checkedFreeIndex(_ object: UnsafeMutableRawPointer, slab: SlabPointer) -> Int {
+    private func checkedFreeIndex(_ object: UnsafeMutableRawPointer, slab: SlabPointer, counted: UInt32 = 0) -> Int {
         guard let index = slab.objectIndex(of: object, divider: divider) else { reportNotAnObject(object) }
-        guard slab.pointee.free_list != object, index < Int(slab.pointee.bump), slab.pointee.in_use > 0 else {
+        guard slab.pointee.free_list != object, index < Int(slab.pointee.bump), counted < slab.pointee.in_use else {
             reportDoubleFree(object)
         }
         return index
