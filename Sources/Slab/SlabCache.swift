@@ -88,25 +88,33 @@
 // -----------------------------
 //   M is fixed per cache by object size (Bonwick grows M under depot contention; contention is
 //   reported in the statistics instead). Reaping is explicit (`reap()`, `shrink()`); there is no
-//   timer thread, but the depot keeps a bounded number of full magazines and a free beyond that
-//   returns its magazine's rounds to the slab layer, so a burst of frees cannot pin memory until
-//   the next reap. The bound: max(64, 32 x CPUs) magazines; for objects of up to 64 bytes (typed
-//   or kmalloc's) at least 32 MiB of objects; for kmalloc's larger classes 8 MiB of objects (at
-//   least 64 magazines).
+//   timer thread. A depot may bound its full magazines, a free beyond the bound returning its
+//   magazine's rounds to the slab layer: for objects of up to 64 bytes (typed or kmalloc's) 32 MiB
+//   of objects (at least max(64, 32 x CPUs) magazines), for kmalloc's larger classes 8 MiB of
+//   objects (at least 64 magazines); a typed cache of larger objects keeps every full magazine
+//   (until its magazine region runs out, past 100,000 magazines, when frees bypass the magazines).
 //   Rounds that overflow cost a lock and a write into each object, then come back one dependent
 //   cache miss each along the slab's free list, and small objects share lines and pages, so for
 //   them the magazines win: a batch of 1M 20-byte objects freed newest or oldest first ran in
 //   7.5 ns an object with a 16 MiB bound against 11.6 with 64 magazines, and in 5.0 with 32 MiB,
 //   which holds the whole batch (same-machine A/Bs); a general-purpose heap sees one class freed
 //   in bursts of thousands (a batch of 100,000 mixed sizes: 36 against 25 ns an object). What the
-//   bound costs is the magazines' own memory, which stays resident: a round is 32 bits
-//   (Magazine.swift), so a million cached objects take 4.3 MB of magazines, and the cell with 1M
-//   live 24-byte objects peaks at 58.3 MiB against glibc's 61.3 and mimalloc's 61.8 (with 64-bit
-//   rounds the 32 MiB bound took it to 62.4 and was not kept). Large objects go the other way: a
-//   magazine recycles them in the order they were freed, the slab layer regroups them by slab, so
-//   1M 256-byte objects freed in random order ran 27% slower with an 8 MiB bound than with 64
-//   magazines (a TLB miss per object where the slab's objects share a page). The objects are
-//   resident either way (an empty slab stays until shrink or reap).
+//   bound costs is the magazines' own memory, which stays resident until shrink: a round is 32
+//   bits (Magazine.swift), so a million cached objects take 4.3 MB of magazines, and the cell with
+//   1M live 24-byte objects peaks at 58.3 MiB against glibc's 61.3 and mimalloc's 61.8 (with 64-bit
+//   rounds the 32 MiB bound took it to 62.4 and was not kept). For larger objects that memory is a
+//   smaller share (4.5 bytes a 256-byte object, 1.8%), and the slab layer's way back costs more:
+//   writing the link is a cache and TLB miss per object (a random-order free of 1M 256-byte
+//   objects spent 58 ns an object freeing through the slab layer against 16 in magazines alone,
+//   and 32 against 21 allocating), so the typed caches keep the whole burst. Measured against the
+//   bound of 64 magazines (same-machine A/B, 8 samples a side): 1M 256-byte objects freed in random
+//   order -51%, newest or oldest first -20%; their peak RSS grows by the 4.5 MiB of magazines
+//   (288.3 -> 292.9 MiB, where tcmalloc's is 291.6). Holding half of such a burst was no
+//   compromise: the slab layer's half then finds its slabs half full, and the random-order batch
+//   took 86 ns an object with 1% of the slab memory in magazines against 96 with none and 50 with
+//   all. kmalloc's classes keep their bound: without it batch-mixed read 20.1 ns against 18.3 and
+//   larson-mixed 14.7 against 14.5 (one run each), no gain. The objects are resident either way
+//   (an empty slab stays until shrink or reap).
 //   Empty slabs stay cached, constructed, until `shrink()`. Slabs hand out
 //   never-used objects by a bump index rather than a free list threaded through them (Slab.swift),
 //   and a refilled magazine pops one object per cache line per pass (CPUCache.stackForPops).
@@ -354,7 +362,7 @@ public final class SlabCache: @unchecked Sendable {
                 if layout.objectSize <= Self.smallObjectDepotMaxSize {
                     return max(floor, Self.smallObjectDepotBytes / (m * layout.objectSize))
                 }
-                return kmallocClass ? max(64, Self.kmallocDepotBytes / (m * layout.objectSize)) : floor
+                return kmallocClass ? max(64, Self.kmallocDepotBytes / (m * layout.objectSize)) : .max
             })
         mode = cpuLayer?.mode ?? .none
         cpuLayerUnretained = cpuLayer.map { Unmanaged.passUnretained($0) }

@@ -262,28 +262,37 @@ final class KmallocTests: XCTestCase {
         XCTAssertEqual(Set(zip(bases, bases.dropFirst()).map { $1 - $0 }).count, 1, "equal slots")
     }
 
-    /// A class's depot holds 8 MiB of objects, where a typed cache of objects above 64 bytes keeps
-    /// max(64, 32 x CPUs) magazines: a burst of frees of one class that overflows such a typed
-    /// cache's depot stays in kmalloc's. (Up to 64 bytes both hold at least 16 MiB: below.)
-    func test_classDepot_keepsABurstOfFreesInMagazines_whereATypedCacheOverflows() throws {
+    /// A typed cache of objects above 64 bytes keeps a whole burst of frees in its depot (the
+    /// magazines recycle it faster than the slab layer regroups it: SlabCache.swift, section 7),
+    /// where a kmalloc class stops at 8 MiB of objects and sends the rest of the burst back to its
+    /// slabs. (Up to 64 bytes both hold 32 MiB: below.)
+    func test_typedDepot_keepsABurstOfFrees_whereAKmallocClassOverflowsPast8MiB() throws {
         try Kmalloc.setUp()
         Kmalloc.shrink()
         let kmalloc96 = try XCTUnwrap(Kmalloc.caches.first { $0.name == "kmalloc-96" })
         let typed = try SlabCache(name: uniqueCacheName("burst"), size: 96)
         defer { typed.shrink(); try? typed.destroy() }
-        // More than a typed cache's depot holds (with room for the CPUs' own magazines).
-        let n = (typed.cpuLayer!.depotFullLimit + 40) * typed.magazineCapacity
+        let classLimit = kmalloc96.cpuLayer!.depotFullLimit
+        XCTAssertEqual(classLimit, max(64, (8 << 20) / (kmalloc96.magazineCapacity * 96)))
+        XCTAssertEqual(typed.cpuLayer!.depotFullLimit, .max, "a typed cache above 64 bytes has no depot bound")
+        // More than the class's depot holds (with room for the CPUs' own magazines).
+        let n = (classLimit + 40) * kmalloc96.magazineCapacity
         let before = kmalloc96.statistics.depotOverflows
         let objects = try (0..<n).map { _ in try kmalloc(96) }
         objects.forEach(kfree)
         let typedObjects = (0..<n).map { _ in typed.allocate()! }
         typedObjects.forEach(typed.free)
-        XCTAssertEqual(kmalloc96.statistics.depotOverflows, before, "kmalloc-96 kept the burst")
-        XCTAssertGreaterThan(kmalloc96.statistics.depotFullMagazines, 64)
-        XCTAssertGreaterThan(typed.statistics.depotOverflows, 0, "the typed cache stops at 64 full magazines")
-        XCTAssertEqual(typed.statistics.depotFullMagazines, typed.cpuLayer!.depotFullLimit)
-        XCTAssertGreaterThan(kmalloc96.cpuLayer!.depotFullLimit, typed.cpuLayer!.depotFullLimit + 40)
+        XCTAssertGreaterThan(kmalloc96.statistics.depotOverflows, before, "kmalloc-96 stops at 8 MiB of objects")
+        XCTAssertEqual(kmalloc96.statistics.depotFullMagazines, classLimit)
+        XCTAssertEqual(typed.statistics.depotOverflows, 0, "the typed cache kept the burst")
+        XCTAssertGreaterThan(typed.statistics.depotFullMagazines, classLimit + 30)
+        // The burst is handed out again, each object once, and shrink still returns everything.
+        let again = (0..<n).map { _ in typed.allocate()! }
+        XCTAssertEqual(Set(again).count, n, "no object handed out twice")
+        again.forEach(typed.free)
+        typed.shrink()
         Kmalloc.shrink()
+        XCTAssertEqual(typed.statistics.totalSlabs, 0, "shrink returns the typed cache's burst")
         XCTAssertEqual(kmalloc96.statistics.totalSlabs, 0, "shrink still returns everything")
     }
 
