@@ -50,6 +50,14 @@ final class MagazineRegion: @unchecked Sendable {
     /// Next free handle (bump allocation). Written by fetch-add, from any thread.
     private let nextHandle: UnsafeMutablePointer<UInt64>
 
+    /// The bytes of a magazine of `capacity` rounds: the header and the rounds, in whole cache lines.
+    static func magazineBytes(capacity: Int) -> Int {
+        roundUp(Int(CSLAB_MAGAZINE_HEADER) + capacity * MemoryLayout<UInt32>.size, 64)
+    }
+
+    /// The most magazines of `capacity` rounds a region holds (the first slot is never used).
+    static func maxMagazines(capacity: Int) -> Int { regionBytes / magazineBytes(capacity: capacity) - 1 }
+
     /// M for objects of `objectSize` bytes.
     static func capacity(forObjectSize size: Int) -> Int {
         // Measured on the batch-1000 workload (20-byte objects): M = 128 cost 4.1-4.8 ns/op,
@@ -71,7 +79,7 @@ final class MagazineRegion: @unchecked Sendable {
               p != MAP_FAILED else { return nil }
         base = p
         self.capacity = capacity
-        magazineBytes = roundUp(Int(CSLAB_MAGAZINE_HEADER) + capacity * MemoryLayout<UInt32>.size, 64)
+        magazineBytes = Self.magazineBytes(capacity: capacity)
         nextHandle = .allocate(capacity: 1)
         // Handle 0 means "no magazine": the first magazine-sized slot stays unused.
         nextHandle.initialize(to: UInt64(magazineBytes / Self.unit))

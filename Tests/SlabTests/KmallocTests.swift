@@ -274,7 +274,9 @@ final class KmallocTests: XCTestCase {
         defer { typed.shrink(); try? typed.destroy() }
         let classLimit = kmalloc96.cpuLayer!.depotFullLimit
         XCTAssertEqual(classLimit, max(64, (8 << 20) / (kmalloc96.magazineCapacity * 96)))
-        XCTAssertEqual(typed.cpuLayer!.depotFullLimit, .max, "a typed cache above 64 bytes has no depot bound")
+        XCTAssertEqual(typed.cpuLayer!.depotFullLimit, MagazineRegion.maxMagazines(capacity: typed.magazineCapacity) / 2,
+                       "a typed cache above 64 bytes keeps full magazines up to half of its magazine region")
+        XCTAssertGreaterThan(typed.cpuLayer!.depotFullLimit * typed.magazineCapacity, 7_000_000)
         // More than the class's depot holds (with room for the CPUs' own magazines).
         let n = (classLimit + 40) * kmalloc96.magazineCapacity
         let before = kmalloc96.statistics.depotOverflows
