@@ -110,10 +110,10 @@
 //   and 32 against 21 allocating), so the typed caches keep the whole burst. Measured against the
 //   bound of 64 magazines (same-machine A/B, 8 samples a side): 1M 256-byte objects freed in random
 //   order -51%, newest or oldest first -20%; their peak RSS grows by the 4.5 MiB of magazines
-//   (288.3 -> 292.9 MiB, where tcmalloc's is 291.6). Holding half of such a burst was no
-//   compromise: the slab layer's half then finds its slabs half full, and the random-order batch
-//   took 86 ns an object with 1% of the slab memory in magazines against 96 with none and 50 with
-//   all. kmalloc's classes keep their bound: without it batch-mixed read 20.1 ns against 18.3 and
+//   (288.3 -> 292.9 MiB, where tcmalloc's is 291.6). A bound in between was worse than either
+//   end: the part of the burst that overflows finds its slabs half full, and the random-order
+//   batch took 86 ns an object with 1% of the slab memory in magazines against 96 with 64
+//   magazines and 50 with the whole burst. kmalloc's classes keep their bound: without it batch-mixed read 20.1 ns against 18.3 and
 //   larson-mixed 14.7 against 14.5 (one run each), no gain. The objects are resident either way
 //   (an empty slab stays until shrink or reap).
 //   Empty slabs stay cached, constructed, until `shrink()`. Slabs hand out
