@@ -113,9 +113,9 @@
 //   (288.3 -> 292.9 MiB, where tcmalloc's is 291.6). A bound in between was worse than either
 //   end: the part of the burst that overflows finds its slabs half full, and the random-order
 //   batch took 86 ns an object with 1% of the slab memory in magazines against 96 with 64
-//   magazines and 50 with the whole burst. kmalloc's classes keep their bound: without it batch-mixed read 20.1 ns against 18.3 and
-//   larson-mixed 14.7 against 14.5 (one run each), no gain. The objects are resident either way
-//   (an empty slab stays until shrink or reap).
+//   magazines and 50 with the whole burst. kmalloc's classes keep their bound: without it
+//   batch-mixed read 20.1 ns against 18.3 and larson-mixed 14.7 against 14.5 (one run each), no
+//   gain. The objects are resident either way (an empty slab stays until shrink or reap).
 //   Empty slabs stay cached, constructed, until `shrink()`. Slabs hand out
 //   never-used objects by a bump index rather than a free list threaded through them (Slab.swift),
 //   and a refilled magazine pops one object per cache line per pass (CPUCache.stackForPops).
