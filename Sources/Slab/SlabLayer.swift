@@ -51,6 +51,9 @@ final class SlabLayer: @unchecked Sendable {
         var slabsCreated = 0
         var slabsReleased = 0
         var lockAcquisitions = 0
+        /// The batch free's record of the runs pass 1 left in use (see `free(_:)`): scratch space
+        /// that only the lock holder touches, allocated once with the layer.
+        let runsInUse = UnsafeMutablePointer<Rounds>.allocate(capacity: SlabLayer.runsInUseCapacity)
 
         var slabCount: Int { partial.count + full.count + empty.count }
     }
@@ -79,7 +82,10 @@ final class SlabLayer: @unchecked Sendable {
         poisons = cslab_asan_active() && debug == nil
     }
 
-    deinit { table.unmap() }
+    deinit {
+        table.unmap()
+        lists.withLock { $0.runsInUse.deallocate() }
+    }
 
     /// The identity stored in every slab header of this cache.
     var ownerToken: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
@@ -207,6 +213,14 @@ final class SlabLayer: @unchecked Sendable {
     /// the sawtooth's time). A debug cache takes one object at a time (its letters check and mark
     /// each under the lock as its slab changes).
     ///
+    /// Pass 1 records each run that leaves its slab with objects in use, and pass 2 visits only
+    /// those runs: a slab that a run empties stays empty to the end of pass 1 (a later round of it
+    /// would be a double free), so every round pass 2 must link lies in a recorded run. A shrink
+    /// after a drain records a run or two a magazine (the slabs that straddle two magazines) and
+    /// no longer walks the rounds of emptied slabs a second time (two fifths of the batch free's
+    /// samples in the sawtooth). More runs than the record holds (frees in random order) and pass
+    /// 2 walks every round, as before.
+    ///
     /// Rounds of one slab that follow each other (a magazine filled from one slab, or drained in
     /// the order it was filled) are a run: the first pass checks each of them against the slab's
     /// header as it stood before the run and counts them in a register, and writes the header once
@@ -239,10 +253,17 @@ final class SlabLayer: @unchecked Sendable {
                 l.activeObjects -= total
                 return
             }
+            let record = l.runsInUse
+            var recorded = 0
             for batch in batches {
                 var run: SlabPointer? = nil
+                var runStart = 0
                 var counted: UInt32 = 0
-                for i in 0..<batch.count {
+                // The run's previous round and its index (a stretch continues their step).
+                var previous: UInt32 = 0
+                var previousIndex = -1
+                var i = 0
+                while i < batch.count {
                     if i &+ Self.prefetchDistance < batch.count {
                         cslab_prefetch_lines(table.header(ofRound: batch.start[i &+ Self.prefetchDistance]), 1)
                     }
@@ -250,18 +271,59 @@ final class SlabLayer: @unchecked Sendable {
                     let object = codec.object(round)
                     let slab = table.header(ofRound: round)
                     if slab != run {
-                        if let run { endRun(run, freed: counted, lists: &l) }
+                        if let run, endRun(run, freed: counted, lists: &l) {
+                            if recorded < Self.runsInUseCapacity {
+                                record[recorded] = Rounds(start: batch.start + runStart, count: i &- runStart)
+                            }
+                            recorded &+= 1
+                        }
                         run = slab
+                        runStart = i
                         counted = 0
+                        previousIndex = -1
                     }
                     // Once the run's objects reach the slab's count in use, this one is free already.
-                    _ = checkedFreeIndex(object, slab: slab, counted: counted)
+                    let index = checkedFreeIndex(object, slab: slab, counted: counted)
                     counted &+= 1
+                    i &+= 1
+                    if previousIndex >= 0 {
+                        let more = stretch(after: round, step: round &- previous, index: index,
+                                           indexStep: index &- previousIndex, slab: slab, counted: counted,
+                                           in: batch, at: i)
+                        counted &+= UInt32(truncatingIfNeeded: more)
+                        i &+= more
+                        previous = batch.start[i &- 1]
+                        previousIndex = index &+ more &* (index &- previousIndex)
+                    } else {
+                        previous = round
+                        previousIndex = index
+                    }
                 }
-                if let run { endRun(run, freed: counted, lists: &l) }
+                if let run, endRun(run, freed: counted, lists: &l) {
+                    if recorded < Self.runsInUseCapacity {
+                        record[recorded] = Rounds(start: batch.start + runStart, count: batch.count &- runStart)
+                    }
+                    recorded &+= 1
+                }
                 total += batch.count
             }
             l.activeObjects -= total
+            if recorded <= Self.runsInUseCapacity {
+                // Each recorded run is one slab's: linked whole, or skipped whole when a later run
+                // emptied the slab.
+                for r in 0..<recorded {
+                    let run = record[r]
+                    let slab = table.header(ofRound: run.start[0])
+                    guard slab.pointee.in_use > 0 else { continue }
+                    for i in 0..<run.count {
+                        if i &+ Self.prefetchDistance < run.count {
+                            cslab_prefetch_lines(codec.object(run.start[i &+ Self.prefetchDistance]), 1)
+                        }
+                        link(run.start[i], slab: slab)
+                    }
+                }
+                return
+            }
             for batch in batches {
                 var run: SlabPointer? = nil
                 var inUse = false
@@ -277,28 +339,76 @@ final class SlabLayer: @unchecked Sendable {
                         inUse = slab.pointee.in_use > 0
                     }
                     guard inUse else { continue }
-                    // Checked in pass 1, which cannot see the same object twice in the batch
-                    // while its slab stays in use; as in a single pass, its second visit finds
-                    // it at the head of the free list or beyond the bump it retracted.
-                    let object = codec.object(round)
-                    let offset = UInt32(truncatingIfNeeded: object - slab.objectsStart)
-                    let index = divider.quotient(offset)
-                    if slab.pointee.free_list == object || index >= Int(slab.pointee.bump) { reportDoubleFree(object) }
-                    slab.linkFree(object, index: index, linkOffset: layout.freeLinkOffset)
+                    link(round, slab: slab)
                 }
             }
         }
     }
 
+    /// Pass 1's stretch: the rounds of `batch` from `at` on that continue the step from the run's
+    /// previous round to `round` (objects `indexStep` apart in `slab`: a magazine drained in the
+    /// order it was filled holds its objects in such steps, one object per cache line a pass,
+    /// CPUCache.stackForPops), checked together. A strictly monotone stretch holds no object
+    /// twice, and it stops before the bump, so every object of it lies in `slab`, below the bump.
+    /// The per-round checks then hold for each of its objects exactly when they hold for the
+    /// stretch: none is the free list's head, and the slab has them all in use beyond the
+    /// `counted` ones. Returns how many rounds the stretch takes (0 when there is none, or when a
+    /// check fails: the caller then checks them one at a time and reports the first bad one, as
+    /// before). Four instructions a round where the full check is some twenty.
+    @inline(__always)
+    private func stretch(after round: UInt32, step: UInt32, index: Int, indexStep: Int, slab: SlabPointer,
+                         counted: UInt32, in batch: Rounds, at start: Int) -> Int {
+        guard indexStep != 0 else { return 0 }
+        // The stretch ends where the step leaves the objects below the bump: where objects of the
+        // next slab continue the step (slabs side by side with no leftover, 256-byte objects), it
+        // must not run on into them, or every round of the rest would scan them again.
+        let bump = UInt(slab.pointee.bump)
+        var j = start
+        var expected = round &+ step
+        var next = index &+ indexStep
+        while j < batch.count && batch.start[j] == expected && UInt(bitPattern: next) < bump {
+            j &+= 1
+            expected &+= step
+            next &+= indexStep
+        }
+        let more = j &- start
+        guard more > 0, UInt64(counted) &+ UInt64(more) <= UInt64(slab.pointee.in_use) else { return 0 }
+        if let head = slab.pointee.free_list {
+            // The head's distance from `index` in steps: a double free when it is 1...more.
+            let distance = (UnsafeRawPointer(head) - UnsafeRawPointer(slab.objectsStart)) / layout.stride &- index
+            if distance % indexStep == 0, distance / indexStep >= 1, distance / indexStep <= more { return 0 }
+        }
+        return more
+    }
+
+    /// Pass 2 of the batch free for one object of a slab still in use: onto its free list (or the
+    /// bump retracted). Checked in pass 1, which cannot see the same object twice in the batch
+    /// while its slab stays in use; as in a single pass, its second visit finds it at the head of
+    /// the free list or beyond the bump it retracted.
+    @inline(__always)
+    private func link(_ round: UInt32, slab: SlabPointer) {
+        let object = codec.object(round)
+        let offset = UInt32(truncatingIfNeeded: object - slab.objectsStart)
+        let index = divider.quotient(offset)
+        if slab.pointee.free_list == object || index >= Int(slab.pointee.bump) { reportDoubleFree(object) }
+        slab.linkFree(object, index: index, linkOffset: layout.freeLinkOffset)
+    }
+
+    /// The runs left in use that the batch free records (16 bytes each): a flush of 64 magazines
+    /// drained in order leaves one or two a magazine.
+    static let runsInUseCapacity = 1024
+
     /// The end of a run of pass 1: `freed` objects of `slab` counted free at once, and the slab
     /// moved to the list it now belongs on.
+    /// Returns whether the slab still has objects in use.
     @inline(__always)
-    private func endRun(_ slab: SlabPointer, freed: UInt32, lists l: inout Lists) {
+    private func endRun(_ slab: SlabPointer, freed: UInt32, lists l: inout Lists) -> Bool {
         let wasFull = slab.pointee.in_use == slab.pointee.capacity
         // A slab emptied here resets its bump: pass 2 skips its objects, and a later run of them
         // in the batch is a double free the check in pass 1 sees.
-        _ = slab.countFree(freed)
+        let inUse = slab.countFree(freed)
         moveAfterFree(slab, wasFull: wasFull, lists: &l)
+        return inUse
     }
 
     /// After objects of `slab` came back: a full slab becomes partial, an emptied one empty.

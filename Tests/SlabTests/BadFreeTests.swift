@@ -3,6 +3,7 @@
 // parent checks that the child died and that its stderr holds the exact words.
 
 @testable import Slab
+import Harness
 import TestSupport
 import XCTest
 
@@ -16,6 +17,7 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
     case mallocPointer, interiorPointer, interiorPointerWithCPULayer, doubleFree, allocateAfterDestroy, allocateAfterDestroyWithCPULayer
     case freeAfterDestroy, colourGapPointer, freeIntoReleasedSlab, slabLayerForeignPointer
     case batchDoubleFreePastTheCount, batchDoubleFreeAfterTheSlabEmptied, batchDoubleFreeInABusySlab
+    case stretchThroughTheFreeListHead, stretchDownThroughTheFreeListHead, stretchPastTheBump, stretchPastTheCount
 
     static let environmentKey = "SLAB_CRASH_SCENARIO"
     static let runnerTest = "SlabTests.CrashScenarioRunner/test_runCrashScenario"
@@ -38,6 +40,9 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
             return ["is not the start of an object"]
         case .doubleFree, .batchDoubleFreePastTheCount, .batchDoubleFreeAfterTheSlabEmptied, .batchDoubleFreeInABusySlab:
             return ["double free"]
+        case .stretchThroughTheFreeListHead, .stretchDownThroughTheFreeListHead, .stretchPastTheBump, .stretchPastTheCount:
+            // And the report names the very object (announced by the child: `expectedObject`).
+            return ["double free", "is already free in its slab"]
         case .allocateAfterDestroy, .allocateAfterDestroyWithCPULayer: return ["destroyed"]
         case .freeAfterDestroy: return ["freed to a destroyed cache"]
         case .freeIntoReleasedSlab: return ["is not in a live slab of this cache"]
@@ -101,6 +106,49 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
             _ = (0..<3).map { _ in a.allocate()! }
             var rounds = [a.slabLayer.codec.round(p), a.slabLayer.codec.round(p)]
             a.slabLayer.free(&rounds, count: 2)
+        case .stretchThroughTheFreeListHead, .stretchDownThroughTheFreeListHead:
+            // Rounds in steps of one object, a stretch that pass 1 checks as a whole: one of them
+            // (object 5) is free already, at the head of its slab's free list, and the slab has
+            // enough objects in use that the count cannot tell.
+            let a = try SlabCache(name: nameA, size: 32, flags: .noCPUCache)
+            let objects = (0..<20).map { _ in a.allocate()! }
+            a.free(objects[5])
+            Self.announce(objects[5])
+            let c = a.slabLayer.codec
+            var rounds = objects.prefix(10).map { c.round($0) }
+            if self == .stretchDownThroughTheFreeListHead { rounds.reverse() }
+            a.slabLayer.free(&rounds, count: rounds.count)
+        case .stretchPastTheBump:
+            // A stretch that runs on past the objects the slab has handed out, then a second
+            // batch that takes the slab's count to zero (so no second pass would look at the
+            // first): the first object beyond the bump is reported.
+            let a = try SlabCache(name: nameA, size: 32, flags: .noCPUCache)
+            let objects = (0..<10).map { _ in a.allocate()! }
+            let stride = a.layout.stride
+            Self.announce(objects[9] + stride)
+            let c = a.slabLayer.codec
+            let past = [c.round(objects[8]), c.round(objects[9]), c.round(objects[9] + stride),
+                        c.round(objects[9] + 2 * stride)]
+            let rest = objects.prefix(6).map { c.round($0) }
+            past.withUnsafeBufferPointer { p in
+                rest.withUnsafeBufferPointer { r in
+                    let batches = [SlabLayer.Rounds(start: p.baseAddress!, count: p.count),
+                                   SlabLayer.Rounds(start: r.baseAddress!, count: r.count)]
+                    batches.withUnsafeBufferPointer { a.slabLayer.free($0) }
+                }
+            }
+        case .stretchPastTheCount:
+            // Objects 0 and 1 are the slab's only ones in use; 2...18 are free deep in its free
+            // list (18 is the head; 19 retracted the bump). A stretch of objects 0...10 passes the
+            // head and bump checks but frees more than the slab has in use: the first object past
+            // the count (object 2) is reported.
+            let a = try SlabCache(name: nameA, size: 32, flags: .noCPUCache)
+            let objects = (0..<20).map { _ in a.allocate()! }
+            for o in objects.dropFirst(2) { a.free(o) }
+            Self.announce(objects[2])
+            let c = a.slabLayer.codec
+            var rounds = objects.prefix(11).map { c.round($0) }
+            a.slabLayer.free(&rounds, count: rounds.count)
         case .interiorPointerWithCPULayer:
             // The per-CPU fast path must not take an interior pointer into a magazine.
             let a = try SlabCache(name: nameA, size: 32)
@@ -151,6 +199,14 @@ enum CrashScenario: String, CaseIterable, StoppingScenario {
     }
 }
 
+extension CrashScenario {
+    /// The child says which object its report must name (`expectCrash` checks the report line).
+    static let expectedObjectPrefix = "expected object: "
+    static func announce(_ object: UnsafeMutableRawPointer) {
+        writeStandardError(expectedObjectPrefix + hex(object) + "\n")
+    }
+}
+
 /// The child's entry point. In a normal run there is no scenario and it skips.
 final class CrashScenarioRunner: XCTestCase {
     func test_runCrashScenario() throws { try CrashScenario.runNamedInEnvironment() }
@@ -164,6 +220,12 @@ final class BadFreeTests: XCTestCase {
         for words in [scenario.nameA] + scenario.expectedWords {
             XCTAssertTrue(result.stderrText.contains(words), "\(scenario): stderr lacks \"\(words)\"\n\(result)",
                           file: file, line: line)
+        }
+        let announced = result.stderrText.split(separator: "\n").first { $0.hasPrefix(CrashScenario.expectedObjectPrefix) }
+        if let announced {
+            let object = announced.dropFirst(CrashScenario.expectedObjectPrefix.count)
+            XCTAssertTrue(result.stderrText.contains("\(object) is already free"),
+                          "\(scenario): the report does not name \(object)\n\(result)", file: file, line: line)
         }
     }
 
@@ -186,6 +248,18 @@ final class BadFreeTests: XCTestCase {
     }
     func test_batchFree_ofOneObjectTwiceInARun_ofASlabStillInUse_reportsDoubleFree() throws {
         try expectCrash(.batchDoubleFreeInABusySlab)
+    }
+    func test_batchFree_ofAStretchThroughTheFreeListHead_reportsThatObject() throws {
+        try expectCrash(.stretchThroughTheFreeListHead)
+    }
+    func test_batchFree_ofADescendingStretchThroughTheFreeListHead_reportsThatObject() throws {
+        try expectCrash(.stretchDownThroughTheFreeListHead)
+    }
+    func test_batchFree_ofAStretchPastTheBump_reportsTheFirstObjectBeyondIt() throws {
+        try expectCrash(.stretchPastTheBump)
+    }
+    func test_batchFree_ofAStretchPastTheSlabsCount_reportsTheObjectThatGoesPastIt() throws {
+        try expectCrash(.stretchPastTheCount)
     }
     func test_allocate_afterDestroy_reportsDestroyed() throws { try expectCrash(.allocateAfterDestroy) }
     func test_allocate_afterDestroy_withCPULayer_reportsDestroyed() throws { try expectCrash(.allocateAfterDestroyWithCPULayer) }
