@@ -86,7 +86,9 @@
 //   the process's `vm.max_map_count` (65,530 by default), which an 8 GiB range could then use
 //   4,096 of.
 //
-// Everything here is the slow path: one lock, Swift collections, system calls.
+// Everything here is the slow path: one lock and system calls. The bookkeeping is arrays, with
+// no hashing: an address finds its arena by a shift, a page's entries by another, and a free
+// list gives up any block in O(1) (each free block knows its place in its list).
 
 import CSlab
 
@@ -128,45 +130,114 @@ final class PageSource: @unchecked Sendable {
     /// Whether each 2 MiB of an arena, once wholly allocated, is advised to use transparent huge
     /// pages (section 6).
     let hugeArenas: Bool
+    /// Where the first arena starts: the range's second arena-sized piece (section 1: the first
+    /// is never carved).
+    var firstArena: UInt { base &+ UInt(Self.arenaBytes) }
     static let pageShift = Int(CSLAB_PAGE_SHIFT)
 
+    /// One 4 MiB arena's bookkeeping, per page, in buffers of its own (no copy-on-write or
+    /// exclusivity checks on the slow path's every step). Only touched under the state's lock.
     private final class Arena: @unchecked Sendable {
         let base: UInt
         /// Per page: the order of the allocated block that starts here, or -1.
-        var allocatedOrder: [Int8]
+        let allocatedOrder: UnsafeMutablePointer<Int8>
         /// Per page: the order of the free block that starts here, or -1.
-        var freeOrder: [Int8]
+        let freeOrder: UnsafeMutablePointer<Int8>
+        /// Per page: where the free block that starts here sits in its order's free list (valid
+        /// while `freeOrder` says a free block starts here), so that a merge takes a buddy off its
+        /// list in O(1).
+        let freePosition: UnsafeMutablePointer<Int32>
         /// Per 2 MiB of the arena (a huge page's worth): its pages in allocated blocks smaller
         /// than 2 MiB, and whether they have all been allocated at once (section 6: then advised).
-        var smallBlockPages = [0, 0]
-        var filled = [false, false]
+        var smallBlockPages = (0, 0)
+        var filled = (false, false)
 
         /// Counts a block of `order` starting at page `index` in or out of its 2 MiB; returns the
         /// 2 MiB's number when this allocation filled it for the first time (advise it then).
         func count(page index: Int, order: Int, allocated: Bool) -> Int? {
             guard order < PageSource.hugePageOrder else { return nil }
             let half = index >> PageSource.hugePageOrder
-            smallBlockPages[half] += allocated ? 1 << order : -(1 << order)
-            guard allocated, !filled[half], smallBlockPages[half] == 1 << PageSource.hugePageOrder else { return nil }
-            filled[half] = true
+            let delta = allocated ? 1 << order : -(1 << order)
+            let pages: Int
+            if half == 0 { smallBlockPages.0 += delta; pages = smallBlockPages.0 } else { smallBlockPages.1 += delta; pages = smallBlockPages.1 }
+            guard allocated, pages == 1 << PageSource.hugePageOrder, !(half == 0 ? filled.0 : filled.1) else { return nil }
+            if half == 0 { filled.0 = true } else { filled.1 = true }
             return half
         }
 
         init(base: UInt) {
             self.base = base
-            allocatedOrder = Array(repeating: -1, count: PageSource.pagesPerArena)
-            freeOrder = Array(repeating: -1, count: PageSource.pagesPerArena)
+            let n = PageSource.pagesPerArena
+            allocatedOrder = .allocate(capacity: n)
+            allocatedOrder.initialize(repeating: -1, count: n)
+            freeOrder = .allocate(capacity: n)
+            freeOrder.initialize(repeating: -1, count: n)
+            freePosition = .allocate(capacity: n)
+            freePosition.initialize(repeating: -1, count: n)
         }
+
+        deinit {
+            allocatedOrder.deallocate()
+            freeOrder.deallocate()
+            freePosition.deallocate()
+        }
+
+        /// The page of the arena at which `address` lies.
+        @inline(__always) func page(_ address: UInt) -> Int { Int((address &- base) >> UInt(PageSource.pageShift)) }
+        @inline(__always) func address(ofPage page: Int) -> UInt { base &+ UInt(page << PageSource.pageShift) }
     }
 
     private struct State: @unchecked Sendable {
-        var arenas: [UInt: Arena] = [:]
-        /// Per order: the addresses of free blocks of that order.
-        var freeBlocks: [Set<UInt>] = Array(repeating: [], count: PageSource.maxOrder + 1)
-        /// Where the next arena starts (arenas are carved from the range in order).
+        /// Arena i starts at `firstArena + i * arenaBytes` (arenas are carved from the range in
+        /// order), so an address finds its arena by a subtraction and a shift.
+        var arenas: [Arena] = []
+        /// Per order: the addresses of free blocks of that order, in no particular order. The
+        /// next allocation takes the last one, the most recently freed or split off: after a
+        /// split, the block right above the one just handed out (the upper halves are freed
+        /// largest first), so a fill carves its arena in ascending addresses.
+        var freeBlocks: [[UInt]] = Array(repeating: [], count: PageSource.maxOrder + 1)
+        /// Where the next arena starts.
         var nextArena: UInt = 0
         /// Per order: the blocks of that order handed out and not yet released.
         var allocatedBlocks: [Int] = Array(repeating: 0, count: PageSource.maxOrder + 1)
+
+        /// The carved arena holding `address`, or nil.
+        func arena(holding address: UInt, firstArena: UInt) -> Arena? {
+            guard address >= firstArena else { return nil }
+            let i = Int((address &- firstArena) >> UInt(PageSource.arenaShift))
+            return i < arenas.count ? arenas[i] : nil
+        }
+
+        /// Puts the block at `page` of `arena` on the free list of `order`.
+        mutating func pushFree(_ arena: Arena, page: Int, order: Int) {
+            arena.freeOrder[page] = Int8(order)
+            arena.freePosition[page] = Int32(freeBlocks[order].count)
+            freeBlocks[order].append(arena.address(ofPage: page))
+        }
+
+        /// Takes the block at `page` of `arena` off the free list of `order` (a buddy merging):
+        /// the list's last block moves into its place.
+        mutating func removeFree(_ arena: Arena, page: Int, order: Int, firstArena: UInt) {
+            let position = Int(arena.freePosition[page])
+            let last = freeBlocks[order].removeLast()
+            if position < freeBlocks[order].count {
+                freeBlocks[order][position] = last
+                let moved = arenas[Int((last &- firstArena) >> UInt(PageSource.arenaShift))]
+                moved.freePosition[moved.page(last)] = Int32(position)
+            }
+            arena.freeOrder[page] = -1
+            arena.freePosition[page] = -1
+        }
+
+        /// Takes the most recent block off the free list of `order` (not empty).
+        mutating func popFree(order: Int, firstArena: UInt) -> (Arena, page: Int) {
+            let block = freeBlocks[order].removeLast()
+            let arena = arenas[Int((block &- firstArena) >> UInt(PageSource.arenaShift))]
+            let page = arena.page(block)
+            arena.freeOrder[page] = -1
+            arena.freePosition[page] = -1
+            return (arena, page)
+        }
     }
 
     private let state = Lock(State())
@@ -287,21 +358,17 @@ final class PageSource: @unchecked Sendable {
                 guard s.nextArena + UInt(Self.arenaBytes) <= base + UInt(size) else { return nil }
                 let arena = Arena(base: s.nextArena)
                 s.nextArena += UInt(Self.arenaBytes)
-                s.arenas[arena.base] = arena
-                arena.freeOrder[0] = Int8(Self.maxOrder)
-                s.freeBlocks[Self.maxOrder].insert(arena.base)
+                s.arenas.append(arena)
+                s.pushFree(arena, page: 0, order: Self.maxOrder)
                 j = Self.maxOrder
             }
-            let block = s.freeBlocks[j].removeFirst()
-            let arena = s.arenas[block & ~UInt(Self.arenaBytes - 1)]!
-            let index = Int((block - arena.base) / UInt(Self.pageSize))
-            arena.freeOrder[index] = -1
-            // Split down to the requested order, freeing the upper halves.
+            let (arena, index) = s.popFree(order: j, firstArena: firstArena)
+            let block = arena.address(ofPage: index)
+            // Split down to the requested order, freeing the upper halves (the smallest last, so
+            // the next allocation of the order takes the block right above this one).
             while j > order {
                 j -= 1
-                let buddyIndex = index + (1 << j)
-                arena.freeOrder[buddyIndex] = Int8(j)
-                s.freeBlocks[j].insert(arena.base + UInt(buddyIndex * Self.pageSize))
+                s.pushFree(arena, page: index + (1 << j), order: j)
             }
             arena.allocatedOrder[index] = Int8(order)
             s.allocatedBlocks[order] += 1
@@ -328,10 +395,10 @@ final class PageSource: @unchecked Sendable {
         let addresses = blocks.map { UInt(bitPattern: $0) }.sorted()
         state.withLock { s in
             for address in addresses {
-                guard let arena = s.arenas[address & ~UInt(Self.arenaBytes - 1)] else {
+                guard let arena = s.arena(holding: address, firstArena: firstArena) else {
                     fatalError("PageSource: release of \(hex(address)), which is in no arena")
                 }
-                let index = Int((address - arena.base) / UInt(Self.pageSize))
+                let index = arena.page(address)
                 precondition(arena.allocatedOrder[index] == Int8(order),
                              "PageSource: release of \(hex(address)) as order \(order), allocated as order \(arena.allocatedOrder[index])")
                 arena.allocatedOrder[index] = -1
@@ -356,8 +423,8 @@ final class PageSource: @unchecked Sendable {
     /// page-allocator block, which keeps no header). Anything else is reported, not released.
     func release(blockAt address: UInt) -> Release {
         let outcome = state.withLock { s -> Release in
-            guard contains(address), let arena = s.arenas[address & ~UInt(Self.arenaBytes - 1)] else { return .notAllocated }
-            let index = Int((address - arena.base) / UInt(Self.pageSize))
+            guard contains(address), let arena = s.arena(holding: address, firstArena: firstArena) else { return .notAllocated }
+            let index = arena.page(address)
             guard address % UInt(Self.pageSize) == 0, arena.allocatedOrder[index] >= 0 else {
                 if let (start, order) = Self.allocatedBlock(in: arena, page: index) {
                     return .interior(blockStart: start, order: order)
@@ -387,20 +454,18 @@ final class PageSource: @unchecked Sendable {
         }
         state.withLock { s in
             for address in addresses {
-                let arena = s.arenas[address & ~UInt(Self.arenaBytes - 1)]!
-                var index = Int((address - arena.base) / UInt(Self.pageSize))
+                let arena = s.arena(holding: address, firstArena: firstArena)!
+                var index = arena.page(address)
                 var k = order
                 while k < Self.maxOrder {
                     let buddyIndex = index ^ (1 << k)
                     guard arena.freeOrder[buddyIndex] == Int8(k) else { break }
-                    arena.freeOrder[buddyIndex] = -1
-                    s.freeBlocks[k].remove(arena.base + UInt(buddyIndex * Self.pageSize))
+                    s.removeFree(arena, page: buddyIndex, order: k, firstArena: firstArena)
                     index = min(index, buddyIndex)
                     k += 1
                 }
                 // A wholly free arena stays as one free block: its pages were already returned.
-                arena.freeOrder[index] = Int8(k)
-                s.freeBlocks[k].insert(arena.base + UInt(index * Self.pageSize))
+                s.pushFree(arena, page: index, order: k)
             }
         }
     }
@@ -408,8 +473,8 @@ final class PageSource: @unchecked Sendable {
     /// The allocated block containing `address`: its start and order, or nil. Diagnostics only.
     func block(containing address: UInt) -> (start: UInt, order: Int)? {
         state.withLock { s in
-            guard contains(address), let arena = s.arenas[address & ~UInt(Self.arenaBytes - 1)] else { return nil }
-            return Self.allocatedBlock(in: arena, page: Int((address - arena.base) / UInt(Self.pageSize)))
+            guard contains(address), let arena = s.arena(holding: address, firstArena: firstArena) else { return nil }
+            return Self.allocatedBlock(in: arena, page: arena.page(address))
         }
     }
 
@@ -446,7 +511,10 @@ final class PageSource: @unchecked Sendable {
             var problems: [String] = []
             var freeSeen: [Set<UInt>] = Array(repeating: [], count: Self.maxOrder + 1)
             var allocatedSeen = Array(repeating: 0, count: Self.maxOrder + 1)
-            for arena in s.arenas.values.sorted(by: { $0.base < $1.base }) {
+            for (i, arena) in s.arenas.enumerated() {
+                if arena.base != firstArena + UInt(i * Self.arenaBytes) {
+                    problems.append("arena \(i) starts at \(hex(arena.base)), not \(hex(firstArena + UInt(i * Self.arenaBytes)))")
+                }
                 var page = 0
                 while page < Self.pagesPerArena {
                     let free = Int(arena.freeOrder[page]), allocated = Int(arena.allocatedOrder[page])
@@ -466,6 +534,10 @@ final class PageSource: @unchecked Sendable {
                     }
                     if free >= 0 {
                         freeSeen[free].insert(start)
+                        let position = Int(arena.freePosition[page])
+                        if position < 0 || position >= s.freeBlocks[free].count || s.freeBlocks[free][position] != start {
+                            problems.append("\(hex(start)): free order-\(free) block not at its recorded place (\(position)) in the free list")
+                        }
                         if free < Self.maxOrder {
                             let buddy = page ^ (1 << free)
                             if arena.freeOrder[buddy] == Int8(free) {
@@ -479,7 +551,7 @@ final class PageSource: @unchecked Sendable {
                 }
             }
             for k in 0...Self.maxOrder {
-                if freeSeen[k] != s.freeBlocks[k] {
+                if freeSeen[k] != Set(s.freeBlocks[k]) || s.freeBlocks[k].count != freeSeen[k].count {
                     problems.append("order \(k): the free list holds \(s.freeBlocks[k].count) blocks, the arenas \(freeSeen[k].count)")
                 }
                 if allocatedSeen[k] != s.allocatedBlocks[k] {

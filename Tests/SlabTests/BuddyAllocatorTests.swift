@@ -54,6 +54,25 @@ final class BuddyAllocatorTests: XCTestCase {
         XCTAssertEqual(source.checkInvariants(), [])
     }
 
+    /// A fill carves an arena in ascending addresses, one block right above the last, and does
+    /// so again once everything went back (the arena merged whole): a cache that fills its range
+    /// in order keeps one run of advised huge pages, and its slabs are neighbours.
+    func test_aFill_carvesBlocksInAscendingAddresses_andAgainAfterEverythingWentBack() throws {
+        let source = try makeSource()
+        for order in [0, 1, 3] {
+            let n = (1 << top) >> order
+            for _ in 0..<2 {
+                let blocks = try (0..<n).map { _ in UInt(bitPattern: try XCTUnwrap(source.allocate(order: order))) }
+                XCTAssertEqual(blocks, (0..<n).map { blocks[0] + UInt($0) * (page << UInt(order)) },
+                               "order \(order): each block right above the one before")
+                XCTAssertEqual(source.checkInvariants(), [])
+                source.release(blocks.map { UnsafeMutableRawPointer(bitPattern: $0)! }, order: order)
+                XCTAssertEqual(source.freeBlocksPerOrder(), Array(repeating: 0, count: top) + [1])
+            }
+        }
+        XCTAssertEqual(source.arenaCount, 1)
+    }
+
     func test_randomAllocationsAndReleases_neverOverlap_areNaturallyAligned_andKeepTheInvariants() throws {
         let source = try makeSource()
         var rng = SplitMix64(seed: 0xB0DD1)
