@@ -218,10 +218,10 @@ final class SlabLayer: @unchecked Sendable {
     /// Pass 1 records each run that leaves its slab with objects in use, and pass 2 visits only
     /// those runs: a slab that a run empties stays empty to the end of pass 1 (a later round of it
     /// would be a double free), so every round pass 2 must link lies in a recorded run. A shrink
-    /// after a drain records a run or two a magazine (the slabs that straddle two magazines) and
-    /// no longer walks the rounds of emptied slabs a second time (two fifths of the batch free's
-    /// samples in the sawtooth). More runs than the record holds (frees in random order) and pass
-    /// 2 walks every round, as before.
+    /// after a drain records a few runs a magazine (each of its slabs once per pass of the order
+    /// it was popped in, until the slab's last run) and no longer walks the rounds of emptied
+    /// slabs a second time (two fifths of the batch free's samples in the sawtooth). More runs
+    /// than the record holds (frees in random order) and pass 2 walks every round, as before.
     ///
     /// Rounds of one slab that follow each other (a magazine filled from one slab, or drained in
     /// the order it was filled) are a run: the first pass checks each of them against the slab's
@@ -403,7 +403,8 @@ final class SlabLayer: @unchecked Sendable {
     }
 
     /// The runs left in use that the batch free records (16 bytes each): a flush of 64 magazines
-    /// drained in order leaves one or two a magazine.
+    /// drained in order leaves a few a magazine (at most nine for 24-byte objects: a magazine's
+    /// 255 come from two or three slabs, in three passes, CPUCache.stackForPops).
     static let runsInUseCapacity = 1024
 
     /// The end of a run of pass 1: `freed` objects of `slab` counted free at once, and the slab
