@@ -208,6 +208,11 @@ final class PageSource: @unchecked Sendable {
             return i < arenas.count ? arenas[i] : nil
         }
 
+        /// The arena of a block on a free list (always a carved one).
+        private func arena(ofFree block: UInt, firstArena: UInt) -> Arena {
+            arenas[Int((block &- firstArena) >> UInt(PageSource.arenaShift))]
+        }
+
         /// Puts the block at `page` of `arena` on the free list of `order`.
         mutating func pushFree(_ arena: Arena, page: Int, order: Int) {
             arena.freeOrder[page] = Int8(order)
@@ -222,7 +227,7 @@ final class PageSource: @unchecked Sendable {
             let last = freeBlocks[order].removeLast()
             if position < freeBlocks[order].count {
                 freeBlocks[order][position] = last
-                let moved = arenas[Int((last &- firstArena) >> UInt(PageSource.arenaShift))]
+                let moved = self.arena(ofFree: last, firstArena: firstArena)
                 moved.freePosition[moved.page(last)] = Int32(position)
             }
             arena.freeOrder[page] = -1
@@ -232,7 +237,7 @@ final class PageSource: @unchecked Sendable {
         /// Takes the most recent block off the free list of `order` (not empty).
         mutating func popFree(order: Int, firstArena: UInt) -> (Arena, page: Int) {
             let block = freeBlocks[order].removeLast()
-            let arena = arenas[Int((block &- firstArena) >> UInt(PageSource.arenaShift))]
+            let arena = self.arena(ofFree: block, firstArena: firstArena)
             let page = arena.page(block)
             arena.freeOrder[page] = -1
             arena.freePosition[page] = -1

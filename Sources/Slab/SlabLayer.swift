@@ -270,6 +270,15 @@ final class SlabLayer: @unchecked Sendable {
                 // The run's previous round and its index (a stretch continues their step).
                 var previous: UInt32 = 0
                 var previousIndex = -1
+                // Counts the run ending before `end` free in its slab; records it if the slab
+                // still has objects in use (pass 2 links only recorded runs).
+                func closeRun(before end: Int) {
+                    guard let run, endRun(run, freed: counted, lists: &l) else { return }
+                    if recorded < Self.runsInUseCapacity {
+                        record[recorded] = Rounds(start: batch.start + runStart, count: end &- runStart)
+                    }
+                    recorded &+= 1
+                }
                 var i = 0
                 while i < batch.count {
                     if i &+ Self.prefetchDistance < batch.count {
@@ -279,12 +288,7 @@ final class SlabLayer: @unchecked Sendable {
                     let object = codec.object(round)
                     let slab = table.header(ofRound: round)
                     if slab != run {
-                        if let run, endRun(run, freed: counted, lists: &l) {
-                            if recorded < Self.runsInUseCapacity {
-                                record[recorded] = Rounds(start: batch.start + runStart, count: i &- runStart)
-                            }
-                            recorded &+= 1
-                        }
+                        closeRun(before: i)
                         run = slab
                         runStart = i
                         counted = 0
@@ -307,12 +311,7 @@ final class SlabLayer: @unchecked Sendable {
                         previousIndex = index
                     }
                 }
-                if let run, endRun(run, freed: counted, lists: &l) {
-                    if recorded < Self.runsInUseCapacity {
-                        record[recorded] = Rounds(start: batch.start + runStart, count: batch.count &- runStart)
-                    }
-                    recorded &+= 1
-                }
+                closeRun(before: batch.count)
                 total += batch.count
             }
             l.activeObjects -= total
@@ -383,7 +382,8 @@ final class SlabLayer: @unchecked Sendable {
         guard more > 0, UInt64(counted) &+ UInt64(more) <= UInt64(slab.pointee.in_use) else { return 0 }
         if let head = slab.pointee.free_list {
             // The head's distance from `index` in steps: a double free when it is 1...more.
-            let distance = (UnsafeRawPointer(head) - UnsafeRawPointer(slab.objectsStart)) / layout.stride &- index
+            let offset = UInt32(truncatingIfNeeded: UnsafeRawPointer(head) - UnsafeRawPointer(slab.objectsStart))
+            let distance = divider.quotient(offset) &- index
             if distance % indexStep == 0, distance / indexStep >= 1, distance / indexStep <= more { return 0 }
         }
         return more
