@@ -102,6 +102,15 @@ final class RunnerChildTests: XCTestCase {
         XCTAssertFalse(run.stdout.contains("_crash"))
         XCTAssertFalse(run.stdout.contains("_fake"))
         XCTAssertTrue(run.stdout.contains("Defaults"))
+        // Each built-in allocator says what it is: no two share a description (slab-bare was once
+        // listed as the slab layer only, slab-nocpu's words).
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        let descriptions = AllocatorID.builtIn.compactMap { a -> String? in
+            guard let line = lines.first(where: { $0.hasPrefix("  " + a.rawValue + " ") }) else { return nil }
+            return line.dropFirst(2 + a.rawValue.count).trimmingCharacters(in: .whitespaces)
+        }
+        XCTAssertEqual(descriptions.count, AllocatorID.builtIn.count, run.stdout)
+        XCTAssertEqual(Set(descriptions).count, descriptions.count, run.stdout)
     }
 
     func test_cli_runWithCrashAndHangCells_goesOnAndWritesEverything() throws {
