@@ -22,8 +22,9 @@
 // -----------------------------
 //   A released block is returned to the OS at once (madvise MADV_DONTNEED: its pages leave the
 //   resident set and read as zeros, its address range stays ours) and then merged with its free
-//   buddy; so every free block, a wholly free arena included, holds no memory, and a block handed
-//   out again reads as zeros (kzalloc relies on it for page-allocator blocks).
+//   buddy; so a free block holds no memory (but for the free part of a huge page that a fault
+//   brought in whole, until its 2 MiB is wholly free: section 6), and a block handed out again
+//   reads as zeros (kzalloc relies on it for page-allocator blocks).
 //
 // 3. Ranges
 // ---------
@@ -71,7 +72,11 @@
 //   (Benchmarks/scripts/page-fault-cost.sh: 16 MiB written page by page, then MADV_DONTNEED,
 //   best of 20): 1,600-2,250 ns per 4 KiB page faulted in small pages, 114-198 ns per 4 KiB of a
 //   2 MiB page. The costs, stated: a refill that stops short of an advised 2 MiB's end holds the
-//   rest of it too; releasing part of a huge page (a shrink that keeps some slabs of its 2 MiB)
+//   rest of it too, free blocks included, until the 2 MiB is wholly free again; then the release
+//   whose merge freed it gives the whole merged block back (section 2 alone returns only the
+//   released blocks and left those free pages resident for good: 1.9 MiB of a 20-byte cache after
+//   the bench's sawtooth and its shrink, where a refill had put one slab in a huge page);
+//   releasing part of a huge page (a shrink that keeps some slabs of its 2 MiB)
 //   splits it, the released pages leaving the resident set as before; and khugepaged may fold
 //   such a region back into one huge page (it does with up to `max_ptes_none`, 511 by default, of
 //   its 512 pages unused), up to 2 MiB of RSS per region until memory gets tight and the kernel
@@ -448,7 +453,8 @@ final class PageSource: @unchecked Sendable {
     }
 
     /// The second half of a release: the pages go back to the OS (outside the lock: system calls
-    /// on up to 4 MiB each), then the blocks join the free lists, merged with their free buddies.
+    /// on up to 4 MiB each), then the blocks join the free lists, merged with their free buddies;
+    /// a merge that frees 2 MiB or more gives that block back whole, under the lock (section 6).
     /// Between the two halves the blocks are neither allocated nor free, so nothing else touches
     /// them. `addresses`: claimed blocks of `order`, ascending.
     private func giveBack(sorted addresses: [UInt], order: Int) {
@@ -458,6 +464,8 @@ final class PageSource: @unchecked Sendable {
             madvise(UnsafeMutableRawPointer(bitPattern: start), Int(end - start), MADV_DONTNEED)
         }
         state.withLock { s in
+            // Free blocks of 2 MiB or more that a merge made (section 6: their huge pages).
+            var merged: [(arena: Arena, page: Int, order: Int)] = []
             for address in addresses {
                 let arena = s.arena(holding: address, firstArena: firstArena)!
                 var index = arena.page(address)
@@ -471,6 +479,17 @@ final class PageSource: @unchecked Sendable {
                 }
                 // A wholly free arena stays as one free block: its pages were already returned.
                 s.pushFree(arena, page: index, order: k)
+                if k > order && k >= Self.hugePageOrder { merged.append((arena, index, k)) }
+            }
+            // A free block's pages are not always gone: a fault in an advised 2 MiB region that
+            // held few blocks brought the whole huge page in, its free blocks with it. Once the
+            // region is wholly free it is given back whole, here, before anything can take a
+            // block of it (the lock is held), or those pages would stay resident for good. Only
+            // the blocks still free at the order their merge reached (a later merge of the batch
+            // may have taken one into a larger block, which is on the list too).
+            for m in merged where m.arena.freeOrder[m.page] == Int8(m.order) {
+                madvise(UnsafeMutableRawPointer(bitPattern: m.arena.address(ofPage: m.page)), Self.pageSize << m.order,
+                        MADV_DONTNEED)
             }
         }
     }
