@@ -249,6 +249,15 @@ public enum Kmalloc {
         if size == 0 { return zeroSizePointer }
         guard size > 0 else { throw .negativeSize(size) }
         guard size <= maxSize else { throw .tooLarge(size) }
+        // Once set up, the class's allocate (its pop again, then its ladders) without touching
+        // the state's reference count: a retain and release of it were 3% of batch-mixed's
+        // samples, where the C pop declines once in every magazine's worth of a class's
+        // allocations.
+        if size <= maxCacheSize,
+           let served = KmallocState.withPublished({ $0.fastPaths[classIndex(size)].allocate() }) {
+            guard let object = served else { throw .outOfMemory(size) }
+            return object
+        }
         guard let state = KmallocState.current(settingUp: true) else { throw .outOfMemory(size) }
         if size <= maxCacheSize {
             guard let object = state.caches[classIndex(size)].allocate() else { throw .outOfMemory(size) }
@@ -262,6 +271,15 @@ public enum Kmalloc {
     /// OS mappings, and every pointer kmalloc did not hand out (reported).
     @usableFromInline
     static func freeSlow(_ object: UnsafeMutableRawPointer) {
+        // A class's object (or a bad pointer into a class's slot, which the free reports): the
+        // class's free, its test and push again, then its ladders, without reference counting.
+        let classFree = KmallocState.withPublished { state -> Bool in
+            let slot = (UInt(bitPattern: object) &- state.rangeBase) >> UInt(state.slotShift)
+            guard slot < UInt(KmallocState.classCount) else { return false }
+            state.fastPaths[Int(slot)].free(object)
+            return true
+        }
+        if classFree == true { return }
         switch KmallocState.locate(object) {
         case .zeroSize: return
         case let .sizeClass(state, i): state.caches[i].free(object)
@@ -398,6 +416,8 @@ final class KmallocState: @unchecked Sendable {
     /// The page map of the whole range (PageSource, section 4), for kfree's C fast path.
     let pageMap: UnsafeMutablePointer<UInt>
     let caches: [SlabCache]
+    /// Their fast paths, for the slow paths to reach a class without reference counting.
+    let fastPaths: [FastPath]
     let large: KmallocLarge
 
     private init(rangeBase: UInt, slotShift: Int, pageMap: UnsafeMutablePointer<UInt>, caches: [SlabCache],
@@ -406,6 +426,7 @@ final class KmallocState: @unchecked Sendable {
         self.slotShift = slotShift
         self.pageMap = pageMap
         self.caches = caches
+        fastPaths = caches.map(\.fast)
         self.large = large
     }
 
@@ -413,6 +434,14 @@ final class KmallocState: @unchecked Sendable {
     /// The state once made (retained for ever), so that the slow paths (every call, without rseq)
     /// find it with one load instead of a lock.
     private static let published = Atomic<UInt>(0)
+
+    /// `body` over the state if it has been made, lent without a retain (a made state is never
+    /// released); nil if not made yet.
+    @inline(__always)
+    static func withPublished<R>(_ body: (KmallocState) -> R) -> R? {
+        guard let p = UnsafeRawPointer(bitPattern: published.load(ordering: .acquiring)) else { return nil }
+        return Unmanaged<KmallocState>.fromOpaque(p)._withUnsafeGuaranteedRef(body)
+    }
 
     /// The state, made first if `settingUp` (nil when the OS refuses the range, or when not yet
     /// made and not asked to make it).
