@@ -74,8 +74,9 @@
 //   2 MiB page. The costs, stated: a refill that stops short of an advised 2 MiB's end holds the
 //   rest of it too, free blocks included, until the 2 MiB is wholly free again; then the release
 //   whose merge freed it gives the whole merged block back (section 2 alone returns only the
-//   released blocks and left those free pages resident for good: 1.9 MiB of a 20-byte cache after
-//   the bench's sawtooth and its shrink, where a refill had put one slab in a huge page);
+//   released blocks and left those free pages resident for good: 1.9 MiB of a cache of 24-byte
+//   objects after four 16 MiB fills and a shrink, where the last refill had put 17 slabs in a
+//   huge page; 0.7 MiB of the bench's 20-byte sawtooth);
 //   releasing part of a huge page (a shrink that keeps some slabs of its 2 MiB)
 //   splits it, the released pages leaving the resident set as before; and khugepaged may fold
 //   such a region back into one huge page (it does with up to `max_ptes_none`, 511 by default, of
