@@ -94,7 +94,7 @@ final class HugePageTests: XCTestCase {
         cache.free(objects[0])
         cache.shrink()
         // Given back, the arena is wholly free, and none of it may stay resident: before the fix
-        // the 2 MiB less the slab did, for good (the sawtooth's RSS after its release call).
+        // the huge page less the slab stayed, for good (the sawtooth's RSS after its release call).
         XCTAssertEqual(try XCTUnwrap(ResidentMemory.bytes(in: arena, length: PageSource.arenaBytes)), 0,
                        "a wholly free arena holds resident pages after shrink")
         XCTAssertEqual(cache.slabLayer.pages.checkInvariants(), [])
