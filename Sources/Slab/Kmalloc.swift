@@ -274,7 +274,7 @@ public enum Kmalloc {
         // A class's object (or a bad pointer into a class's slot, which the free reports): the
         // class's free, its test and push again, then its ladders, without reference counting.
         let classFree = KmallocState.withPublished { state -> Bool in
-            let slot = (UInt(bitPattern: object) &- state.rangeBase) >> UInt(state.slotShift)
+            let slot = state.slot(of: object)
             guard slot < UInt(KmallocState.classCount) else { return false }
             state.fastPaths[Int(slot)].free(object)
             return true
@@ -435,6 +435,13 @@ final class KmallocState: @unchecked Sendable {
     /// find it with one load instead of a lock.
     private static let published = Atomic<UInt>(0)
 
+    /// The slot of kmalloc's range that `pointer` lies in: 0...12 a size class, 13 the page
+    /// allocator, anything larger outside the range (below it, the subtraction wraps).
+    @inline(__always)
+    func slot(of pointer: UnsafeRawPointer) -> UInt {
+        (UInt(bitPattern: pointer) &- rangeBase) >> UInt(slotShift)
+    }
+
     /// `body` over the state if it has been made, lent without a retain (a made state is never
     /// released); nil if not made yet.
     @inline(__always)
@@ -536,7 +543,7 @@ final class KmallocState: @unchecked Sendable {
     static func locate(_ pointer: UnsafeRawPointer) -> Location {
         if pointer == UnsafeRawPointer(Kmalloc.zeroSizePointer) { return .zeroSize }
         guard let state = current(settingUp: false) else { return .outside }
-        let slot = (UInt(bitPattern: pointer) &- state.rangeBase) >> UInt(state.slotShift)
+        let slot = state.slot(of: pointer)
         if slot < UInt(classCount) { return .sizeClass(state, Int(slot)) }
         if slot == UInt(classCount) { return .pages(state) }
         if let bytes = state.large.mappingBytes(at: UInt(bitPattern: pointer)) { return .mapping(state, bytes: bytes) }
