@@ -23,7 +23,69 @@
 #include <sched.h>
 #include <time.h>
 
-_Thread_local uint64_t cslab_tls_slot_hint = 0;
+_Thread_local uint64_t cslab_tls_slot = 0;
+
+/* Lanes (CSlab.h, section 3): bit i of cslab_lane_bits set while a thread holds lane i. */
+static uint32_t cslab_lane_count = 0;
+static uint64_t cslab_lane_bits[CSLAB_MAX_LANES / 64];
+static pthread_key_t cslab_lane_key;
+
+/* At thread exit (after the thread's last use of any cache, unless a later destructor allocates
+ * again: the ladder then claims a lane anew and this runs once more). Release: the next claimer
+ * of the lane sees every store the thread made to its slots. */
+static void cslab_lane_release(void *value) {
+    uint32_t lane = (uint32_t)(uintptr_t)value - 1;
+    cslab_tls_slot = 0;
+    atomic_fetch_and_explicit((_Atomic uint64_t *)&cslab_lane_bits[lane / 64], ~(UINT64_C(1) << (lane % 64)),
+                              memory_order_release);
+}
+
+int cslab_lanes_set_up(uint32_t count) {
+    if (count > CSLAB_MAX_LANES) count = CSLAB_MAX_LANES;
+    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (r < 0) return -errno;
+    if (!(r & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) return -ENOSYS;
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return -errno;
+    int e = pthread_key_create(&cslab_lane_key, cslab_lane_release);
+    if (e != 0) return -e;
+    cslab_lane_count = count;
+    return 0;
+}
+
+int32_t cslab_lane_claim(void) {
+    for (uint32_t w = 0; w * 64 < cslab_lane_count; w++) {
+        _Atomic uint64_t *word = (_Atomic uint64_t *)&cslab_lane_bits[w];
+        uint64_t bits = atomic_load_explicit(word, memory_order_relaxed);
+        uint32_t in_word = cslab_lane_count - w * 64 < 64 ? cslab_lane_count - w * 64 : 64;
+        uint64_t usable = in_word == 64 ? ~UINT64_C(0) : (UINT64_C(1) << in_word) - 1;
+        while ((bits & usable) != usable) {
+            uint32_t bit = (uint32_t)__builtin_ctzll(~bits & usable);
+            /* Acquire: this thread sees every store the lane's previous holder made to its slots. */
+            if (atomic_compare_exchange_weak_explicit(word, &bits, bits | UINT64_C(1) << bit,
+                                                      memory_order_acquire, memory_order_relaxed)) {
+                uint32_t lane = w * 64 + bit;
+                if (pthread_setspecific(cslab_lane_key, (void *)(uintptr_t)(lane + 1)) != 0) {
+                    atomic_fetch_and_explicit(word, ~(UINT64_C(1) << bit), memory_order_release);
+                    return -1;
+                }
+                return (int32_t)lane;
+            }
+        }
+    }
+    return -1;
+}
+
+uint32_t cslab_lanes_claimed(void) {
+    uint32_t n = 0;
+    for (uint32_t w = 0; w * 64 < cslab_lane_count; w++)
+        n += (uint32_t)__builtin_popcountll(atomic_load_explicit((_Atomic uint64_t *)&cslab_lane_bits[w],
+                                                                 memory_order_relaxed));
+    return n;
+}
+
+int cslab_membarrier_fence(void) {
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0 : -errno;
+}
 
 /* Zero until kmalloc's set-up publishes it (CSlab.h, section 4). */
 cslab_kmalloc_table cslab_kmalloc = {0};
@@ -41,10 +103,10 @@ void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64
 
 void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class) { cslab_kmalloc.class_of[index] = size_class; }
 
-void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t slot_mask, uint64_t range_base, uint64_t slot_shift,
+void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t uses_slots, uint64_t range_base, uint64_t slot_shift,
                            const uint64_t *page_map) {
     cslab_kmalloc.rseq_offset = rseq_offset;
-    cslab_kmalloc.slot_mask = slot_mask;
+    cslab_kmalloc.uses_slots = uses_slots;
     cslab_kmalloc.page_map = page_map;
     cslab_store_relaxed(&cslab_kmalloc.range_base, range_base);
     cslab_kmalloc.slot_offset_mask = (UINT64_C(1) << slot_shift) - 1;
@@ -54,7 +116,7 @@ void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t slot_mask, uint64_t ran
 }
 
 uint64_t cslab_kmalloc_fast_limit(void) { return cslab_load_acquire(&cslab_kmalloc.fast_limit); }
-uint64_t cslab_kmalloc_slot_mask(void) { return cslab_kmalloc.slot_mask; }
+uint64_t cslab_kmalloc_uses_slots(void) { return cslab_kmalloc.uses_slots; }
 
 /* ThreadSanitizer cannot see the ordering that rseq commits and membarrier fences provide (both
  * are inline assembly or system calls), so a thread that publishes a magazine through a CPU's

@@ -107,7 +107,8 @@ final class CPUCache: @unchecked Sendable {
         rseqOffset = platform.rseqOffset
         let count = mode == .rseq ? platform.possibleCPUs : platform.fallbackSlots
         let bytes = count * Int(CSLAB_CPU_STRIDE)
-        slots = CPUSlots(base: .allocate(byteCount: bytes, alignment: Int(CSLAB_CPU_STRIDE)), count: count)
+        slots = CPUSlots(base: .allocate(byteCount: bytes, alignment: Int(CSLAB_CPU_STRIDE)), count: count,
+                         own: mode == .rseq ? 0 : platform.ownSlots)
         slots.base.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
         // Every CPU starts with two empty magazines, so the state word always names real ones.
         for i in 0..<count {
@@ -300,6 +301,7 @@ final class CPUCache: @unchecked Sendable {
     /// again (or leaves them retired, after `retire()`).
     func withEveryCPUStopped<R>(_ body: () throws -> R) rethrows -> R {
         for i in 0..<slots.count { stop(i) }
+        if slots.own > 0 { waitOutOwnersInFlight() }
         defer {
             let owner = retired ? SlotOwner.retired : SlotOwner.free
             for i in 0..<slots.count { cslab_store_release(slots.owner(i), owner) }
@@ -327,6 +329,22 @@ final class CPUCache: @unchecked Sendable {
             precondition(r == 0, "SlabCache(\(name)): membarrier RSEQ fence failed (\(r)); cannot drain safely")
         }
         cslab_tsan_acquire(slots.state(i))
+    }
+
+    /// Fallback mode: after every own slot was stopped, waits out the inline operations their
+    /// owners had begun (CPUSlot.swift, section 2). The fence puts a full barrier on every CPU
+    /// running a thread of the process between an owner's busy = 1 and its read of `owner`, so a
+    /// busy flag read 0 after it means no operation is in flight and none will start.
+    private func waitOutOwnersInFlight() {
+        let r = cslab_membarrier_fence()
+        precondition(r == 0, "SlabCache(\(name)): membarrier PRIVATE_EXPEDITED fence failed (\(r)); cannot drain safely")
+        for i in 0..<slots.own {
+            var spins = 0
+            while cslab_load_acquire(slots.busy(i)) != 0 {
+                spins += 1
+                if spins < 64 { cslab_cpu_relax() } else { sched_yield() }
+            }
+        }
     }
 
     /// Empties every CPU's magazines into the slab layer. REQUIRES: inside `withEveryCPUStopped`.
@@ -424,6 +442,9 @@ final class CPUCache: @unchecked Sendable {
             let owner = cslab_load_acquire(slots.owner(i))
             if owner != SlotOwner.free && !(retired && owner == SlotOwner.retired) {
                 problems.append("\(name): CPU \(i) is held (owner \(owner)) by an operation or a drain")
+            }
+            if i < slots.own, cslab_load_acquire(slots.busy(i)) != 0 {
+                problems.append("\(name): slot \(i)'s owner is in the middle of an operation")
             }
             let s = CPUState(word: cslab_load_relaxed(slots.state(i)))
             place(s.loaded, "CPU \(i)'s loaded magazine")

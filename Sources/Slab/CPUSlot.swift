@@ -30,15 +30,28 @@
 //   sees the owner; every sequence that committed before the fence is visible to the stopper. It
 //   then owns the state word outright until it starts the CPU again. Threads that find a slot
 //   owned go to the slab layer for that one object: nobody waits.
-//   fallback mode (OwnedSlotCommitter; no rseq). A thread owns a slot for the length of one
-//   operation: CAS `owner` 0 -> thread (acquire), relaxed loads and stores of the state (relaxed,
+//   fallback mode (no rseq). The slot array is the same for every cache of the process: `own`
+//   slots, then `shared` ones (CPULayerPlatform). A thread gets a lane, a number below `own`
+//   that no other living thread holds (cslab_lane_claim), the first time it uses any cache; its
+//   own slot in every cache is the slot of that number, and at thread exit the lane (with the
+//   magazines its slots hold) passes to the next thread that claims one. The owner's inline pop
+//   and push change the slot with plain loads and stores and no atomic read-modify-write: they
+//   store busy = 1, read `owner` and go on only if it is 0, and end with busy = 0 (release;
+//   CSlab.h, cslab_slot_enter). Its ladders, and every operation of a thread without a lane
+//   (more threads than lanes: they share the `shared` slots), take the slot for one operation
+//   instead: CAS `owner` 0 -> thread (acquire), relaxed loads and stores of the state (relaxed,
 //   not plain, only because `snapshot` reads the word without owning the slot), store `owner` = 0
-//   (release, pairs with the next owner's acquire). A thread that finds its slot taken tries the
-//   others, then goes to the slab layer; there are 4x as many slots as CPUs, so that is rare. A
-//   stopper takes slots the same way and may spin (yielding) only on a slot held by a running
-//   operation, which ends. The common case, a pop or push on the thread's usual slot, runs
-//   inline under the same protocol (CSlab.h: cslab_slot_magazine_pop/push); everything else
-//   comes here, to OwnedSlotCommitter and the ladders.
+//   (release, pairs with the next owner's acquire); OwnedSlotCommitter. A laneless thread that
+//   finds its shared slot taken tries the other shared ones, then goes to the slab layer. A
+//   stopper takes every slot by the same CAS and may spin (yielding) only on a slot held by a
+//   running operation, which ends; then, for the own slots, it issues one
+//   membarrier(PRIVATE_EXPEDITED), a full barrier on every CPU that runs a thread of the process,
+//   and waits for each own slot's busy flag to read 0 (acquire). An owner's busy = 1 store and its
+//   read of `owner` are separated by a compiler barrier only; the membarrier supplies the CPU's,
+//   so either the stopper sees busy = 1 and waits for the operation to end, or the owner sees the
+//   slot stopped and takes its slow path, which finds the slot held and goes to the slab layer.
+//   Without membarrier (`own` = 0) every thread shares, as every thread did before lanes: the
+//   take and give-back cost 12-13 ns an operation (README).
 //
 // 3. Statistics
 // -------------
@@ -125,6 +138,8 @@ enum SlotOwner {
 struct CPUSlots: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
     let count: Int
+    /// Fallback mode: slots 0..<own are lanes' own slots, the rest shared (section 2); 0 otherwise.
+    var own = 0
 
     @inline(__always) func state(_ i: Int) -> UnsafeMutablePointer<UInt64> {
         (base + i << CSLAB_CPU_STRIDE_SHIFT).assumingMemoryBound(to: UInt64.self)
@@ -135,6 +150,10 @@ struct CPUSlots: @unchecked Sendable {
     @inline(__always) func allocHits(_ i: Int) -> UnsafeMutablePointer<UInt64> { state(i) + 2 }
     @inline(__always) func freeHits(_ i: Int) -> UnsafeMutablePointer<UInt64> {
         (base + i << CSLAB_CPU_STRIDE_SHIFT + Int(CSLAB_SLOT_FREE_HITS)).assumingMemoryBound(to: UInt64.self)
+    }
+    /// Fallback mode, own slots: 1 while the owner runs an inline pop or push (section 2).
+    @inline(__always) func busy(_ i: Int) -> UnsafeMutablePointer<UInt64> {
+        (base + i << CSLAB_CPU_STRIDE_SHIFT + Int(CSLAB_SLOT_BUSY)).assumingMemoryBound(to: UInt64.self)
     }
 
     /// A slot array whose every slot is retired: the fast paths of a cache without a CPU layer
@@ -228,25 +247,28 @@ struct OwnedSlotCommitter: CPUStateCommitter {
     let codec: RoundCodec
     let slot: Int
 
-    /// Takes a slot for this thread (its usual one if free), or nil when all are taken.
+    /// Takes a slot for this thread for one operation: its own slot, or when it has no lane a
+    /// shared one (its usual one if free); nil when the slot it may use is held or stopped (its own),
+    /// or every shared slot is held.
     @inline(__always)
     init?(slots: CPUSlots, region: MagazineRegion, codec: RoundCodec, counters: SlowPathCounters) {
-        var hint = cslab_tls_get_slot_hint()
-        if hint == 0 {
-            hint = SlotHints.next()
-            cslab_tls_set_slot_hint(hint)
+        var assigned = cslab_tls_get_slot()
+        if assigned & UInt64(CSLAB_SLOT_TAG_OWN) == 0 {
+            assigned = ThreadSlot.assign(slots: slots, current: assigned)
+            cslab_tls_set_slot(assigned)
         }
-        let mask = slots.count - 1
-        let first = Int(hint - 1)
+        let first = Int(assigned >> UInt64(CSLAB_CPU_STRIDE_SHIFT))
+        let own = assigned & UInt64(CSLAB_SLOT_TAG_OWN) != 0
+        let shared = slots.count - slots.own
         var k = 0
         while true {
-            let i = (first + k) & mask
+            let i = own ? first : slots.own + (first - slots.own + k) % shared
             var expected = SlotOwner.free
             // Acquire pairs with the release that ended the previous owner's operation.
             if cslab_cas_acquire(slots.owner(i), &expected, SlotOwner.thread) {
                 if k != 0 {
                     counters.bump(.slotContention)
-                    cslab_tls_set_slot_hint(UInt64(i) + 1)
+                    cslab_tls_set_slot(ThreadSlot.tag(i, own: false))
                 }
                 self.slots = slots
                 self.region = region
@@ -254,8 +276,13 @@ struct OwnedSlotCommitter: CPUStateCommitter {
                 slot = i
                 return
             }
+            // An own slot is held only by a drainer (or a ladder of this thread's further up
+            // the stack, a constructor that allocates): the slab layer serves this operation.
             k += 1
-            if k == slots.count { return nil }
+            if own || k == shared {
+                counters.bump(.slotContention)
+                return nil
+            }
         }
     }
 
@@ -292,10 +319,27 @@ struct OwnedSlotCommitter: CPUStateCommitter {
     var placeIndex: Int { slot }
 }
 
-/// Hands out thread slot hints round-robin (fallback mode). Hints start at 1; 0 means unset.
-enum SlotHints {
-    private static let counter = Atomic<UInt64>(0)
-    static func next() -> UInt64 { counter.wrappingAdd(1, ordering: .relaxed).newValue }
+/// Which slot a thread uses in the fallback mode (cslab_tls_slot, CSlab.h section 3).
+enum ThreadSlot {
+    private static let counter = Atomic<Int>(0)
+
+    static func tag(_ i: Int, own: Bool) -> UInt64 {
+        UInt64(i) << UInt64(CSLAB_CPU_STRIDE_SHIFT) | UInt64(own ? CSLAB_SLOT_TAG_OWN : CSLAB_SLOT_TAG_SHARED)
+    }
+
+    /// A lane if one is free, else the thread's shared slot (`current`, when it has one already;
+    /// else the next shared slot round-robin). A thread without a lane asks again on each
+    /// operation (its operations run the ladder anyway), so lanes freed by exiting threads are
+    /// taken up.
+    static func assign(slots: CPUSlots, current: UInt64) -> UInt64 {
+        if slots.own > 0 {
+            let lane = cslab_lane_claim()
+            if lane >= 0 { return tag(Int(lane), own: true) }
+        }
+        if current != 0 { return current }
+        let n = counter.wrappingAdd(1, ordering: .relaxed).oldValue
+        return tag(slots.own + n % (slots.count - slots.own), own: false)
+    }
 }
 
 /// What this process's threads can use, decided once.
@@ -303,7 +347,9 @@ struct CPULayerPlatform: Sendable {
     let usesRseq: Bool
     let rseqOffset: Int64
     let possibleCPUs: Int
+    /// The fallback mode's slot array: `ownSlots` lanes' own slots, then shared ones (section 2).
     let fallbackSlots: Int
+    let ownSlots: Int
     /// Why the fallback was chosen, or "rseq".
     let reason: String
     /// rseq sections run without a kernel registration (SLAB_CPU_LAYER=rseq-simulated): nothing
@@ -319,7 +365,15 @@ struct CPULayerPlatform: Sendable {
         while slots < 4 * cpus { slots <<= 1 }
         let offset = cslab_rseq_offset()
         func fallback(_ why: String) -> CPULayerPlatform {
-            CPULayerPlatform(usesRseq: false, rseqOffset: offset, possibleCPUs: cpus, fallbackSlots: slots, reason: why)
+            // Lanes need membarrier's private expedited fence; without it every thread shares.
+            let lanes = min(slots, Int(CSLAB_MAX_LANES))
+            let r = cslab_lanes_set_up(UInt32(lanes))
+            if r != 0 {
+                return CPULayerPlatform(usesRseq: false, rseqOffset: offset, possibleCPUs: cpus, fallbackSlots: slots,
+                                        ownSlots: 0, reason: why + "; membarrier PRIVATE_EXPEDITED unavailable (\(r)): every thread shares its slots")
+            }
+            return CPULayerPlatform(usesRseq: false, rseqOffset: offset, possibleCPUs: cpus,
+                                    fallbackSlots: lanes + max(2, slots / 2), ownSlots: lanes, reason: why)
         }
         // Read once per process (this is `current`'s initialiser), so a bad value is said once,
         // whatever the build.
@@ -345,7 +399,7 @@ struct CPULayerPlatform: Sendable {
             }
             cslab_rseq_simulate_cpu0(offset)
             var p = CPULayerPlatform(usesRseq: true, rseqOffset: offset, possibleCPUs: cpus, fallbackSlots: slots,
-                                     reason: "rseq simulated on CPU 0 (SLAB_CPU_LAYER=rseq-simulated; one thread only)")
+                                     ownSlots: 0, reason: "rseq simulated on CPU 0 (SLAB_CPU_LAYER=rseq-simulated; one thread only)")
             p.simulated = true
             return p
         default:
@@ -358,6 +412,7 @@ struct CPULayerPlatform: Sendable {
         guard cpu < UInt32(cpus) else { return fallback("rseq cpu_id reads \(cpu): registration failed") }
         let r = cslab_membarrier_register_rseq()
         guard r == 0 else { return fallback("membarrier PRIVATE_EXPEDITED_RSEQ unavailable (\(r))") }
-        return CPULayerPlatform(usesRseq: true, rseqOffset: offset, possibleCPUs: cpus, fallbackSlots: slots, reason: "rseq")
+        return CPULayerPlatform(usesRseq: true, rseqOffset: offset, possibleCPUs: cpus, fallbackSlots: slots, ownSlots: 0,
+                                reason: "rseq")
     }
 }

@@ -4,8 +4,8 @@
 // the loaded magazine of the CPU the thread is on. The free fast path checks the pointer, then
 // pushes it onto the loaded magazine (cslab_rseq_magazine_push), which declines an object that
 // is already its top round (a double free: the slow path reports it). Without rseq (the fallback
-// mode) the same pop and push run on the slot the thread owns for the operation
-// (cslab_slot_magazine_pop/push: one CAS to take the slot, one release store to give it back).
+// mode) the same pop and push run on the thread's own slot (cslab_slot_magazine_pop/push: a
+// busy flag stored around the operation, no atomic read-modify-write; CPUSlot.swift, section 2).
 // Everything else, the Bonwick ladders, the slot search and the slab layer, is out of line
 // (SlabCache.allocateSlow, CPUCache.swift).
 //
@@ -36,10 +36,10 @@ public struct FastPath {
     /// The inline rseq pop and push are used: rseq mode, and not an AddressSanitizer build
     /// (SlabCache.swift, section 9).
     @usableFromInline let usesRseq: Bool
-    /// Fallback mode's inline pop and push (CSlab.h: cslab_slot_magazine_pop/push): the slot
-    /// array's mask (slots - 1), or 0 when they are not used (rseq mode, no CPU layer, or an
-    /// AddressSanitizer build).
-    @usableFromInline let slotMask: UInt64
+    /// Fallback mode's inline pop and push on the thread's own slot are used (CSlab.h:
+    /// cslab_slot_magazine_pop/push); false in rseq mode, without a CPU layer, and in an
+    /// AddressSanitizer build.
+    @usableFromInline let usesSlots: Bool
     @usableFromInline unowned(unsafe) let back: CacheBackReference
 
     /// log2 of the page size: the page map has one word per page.
@@ -47,7 +47,7 @@ public struct FastPath {
 
     init(rseqOffset: Int64, cpus: UnsafeMutableRawPointer, magazineBase: UnsafeMutableRawPointer,
          capacity: UInt64, rangeBase: UInt, rangeSize: UInt, pageMap: UnsafePointer<UInt>, objectsBytes: UInt,
-         strideReciprocal: UInt64, usesRseq: Bool, slotMask: UInt64, back: CacheBackReference) {
+         strideReciprocal: UInt64, usesRseq: Bool, usesSlots: Bool, back: CacheBackReference) {
         self.rseqOffset = rseqOffset
         self.cpus = cpus
         self.magazineBase = magazineBase
@@ -58,7 +58,7 @@ public struct FastPath {
         self.objectsBytes = objectsBytes
         self.strideReciprocal = strideReciprocal
         self.usesRseq = usesRseq
-        self.slotMask = slotMask
+        self.usesSlots = usesSlots
         self.back = back
     }
 
@@ -70,7 +70,7 @@ public struct FastPath {
     public func allocate() -> UnsafeMutableRawPointer? {
         if usesRseq {
             if let object = cslab_rseq_magazine_pop(rseqOffset, cpus, magazineBase, UInt64(rangeBase)) { return object }
-        } else if slotMask != 0, let object = cslab_slot_magazine_pop(cpus, slotMask, magazineBase, UInt64(rangeBase)) {
+        } else if usesSlots, let object = cslab_slot_magazine_pop(cpus, magazineBase, UInt64(rangeBase)) {
             return object
         }
         return back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.allocateSlow() }
@@ -102,7 +102,7 @@ public struct FastPath {
     func pushOrFreeSlow(_ object: UnsafeMutableRawPointer) {
         if usesRseq {
             if cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object, UInt64(rangeBase)) { return }
-        } else if slotMask != 0, cslab_slot_magazine_push(cpus, slotMask, magazineBase, capacity, object, UInt64(rangeBase)) {
+        } else if usesSlots, cslab_slot_magazine_push(cpus, magazineBase, capacity, object, UInt64(rangeBase)) {
             return
         }
         back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.freeSlow(object) }

@@ -462,12 +462,12 @@ final class KmallocState: @unchecked Sendable {
             state = new
             published.store(UInt(bitPattern: Unmanaged.passRetained(new).toOpaque()), ordering: .releasing)
             // The C fast paths run the classes' rseq sections, or in the fallback mode their
-            // inline slot paths (every class has the same slot mask: one slot per possible CPU).
+            // inline paths on the thread's own slot (every class has the same slot array).
             // A mode with neither (no CPU layer, or the fallback mode under AddressSanitizer)
             // leaves them closed, and every call takes the slow path through the caches.
-            let slotMasks = Set(new.caches.map(\.fast.slotMask))
             let rseq = new.caches.allSatisfy(\.usesRseq)
-            guard rseq || (slotMasks.count == 1 && slotMasks.first! != 0) else { return new }
+            let slots = new.caches.allSatisfy(\.fast.usesSlots)
+            guard rseq || slots else { return new }
             for (i, cache) in new.caches.enumerated() {
                 let f = cache.fast
                 cslab_kmalloc_set_class(UInt32(i), f.cpus, f.magazineBase, UInt64(f.rangeBase), f.capacity,
@@ -475,7 +475,7 @@ final class KmallocState: @unchecked Sendable {
             }
             for (k, c) in Kmalloc.classOf.enumerated() { cslab_kmalloc_set_class_of(UInt32(k), UInt8(c)) }
             // Last: the release that lets the inlined fast paths in.
-            cslab_kmalloc_publish(new.caches[0].rseqOffset, rseq ? 0 : slotMasks.first!, UInt64(new.rangeBase),
+            cslab_kmalloc_publish(new.caches[0].rseqOffset, rseq ? 0 : 1, UInt64(new.rangeBase),
                                   UInt64(new.slotShift),
                                   UnsafeRawPointer(new.pageMap).assumingMemoryBound(to: UInt64.self))
             return new

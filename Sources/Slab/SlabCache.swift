@@ -155,7 +155,7 @@
 //   read or write of a freed object, in a magazine or free in its slab, as a use-after-poison.
 //   The free-list link is read and written through CSlab's uninstrumented helpers. The inline
 //   rseq pop and push cannot poison inside their sequence, so such a build sends every
-//   allocation and free through the slow path (FastPath.usesRseq is false and its slotMask 0;
+//   allocation and free through the slow path (FastPath.usesRseq and usesSlots are false;
 //   the ladders still run the rseq sections, and kmalloc's C fast paths stay closed): ASan builds
 //   are for finding bugs, not for measuring.
 //
@@ -377,7 +377,7 @@ public final class SlabCache: @unchecked Sendable {
             capacity: UInt64(cpuLayer?.capacity ?? 0), rangeBase: pages.base, rangeSize: UInt(pages.size),
             pageMap: UnsafePointer(pages.pageMap), objectsBytes: UInt(layout.objectsPerSlab * layout.stride),
             strideReciprocal: layer.divider.c, usesRseq: mode == .rseq && !layer.poisons,
-            slotMask: mode == .fallback && !layer.poisons ? UInt64(slots.count - 1) : 0, back: backReference)
+            usesSlots: mode == .fallback && !layer.poisons, back: backReference)
         backReference.cache = Unmanaged.passUnretained(self)
         try Registry.shared.register(self)
     }

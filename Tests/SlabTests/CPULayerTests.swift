@@ -9,6 +9,17 @@ import CSlab
 import Harness
 import TestSupport
 import XCTest
+import Dispatch
+import Foundation
+
+/// Per-thread values a test's threads report, under a lock.
+private final class HeldTags: @unchecked Sendable {
+    private var values: [UInt64]
+    private let lock = NSLock()
+    init(count: Int) { values = Array(repeating: 0, count: count) }
+    func set(_ i: Int, _ v: UInt64) { lock.lock(); values[i] = v; lock.unlock() }
+    func get(_ i: Int) -> UInt64 { lock.lock(); defer { lock.unlock() }; return values[i] }
+}
 
 final class CPULayerTests: XCTestCase {
     // MARK: The state word
@@ -131,13 +142,13 @@ final class CPULayerTests: XCTestCase {
 
     // MARK: The fallback mode's inline fast paths
 
-    /// Without rseq a thread's pops and pushes run inline on its usual slot (CSlab.h:
-    /// cslab_slot_magazine_pop/push), counted there; a slot someone else holds is left alone, and
-    /// the ladder serves the operation from another slot.
-    func test_fallbackFastPath_usesTheThreadsSlot_andStepsAsideWhenItIsHeld() throws {
+    /// Without rseq a thread's pops and pushes run inline on its own slot (CSlab.h:
+    /// cslab_slot_magazine_pop/push), counted there; a slot a drainer holds is left alone, and the
+    /// slab layer serves the operation.
+    func test_fallbackFastPath_usesTheThreadsOwnSlot_andStepsAsideWhenItIsHeld() throws {
         if ChildProcess.isChild { return try checkFallbackFastPath() }
         let result = try ChildProcess.runTest(
-            "SlabTests.CPULayerTests/test_fallbackFastPath_usesTheThreadsSlot_andStepsAsideWhenItIsHeld",
+            "SlabTests.CPULayerTests/test_fallbackFastPath_usesTheThreadsOwnSlot_andStepsAsideWhenItIsHeld",
             environment: ["SLAB_CPU_LAYER": "fallback"])
         XCTAssertTrue(result.succeeded, "\(result)")
         XCTAssertTrue((result.stdoutText + result.stderrText).contains("Executed 1 test, with 0 failures"), "\(result)")
@@ -148,35 +159,111 @@ final class CPULayerTests: XCTestCase {
         XCTAssertEqual(cache.mode, .fallback)
         let layer = try XCTUnwrap(cache.cpuLayer)
         let slots = layer.slots
+        XCTAssertGreaterThan(slots.own, 0, "membarrier is available here: threads get lanes")
         // An AddressSanitizer build sends every operation through the ladder (SlabCache.swift,
         // section 9), which uses the same slot the same way: the checks below hold there too.
-        XCTAssertEqual(cache.fastPath.slotMask, cslab_asan_active() ? 0 : UInt64(slots.count - 1))
-        // The first operation gives the thread its slot hint (the ladder does) and fills a magazine.
+        XCTAssertEqual(cache.fastPath.usesSlots, !cslab_asan_active())
+        // The first operation gives the thread its lane (the ladder does) and fills a magazine.
         cache.free(try XCTUnwrap(cache.allocate()))
-        let hint = cslab_tls_get_slot_hint()
-        XCTAssertNotEqual(hint, 0)
-        let mine = Int(hint - 1) & (slots.count - 1)
+        let assigned = cslab_tls_get_slot()
+        XCTAssertEqual(assigned & UInt64(CSLAB_SLOT_TAG_OWN), UInt64(CSLAB_SLOT_TAG_OWN), "the thread has a lane")
+        let mine = Int(assigned >> UInt64(CSLAB_CPU_STRIDE_SHIFT))
+        XCTAssertLessThan(mine, slots.own)
         let (allocs, frees) = (slots.allocHits(mine).pointee, slots.freeHits(mine).pointee)
         let contention = layer.counters[.slotContention]
         for _ in 0..<1000 { cache.free(try XCTUnwrap(cache.allocate())) }
         XCTAssertEqual(slots.allocHits(mine).pointee - allocs, 1000, "every pop on the thread's slot \(mine)")
         XCTAssertEqual(slots.freeHits(mine).pointee - frees, 1000, "every push on the thread's slot \(mine)")
         XCTAssertEqual(layer.counters[.slotContention], contention)
-        XCTAssertEqual(slots.owner(mine).pointee, SlotOwner.free, "each operation gave the slot back")
+        XCTAssertEqual(slots.owner(mine).pointee, SlotOwner.free)
+        XCTAssertEqual(slots.busy(mine).pointee, 0, "each inline operation ended")
 
-        // Held by another owner: neither inline path may touch it.
+        // Held (as a drainer holds it): neither inline path nor the ladder may touch it, and the
+        // slab layer serves the thread, which keeps its lane.
         let word = slots.state(mine).pointee
-        slots.owner(mine).pointee = SlotOwner.thread
+        slots.owner(mine).pointee = SlotOwner.stopped
         let p = try XCTUnwrap(cache.allocate())
         cache.free(p)
         XCTAssertEqual(slots.state(mine).pointee, word, "the held slot's magazines are unchanged")
         XCTAssertEqual(slots.allocHits(mine).pointee - allocs, 1000)
         XCTAssertEqual(slots.freeHits(mine).pointee - frees, 1000)
-        XCTAssertGreaterThan(layer.counters[.slotContention], contention, "served from another slot")
-        XCTAssertNotEqual(Int(cslab_tls_get_slot_hint() - 1) & (slots.count - 1), mine, "the thread moved its hint")
+        XCTAssertEqual(slots.busy(mine).pointee, 0, "the inline paths stepped back out")
+        XCTAssertGreaterThan(layer.counters[.slotContention], contention, "served by the slab layer")
+        XCTAssertEqual(cslab_tls_get_slot(), assigned, "the thread kept its lane")
         slots.owner(mine).pointee = SlotOwner.free
         XCTAssertEqual(cache.checkInvariants(), [])
         XCTAssertEqual(cache.statistics.liveObjects, 0)
+        try cache.destroy()
+    }
+
+    /// More threads than lanes: the extra thread shares the shared slots through the ladder, and
+    /// takes the lane a thread frees by exiting; the exiting thread's magazines stay in its slot
+    /// for the next holder.
+    func test_fallbackLanes_extraThreadsShare_andTakeTheLaneAThreadFreesByExiting() throws {
+        if ChildProcess.isChild { return try checkLanes() }
+        let result = try ChildProcess.runTest(
+            "SlabTests.CPULayerTests/test_fallbackLanes_extraThreadsShare_andTakeTheLaneAThreadFreesByExiting",
+            environment: ["SLAB_CPU_LAYER": "fallback"])
+        XCTAssertTrue(result.succeeded, "\(result)")
+        XCTAssertTrue((result.stdoutText + result.stderrText).contains("Executed 1 test, with 0 failures"), "\(result)")
+    }
+
+    private func checkLanes() throws {
+        let cache = try SlabCache(name: uniqueCacheName("lanes"), size: 32)
+        let layer = try XCTUnwrap(cache.cpuLayer)
+        let slots = layer.slots
+        XCTAssertGreaterThan(slots.own, 0)
+        XCTAssertGreaterThan(slots.count, slots.own)
+        cache.free(try XCTUnwrap(cache.allocate()))   // this thread's lane
+        let unclaimed = slots.own - Int(cslab_lanes_claimed())
+        XCTAssertGreaterThanOrEqual(unclaimed, 1)
+        let tags = HeldTags(count: unclaimed + 1)
+        let ready = DispatchSemaphore(value: 0)
+        let exits = (0..<unclaimed).map { _ in DispatchSemaphore(value: 0) }
+        // Holders: one operation each (which claims a lane), then wait to be told to exit.
+        let holders = (0..<unclaimed).map { k in
+            ThreadGroup(count: 1) { _ in
+                cache.free(cache.allocate()!)
+                tags.set(k, cslab_tls_get_slot())
+                ready.signal()
+                exits[k].wait()
+            }
+        }
+        for _ in 0..<unclaimed { ready.wait() }
+        XCTAssertEqual(Int(cslab_lanes_claimed()), slots.own, "every lane is held")
+        let sharedHits = { (slots.own..<slots.count).map { slots.allocHits($0).pointee + slots.freeHits($0).pointee }.reduce(0, +) }
+        let before = sharedHits()
+        // The extra thread: no lane, so a shared slot; then, after one holder exited, a lane.
+        let go = DispatchSemaphore(value: 0)
+        let extra = ThreadGroup(count: 1) { _ in
+            for _ in 0..<10 { cache.free(cache.allocate()!) }
+            tags.set(unclaimed, cslab_tls_get_slot())
+            ready.signal()
+            go.wait()
+            cache.free(cache.allocate()!)
+            tags.set(unclaimed, cslab_tls_get_slot())
+        }
+        ready.wait()
+        let sharedTag = tags.get(unclaimed)
+        XCTAssertEqual(sharedTag & 3, UInt64(CSLAB_SLOT_TAG_SHARED), "no lane was left")
+        XCTAssertGreaterThanOrEqual(Int(sharedTag >> UInt64(CSLAB_CPU_STRIDE_SHIFT)), slots.own)
+        XCTAssertEqual(sharedHits() - before, 20, "its ten pairs ran on a shared slot")
+        for k in 0..<unclaimed { XCTAssertEqual(tags.get(k) & 3, UInt64(CSLAB_SLOT_TAG_OWN), "holder \(k) has a lane") }
+        // One holder exits: its lane is free again, and the extra thread takes it.
+        let freed = Int(tags.get(0) >> UInt64(CSLAB_CPU_STRIDE_SHIFT))
+        let word = slots.state(freed).pointee
+        exits[0].signal()
+        holders[0].join()
+        XCTAssertEqual(Int(cslab_lanes_claimed()), slots.own - 1, "the exiting thread gave its lane back")
+        XCTAssertEqual(slots.state(freed).pointee, word, "its magazines stay in the slot")
+        go.signal()
+        extra.join()
+        XCTAssertEqual(tags.get(unclaimed), ThreadSlot.tag(freed, own: true), "the extra thread took the freed lane")
+        for k in 1..<unclaimed { exits[k].signal(); holders[k].join() }
+        XCTAssertEqual(cache.checkInvariants(), [])
+        XCTAssertEqual(cache.statistics.liveObjects, 0)
+        _ = cache.shrink()
+        XCTAssertEqual(layer.snapshot().cachedRounds, 0, "the drain emptied every slot, the exited threads' too")
         try cache.destroy()
     }
 

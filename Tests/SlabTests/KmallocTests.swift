@@ -43,11 +43,13 @@ final class KmallocTests: XCTestCase {
         XCTAssertEqual(cache.name, "kmalloc-32")
         XCTAssertEqual(cache.mode, .fallback)
         let slots = try XCTUnwrap(cache.cpuLayer).slots
-        // Published with the fallback mode's slot mask, or not at all under AddressSanitizer.
-        XCTAssertEqual(cslab_kmalloc_slot_mask(), cslab_asan_active() ? 0 : UInt64(slots.count - 1))
+        // Published for the fallback mode's own slots, or not at all under AddressSanitizer.
+        XCTAssertEqual(cslab_kmalloc_uses_slots(), cslab_asan_active() ? 0 : 1)
         XCTAssertEqual(cslab_kmalloc_fast_limit(), cslab_asan_active() ? 0 : 8192)
-        kfree(try kmalloc(20))   // gives the thread its slot hint (the ladder does)
-        let mine = Int(cslab_tls_get_slot_hint() - 1) & (slots.count - 1)
+        kfree(try kmalloc(20))   // gives the thread its lane (the ladder does)
+        XCTAssertNotEqual(cslab_tls_get_slot() & UInt64(CSLAB_SLOT_TAG_OWN), 0, "the thread has a lane")
+        let mine = Int(cslab_tls_get_slot() >> UInt64(CSLAB_CPU_STRIDE_SHIFT))
+        XCTAssertLessThan(mine, slots.own)
         let (allocs, frees) = (slots.allocHits(mine).pointee, slots.freeHits(mine).pointee)
         let slow = cache.cpuLayer!.counters[.slotContention]
         for size in [17, 20, 25, 32] + Array(repeating: 24, count: 996) { kfree(try kmalloc(size)) }

@@ -198,6 +198,64 @@ final class StressTests: XCTestCase {
         }
     }
 
+    /// Drains against the fast paths at full speed: two threads allocate and free a few objects
+    /// in a tight loop, nothing else between, while a third shrinks the cache over and over, so a
+    /// drain often stops a CPU (or, in the fallback mode, an owner's slot) in the middle of an
+    /// inline pop or push. Every allocation claims its object by atomic exchange of its first
+    /// word, which the constructor zeroes and every holder zeroes again before its free (a cache
+    /// with a constructor keeps the free-list link out of the object), so an object handed out
+    /// twice at once is seen; the counts must balance at the end.
+    func test_stress_drainsAgainstTightFastPaths_noObjectLostOrDuplicated() throws {
+        let cache = try SlabCache(name: uniqueCacheName("draintight"), size: 32,
+                                  constructor: { $0.storeBytes(of: 0, as: UInt64.self) })
+        checkExpectedMode(cache)
+        let problems = ProblemLog()
+        let allocations = Counter()
+        let frees = Counter()
+        let finished = Counter()
+        let shrinks = Counter()
+        let rounds = scaled(300_000)
+        runThreads(3) { t in
+            if t == 2 {
+                while finished.value < 2 {
+                    cache.shrink()
+                    shrinks.add()
+                }
+                return
+            }
+            var held: [UnsafeMutableRawPointer] = []
+            held.reserveCapacity(4)
+            let tag = UInt64(t + 1)
+            for i in 0..<rounds {
+                for _ in 0..<(1 + i % 3) {
+                    guard let p = cache.allocate() else { problems.add("allocation returned nil"); continue }
+                    let word = p.assumingMemoryBound(to: UInt64.self)
+                    let other = cslab_exchange_acq_rel(word, tag)
+                    if other != 0 { problems.add("object \(p) handed to thread \(t) while thread \(other - 1) held it") }
+                    held.append(p)
+                }
+                allocations.add(held.count)
+                for p in held {
+                    cslab_store_release(p.assumingMemoryBound(to: UInt64.self), 0)
+                    cache.free(p)
+                }
+                frees.add(held.count)
+                held.removeAll(keepingCapacity: true)
+            }
+            finished.add()
+        }
+        print("drain race \(cache.name) mode \(cache.mode.rawValue): \(shrinks.value) shrinks during \(allocations.value) allocations")
+        XCTAssertEqual(problems.all, [])
+        XCTAssertGreaterThan(shrinks.value, 10)
+        XCTAssertEqual(allocations.value, frees.value)
+        cache.shrink()
+        let s = cache.statistics
+        XCTAssertEqual(s.activeObjects, 0, "every object is back in a slab (none lost in a magazine)\n\(SlabInfo.report(s))")
+        XCTAssertEqual(s.totalSlabs, 0, SlabInfo.report(s))
+        XCTAssertEqual(cache.checkInvariants(), [])
+        try cache.destroy()
+    }
+
     /// Regression (fixed in 6392df0): a slab grown while another thread refilled from the partial
     /// list stayed on the partial list with nothing in use, and shrink() never released it.
     func test_shrink_afterConcurrentGrowth_releasesEverySlab() throws {
@@ -244,6 +302,11 @@ final class StressTests: XCTestCase {
     func test_stress_shrinkRace_inFallbackMode_rseqDisabledByGlibcTunable() throws {
         try runInFallbackChild("test_stress_shrinkAndReapWhileOtherThreadsAllocateAndFree",
                                environment: ["GLIBC_TUNABLES": "glibc.pthread.rseq=0"])
+    }
+
+    func test_stress_drainsAgainstTightFastPaths_inFallbackMode() throws {
+        try runInFallbackChild("test_stress_drainsAgainstTightFastPaths_noObjectLostOrDuplicated",
+                               environment: ["SLAB_CPU_LAYER": "fallback"])
     }
 
     func test_stress_handoff_inFallbackMode_forcedBySlabCPULayer() throws {

@@ -113,6 +113,8 @@ static inline void cslab_cpu_relax(void) {
  *    +16  allocHits   fallback mode only: allocations served from the slot's magazines
  *    +24  freeHits    frees onto the loaded magazine (rseq: counted inside the section,
  *                     before the commit; fallback: by the slot's owner)
+ *    +32  busy    fallback mode, a thread's own slot only: 1 while its owner runs an inline pop or
+ *                 push on it (section 3)
  * Magazine layout: a 64-byte header, then the rounds: round[i] at +64 + 4*i. A round is 32 bits:
  * the object's offset from its cache's range base (the round base) divided by 8, which every
  * object start is a multiple of, in a range of at most 32 GiB; a range's first arena is never
@@ -126,6 +128,7 @@ static inline void cslab_cpu_relax(void) {
 #define CSLAB_CPU_STRIDE_SHIFT 7
 #define CSLAB_SLOT_OWNER 8
 #define CSLAB_SLOT_FREE_HITS 24
+#define CSLAB_SLOT_BUSY 32
 
 #define CSLAB_ROUNDS_BITS 8                /* each magazine's count: capacity <= 255 */
 #define CSLAB_HANDLE_BITS 24               /* a magazine handle: a 64 MiB region in 4-byte units */
@@ -145,13 +148,15 @@ typedef struct cslab_cpu_slot {
     uint64_t owner;
     uint64_t alloc_hits;
     uint64_t free_hits;
-    uint64_t pad[12];
+    uint64_t busy;
+    uint64_t pad[11];
 } cslab_cpu_slot;
 
 _Static_assert(sizeof(cslab_cpu_slot) == CSLAB_CPU_STRIDE && (1 << CSLAB_CPU_STRIDE_SHIFT) == CSLAB_CPU_STRIDE,
                "a slot is one stride");
 _Static_assert(offsetof(cslab_cpu_slot, owner) == CSLAB_SLOT_OWNER, "the sections test the owner here");
 _Static_assert(offsetof(cslab_cpu_slot, free_hits) == CSLAB_SLOT_FREE_HITS, "the push counts frees here");
+_Static_assert(offsetof(cslab_cpu_slot, busy) == CSLAB_SLOT_BUSY, "Swift reads the busy flag here");
 _Static_assert(CSLAB_ROUNDS_BITS == 8, "the sections test the loaded count as a byte register (8 bits)");
 _Static_assert(CSLAB_STATE_TOP_SHIFT == CSLAB_ROUNDS_BITS
                && CSLAB_STATE_TOP_SHIFT + CSLAB_HANDLE_BITS == 32
@@ -472,32 +477,60 @@ _Static_assert(offsetof(cslab_magazine, top_guard) + 8 == CSLAB_MAGAZINE_HEADER
  * 3. Thread-locals and small OS helpers.
  * ------------------------------------------------------------------------------------------- */
 
-extern _Thread_local uint64_t cslab_tls_slot_hint;
-static inline uint64_t cslab_tls_get_slot_hint(void) { return cslab_tls_slot_hint; }
-static inline void cslab_tls_set_slot_hint(uint64_t v) { cslab_tls_slot_hint = v; }
+/* The fallback mode's slots (Sources/Slab/CPUSlot.swift, section 2, "fallback mode"). The slot
+ * array of every fallback-mode cache has the same geometry: `own` slots, each given to one thread
+ * of the process at a time (a lane), then `shared` slots that the threads without a lane take by
+ * CAS for one operation. `cslab_tls_slot` says which slot is this thread's in every cache: 0 for
+ * none yet (the ladder assigns one), else the slot's byte offset in the array with tag
+ * CSLAB_SLOT_TAG_OWN (the thread's own, for as long as it lives) or CSLAB_SLOT_TAG_SHARED (its
+ * usual shared slot). */
+#define CSLAB_SLOT_TAG_OWN 1
+#define CSLAB_SLOT_TAG_SHARED 2
+extern _Thread_local uint64_t cslab_tls_slot;
+static inline uint64_t cslab_tls_get_slot(void) { return cslab_tls_slot; }
+static inline void cslab_tls_set_slot(uint64_t v) { cslab_tls_slot = v; }
 
-/* The fallback mode's fast paths: the pop and push of the rseq sections above, for a process
- * without rseq (Sources/Slab/CPUSlot.swift, section 2, "fallback mode"). The thread takes its
- * usual slot, (hint - 1) & mask, for this one operation (CAS owner 0 -> 1, acquire), pops or
- * pushes with plain loads and stores of a word only the owner writes, counts the operation, and
- * gives the slot back (store owner = 0, release). They return "not done" (NULL, false) for the
- * slow path when the thread has no hint yet (0: the slow path assigns one), the slot is held (by
- * another thread, a drainer, or for good after destroy: the slow path tries the other slots or
- * the slab layer), the magazine is empty or full, or the push's object is the top round already
- * (a double free: the slow path confirms and reports it, as for the rseq push). The protocol is
- * the ladders' (OwnedSlotCommitter); only the common case runs inline. */
-/* The thread's usual slot, taken for one operation (owner 0 -> 1, acquire: pairs with the release
- * that ended the previous owner's); NULL when the thread has no hint yet or the slot is held. */
-static inline cslab_cpu_slot *cslab_slot_take(void *cpus, uint64_t mask) {
-    uint64_t hint = cslab_tls_slot_hint;
-    if (hint == 0) return NULL;
-    cslab_cpu_slot *slot = (cslab_cpu_slot *)((char *)cpus + (((hint - 1) & mask) << CSLAB_CPU_STRIDE_SHIFT));
-    uint64_t expected = 0;
-    return cslab_cas_acquire(&slot->owner, &expected, 1) ? slot : NULL;
+/* Lanes: the own slots' numbers, handed to threads. Set up once per process (with the count, at
+ * most CSLAB_MAX_LANES; 0 when membarrier's private expedited command is unavailable, and every
+ * thread then shares). A claim takes the lowest free lane and registers a thread-exit destructor
+ * that frees it (and zeroes the thread's cslab_tls_slot); -1 when all are taken. The lane's slot
+ * in every cache keeps its magazines across owners: the next thread to claim it finds them. */
+#define CSLAB_MAX_LANES 1024
+int cslab_lanes_set_up(uint32_t count);
+int32_t cslab_lane_claim(void);
+uint32_t cslab_lanes_claimed(void);
+/* membarrier(PRIVATE_EXPEDITED): a full memory barrier on every CPU running a thread of this
+ * process, before it returns (registered by cslab_lanes_set_up). 0, or -errno. */
+int cslab_membarrier_fence(void);
+
+/* The inline fast paths on the thread's own slot. The owner announces an operation by storing
+ * busy = 1, then reads `owner` (acquire) and proceeds only if it is 0; it ends the operation with
+ * busy = 0 (release). Only a compiler barrier separates the store from the load: a drainer that
+ * stopped the slot (owner 0 -> stopped, CAS) issues cslab_membarrier_fence() before it reads
+ * busy, which puts a full barrier on this thread's CPU between the two, so either the drainer
+ * sees busy = 1 (and waits for the release that ends the operation) or this thread sees the slot
+ * stopped (and touches nothing). No atomic read-modify-write on the fast path: taking a slot by
+ * CAS and giving it back cost 12-13 ns an operation on the 2-vCPU machines measured (README). The slow
+ * paths take the slot by CAS (owner 0 -> 1) instead, as shared slots are taken, so a call they
+ * make (a constructor that allocates, say) finds the slot held and cannot nest an inline
+ * operation inside theirs. NULL when the thread has no own slot (0 or a shared slot: the ladder
+ * serves it) or the slot is held. */
+static inline cslab_cpu_slot *cslab_slot_enter(void *cpus) {
+    uint64_t v = cslab_tls_slot;
+    if (!(v & CSLAB_SLOT_TAG_OWN)) return NULL;
+    cslab_cpu_slot *slot = (cslab_cpu_slot *)((char *)cpus + (v & ~(uint64_t)(CSLAB_CPU_STRIDE - 1)));
+    cslab_store_relaxed(&slot->busy, 1);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (__builtin_expect(cslab_load_acquire(&slot->owner) != 0, 0)) {
+        cslab_store_release(&slot->busy, 0);
+        return NULL;
+    }
+    return slot;
 }
+static inline void cslab_slot_leave(cslab_cpu_slot *slot) { cslab_store_release(&slot->busy, 0); }
 
-static inline void *cslab_slot_magazine_pop(void *cpus, uint64_t mask, void *magazines, uint64_t base) {
-    cslab_cpu_slot *slot = cslab_slot_take(cpus, mask);
+static inline void *cslab_slot_magazine_pop(void *cpus, void *magazines, uint64_t base) {
+    cslab_cpu_slot *slot = cslab_slot_enter(cpus);
     if (slot == NULL) return NULL;
     uint64_t state = cslab_load_relaxed(&slot->state);
     void *obj = NULL;
@@ -507,13 +540,14 @@ static inline void *cslab_slot_magazine_pop(void *cpus, uint64_t mask, void *mag
         cslab_store_relaxed(&slot->state, state - CSLAB_STATE_STEP);
         cslab_bump_single_writer(&slot->alloc_hits, 1);
     }
-    cslab_store_release(&slot->owner, 0);
+    cslab_slot_leave(slot);
     return obj;
 }
 
-static inline bool cslab_slot_magazine_push_round(void *cpus, uint64_t mask, void *magazines, uint64_t capacity,
-                                                  uint32_t round) {
-    cslab_cpu_slot *slot = cslab_slot_take(cpus, mask);
+/* Declines (false) a full magazine, and an object that is the top round already (a double free:
+ * the slow path confirms and reports it, as for the rseq push). */
+static inline bool cslab_slot_magazine_push_round(void *cpus, void *magazines, uint64_t capacity, uint32_t round) {
+    cslab_cpu_slot *slot = cslab_slot_enter(cpus);
     if (slot == NULL) return false;
     uint64_t state = cslab_load_relaxed(&slot->state);
     uint32_t *top = (uint32_t *)((char *)magazines + 4 * ((uint32_t)state >> CSLAB_STATE_TOP_SHIFT)
@@ -527,12 +561,12 @@ static inline bool cslab_slot_magazine_push_round(void *cpus, uint64_t mask, voi
         cslab_store_relaxed(&slot->state, state + CSLAB_STATE_STEP);
         cslab_bump_single_writer(&slot->free_hits, 1);
     }
-    cslab_store_release(&slot->owner, 0);
+    cslab_slot_leave(slot);
     return done;
 }
-static inline bool cslab_slot_magazine_push(void *cpus, uint64_t mask, void *magazines, uint64_t capacity,
-                                            void *obj, uint64_t base) {
-    return cslab_slot_magazine_push_round(cpus, mask, magazines, capacity, cslab_round_of(obj, base));
+static inline bool cslab_slot_magazine_push(void *cpus, void *magazines, uint64_t capacity, void *obj,
+                                            uint64_t base) {
+    return cslab_slot_magazine_push_round(cpus, magazines, capacity, cslab_round_of(obj, base));
 }
 
 /* Number of CPUs the kernel may ever report (possible CPUs), at least 1. */
@@ -582,11 +616,11 @@ static inline void *cslab_inject_delay(void *p) {
  * 4. kmalloc's fast paths (Sources/Slab/Kmalloc.swift), over a table in a C global.
  *
  * kmalloc: the size's class from `class_of`, then the class's rseq pop (or, in the fallback
- * mode, the pop on the thread's usual slot: cslab_slot_magazine_pop). kfree: the class from
+ * mode, the pop on the thread's own slot: cslab_slot_magazine_pop). kfree: the class from
  * the address, (p - range_base) >> slot_shift, the free-pointer test of FastPath.checkOwnership
  * (the slab's first object from the page map, the offset below objects_bytes and a multiple of the stride),
  * then the class's rseq push (or slot push). Either returns "not done" (NULL, false) for the slow path to
- * handle: kmalloc not set up, a size above 8 KiB or of 0, an empty or full magazine, an owned
+ * handle: kmalloc not set up, a size above 8 KiB or of 0, an empty or full magazine, a held
  * slot, a pointer outside the classes, one that fails the test, or one that is already the top
  * round of its magazine (the push's double-free check): the slow path reports the last two.
  *
@@ -595,8 +629,8 @@ static inline void *cslab_inject_delay(void *p) {
  * stores. The fast paths load those two with acquire (a plain load on x86) and read the rest only
  * when they are set. Zero, the static initial state, sends every call to the slow path: a
  * `fast_limit` of 0 admits no size, and a `slot_shift` of 0 with a `range_base` of 0 puts every
- * pointer (>= 16) outside the 13 classes. `slot_mask` says which mode the pops and pushes use:
- * 0 for rseq, the slot mask of the fallback mode otherwise (FastPath.slotMask; a mode without
+ * pointer (>= 16) outside the 13 classes. `uses_slots` says which mode the pops and pushes use:
+ * 0 for rseq, 1 for the fallback mode's own slots (FastPath.usesSlots; a mode without
  * either, such as the fallback mode under AddressSanitizer, leaves the table unpublished and
  * every call takes the slow path).
  * ------------------------------------------------------------------------------------------- */
@@ -621,7 +655,7 @@ typedef struct cslab_kmalloc_table {
                                   round << 3 (each class's round base is its slot's start) */
     uint64_t range_base;
     int64_t rseq_offset;
-    uint64_t slot_mask;        /* 0: rseq sections; else the fallback mode's slots, (hint - 1) & mask */
+    uint64_t uses_slots;       /* 0: rseq sections; 1: the fallback mode's own slots (section 3) */
     const uint64_t *page_map;  /* the page map of the whole range: word (p - range_base) >> 12 */
     /* The size class of every size from 1 to 8192: class_of[(size - 1) >> 3] (sizes that round up
      * to the same multiple of 8 share a class, since the smallest class is 8 bytes). */
@@ -635,18 +669,18 @@ extern cslab_kmalloc_table cslab_kmalloc;
 void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t round_base, uint64_t capacity,
                              uint64_t objects_bytes, uint64_t stride_reciprocal);
 void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class);
-void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t slot_mask, uint64_t range_base, uint64_t slot_shift,
+void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t uses_slots, uint64_t range_base, uint64_t slot_shift,
                            const uint64_t *page_map);
-/* What was published, for tests: fast_limit (0: the fast paths are closed) and slot_mask. */
+/* What was published, for tests: fast_limit (0: the fast paths are closed) and uses_slots. */
 uint64_t cslab_kmalloc_fast_limit(void);
-uint64_t cslab_kmalloc_slot_mask(void);
+uint64_t cslab_kmalloc_uses_slots(void);
 
 /* kmalloc's fast path: an object of the class for `size`, or NULL (see above). */
 static inline void *cslab_kmalloc_fast(uint64_t size) {
     const cslab_kmalloc_table *t = &cslab_kmalloc;
     if (size - 1 >= cslab_load_acquire(&t->fast_limit)) return NULL;
     const cslab_kmalloc_class *c = &t->classes[t->class_of[(size - 1) >> 3]];
-    if (t->slot_mask != 0) return cslab_slot_magazine_pop(c->cpus, t->slot_mask, c->magazines, c->round_base);
+    if (t->uses_slots != 0) return cslab_slot_magazine_pop(c->cpus, c->magazines, c->round_base);
     return cslab_rseq_magazine_pop(t->rseq_offset, c->cpus, c->magazines, c->round_base);
 }
 
@@ -667,7 +701,7 @@ static inline bool cslab_kfree_fast(void *p) {
     /* The round from the offset in the slot, not from the class's round base: a load that depends
      * on the class would stand between the object and the store of its round. */
     uint32_t round = (uint32_t)((in_range & t->slot_offset_mask) >> CSLAB_ROUND_SHIFT);
-    if (t->slot_mask != 0) return cslab_slot_magazine_push_round(c->cpus, t->slot_mask, c->magazines, c->capacity, round);
+    if (t->uses_slots != 0) return cslab_slot_magazine_push_round(c->cpus, c->magazines, c->capacity, round);
     return cslab_rseq_magazine_push_round(t->rseq_offset, c->cpus, c->magazines, c->capacity, round);
 }
 
