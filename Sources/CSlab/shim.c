@@ -40,6 +40,15 @@ static void cslab_lane_release(void *value) {
                               memory_order_release);
 }
 
+/* In a forked child only the forking thread lives: every other holder's lane is free again. */
+static void cslab_lanes_after_fork(void) {
+    for (uint32_t w = 0; w < CSLAB_MAX_LANES / 64; w++) cslab_lane_bits[w] = 0;
+    if (cslab_tls_slot & CSLAB_SLOT_TAG_OWN) {
+        uint32_t lane = (uint32_t)(cslab_tls_slot >> CSLAB_CPU_STRIDE_SHIFT);
+        cslab_lane_bits[lane / 64] = UINT64_C(1) << (lane % 64);
+    }
+}
+
 int cslab_lanes_set_up(uint32_t count) {
     if (count > CSLAB_MAX_LANES) count = CSLAB_MAX_LANES;
     long r = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
@@ -47,6 +56,8 @@ int cslab_lanes_set_up(uint32_t count) {
     if (!(r & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) return -ENOSYS;
     if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return -errno;
     int e = pthread_key_create(&cslab_lane_key, cslab_lane_release);
+    if (e != 0) return -e;
+    e = pthread_atfork(NULL, NULL, cslab_lanes_after_fork);
     if (e != 0) return -e;
     cslab_lane_count = count;
     return 0;

@@ -198,7 +198,7 @@ final class CPULayerTests: XCTestCase {
 
     /// More threads than lanes: the extra thread shares the shared slots through the ladder, and
     /// takes the lane a thread frees by exiting; the exiting thread's magazines stay in its slot
-    /// for the next holder.
+    /// for the next holder. A forked child keeps only its own thread's lane.
     func test_fallbackLanes_extraThreadsShare_andTakeTheLaneAThreadFreesByExiting() throws {
         if ChildProcess.isChild { return try checkLanes() }
         let result = try ChildProcess.runTest(
@@ -231,6 +231,12 @@ final class CPULayerTests: XCTestCase {
         }
         for _ in 0..<unclaimed { ready.wait() }
         XCTAssertEqual(Int(cslab_lanes_claimed()), slots.own, "every lane is held")
+        // A forked child has one thread: only its lane stays held (the exit status says).
+        let pid = fork()
+        if pid == 0 { _exit(cslab_lanes_claimed() == 1 && cslab_tls_get_slot() & 1 != 0 ? 0 : 1) }
+        var status: Int32 = -1
+        waitpid(pid, &status, 0)
+        XCTAssertEqual(status, 0, "in a forked child every lane but the forking thread's is free")
         let sharedHits = { (slots.own..<slots.count).map { slots.allocHits($0).pointee + slots.freeHits($0).pointee }.reduce(0, +) }
         let before = sharedHits()
         // The extra thread: no lane, so a shared slot; then, after one holder exited, a lane.

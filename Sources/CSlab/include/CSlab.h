@@ -494,7 +494,8 @@ static inline void cslab_tls_set_slot(uint64_t v) { cslab_tls_slot = v; }
  * most CSLAB_MAX_LANES; 0 when membarrier's private expedited command is unavailable, and every
  * thread then shares). A claim takes the lowest free lane and registers a thread-exit destructor
  * that frees it (and zeroes the thread's cslab_tls_slot); -1 when all are taken. The lane's slot
- * in every cache keeps its magazines across owners: the next thread to claim it finds them. */
+ * in every cache keeps its magazines across owners: the next thread to claim it finds them. In a
+ * forked child every lane but the forking thread's is free. */
 #define CSLAB_MAX_LANES 1024
 int cslab_lanes_set_up(uint32_t count);
 int32_t cslab_lane_claim(void);
