@@ -10,7 +10,7 @@
 //   once, over `CPUStateCommitter` (CPUSlot.swift). Each step is decided from one reading of the
 //   CPU's state and made by one commit of a new state: in rseq mode a compare-and-store that
 //   fails if the thread moved or another thread changed the CPU first (the ladder then reads
-//   again and decides again); in the fallback mode a store to a slot the thread owns. A magazine
+//   again and decides again); in the fallback mode a store to a slot the thread holds. A magazine
 //   taken for a commit that failed goes back where it came from.
 //   Invariant: the previous magazine is always empty or full. So after an exchange the loaded
 //   magazine can serve M operations before the ladder runs again, and the depot sees at most one

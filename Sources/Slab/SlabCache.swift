@@ -20,7 +20,8 @@
 //                       on that CPU (an rseq critical section), so the common allocation and free
 //                       touch no lock and no shared cache line: the ladders and the drains.
 //                       CPUSlot.swift holds a CPU's state word and the two ways of committing a
-//                       change to it (rseq, or a slot owned by CAS where rseq is missing).
+//                       change to it (rseq, or where rseq is missing a slot of the thread's
+//                       own, a lane, or one taken by CAS).
 //     FastPath.swift    the pop and push of the loaded magazine, inlined into the caller.
 //
 //   SlabCache (this file) is the façade: the slab layer, and a CPUCache unless the cache was
@@ -78,9 +79,12 @@
 //   stop every CPU in one scope (CPUCache.withEveryCPUStopped): each is marked owned, then
 //   fenced with membarrier(PRIVATE_EXPEDITED_RSEQ), after which no sequence on it can commit
 //   without seeing the mark; the CPUs start again when the scope ends. Without rseq (valgrind, or
-//   GLIBC_TUNABLES=glibc.pthread.rseq=0) the same slots are owned for the length of an
-//   operation through a CAS on the owner word, and a thread that finds its slot owned takes
-//   another slot or goes to the depot; no thread ever waits for another on the normal paths.
+//   GLIBC_TUNABLES=glibc.pthread.rseq=0) each thread holds a slot of its own, a lane, whose
+//   inline pop and push mark it busy with plain stores (a drainer that stopped it waits for the
+//   mark to clear after a membarrier(PRIVATE_EXPEDITED) fence); the ladders, and threads beyond
+//   the lanes, take a slot through a CAS on the owner word for the length of an operation, and a
+//   thread that finds its slot held goes to the slab layer (or, without a lane, tries another
+//   slot first); no thread ever waits for another on the normal paths.
 //   The depot is lock-free (Depot.swift states its ABA defence). The slab layer has one lock,
 //   taken once per magazine of objects. Lock order: drain lock, then slab layer, then page source.
 //
@@ -250,7 +254,8 @@ public enum SlabError: Error, Equatable, CustomStringConvertible, Sendable {
 public enum CPULayerMode: String, Sendable {
     /// Restartable sequences: lock-free, no atomic instruction on the fast path.
     case rseq
-    /// rseq is not registered: slots owned by CAS for the length of an operation.
+    /// rseq is not registered: a slot of each thread's own (a lane), or one taken by CAS for the
+    /// length of an operation (CPUSlot.swift).
     case fallback
     /// The cache has no per-CPU layer: created with `.noCPUCache`, or with a debug letter (whose
     /// checks run in the slab layer).
