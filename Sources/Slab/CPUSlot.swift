@@ -51,7 +51,11 @@
 //   so either the stopper sees busy = 1 and waits for the operation to end, or the owner sees the
 //   slot stopped and takes its slow path, which finds the slot held and goes to the slab layer.
 //   Without membarrier (`own` = 0) every thread shares, as every thread did before lanes: the
-//   take and give-back cost 12-13 ns an operation (README).
+//   take and give-back cost 12-13 ns an operation (README). Unlike the rseq mode, whose
+//   sequences restart, and the CAS-taken slots, the own slot's inline paths are not
+//   async-signal-safe (neither is malloc): a signal handler that allocates from or frees to a
+//   cache on a thread it interrupted inside an inline pop or push of that same cache would
+//   change the slot under the interrupted operation.
 //
 // 3. Statistics
 // -------------
@@ -321,7 +325,7 @@ struct OwnedSlotCommitter: CPUStateCommitter {
 
 /// Which slot a thread uses in the fallback mode (cslab_tls_slot, CSlab.h section 3).
 enum ThreadSlot {
-    private static let counter = Atomic<Int>(0)
+    private static let counter = Atomic<UInt>(0)
 
     static func tag(_ i: Int, own: Bool) -> UInt64 {
         UInt64(i) << UInt64(CSLAB_CPU_STRIDE_SHIFT) | UInt64(own ? CSLAB_SLOT_TAG_OWN : CSLAB_SLOT_TAG_SHARED)
@@ -338,7 +342,7 @@ enum ThreadSlot {
         }
         if current != 0 { return current }
         let n = counter.wrappingAdd(1, ordering: .relaxed).oldValue
-        return tag(slots.own + n % (slots.count - slots.own), own: false)
+        return tag(slots.own + Int(n % UInt(slots.count - slots.own)), own: false)
     }
 }
 

@@ -514,8 +514,8 @@ int cslab_membarrier_fence(void);
  * CAS and giving it back cost 12-13 ns an operation on the 2-vCPU machines measured (README). The slow
  * paths take the slot by CAS (owner 0 -> 1) instead, as shared slots are taken, so a call they
  * make (a constructor that allocates, say) finds the slot held and cannot nest an inline
- * operation inside theirs. NULL when the thread has no own slot (0 or a shared slot: the ladder
- * serves it) or the slot is held. */
+ * operation inside theirs. Not async-signal-safe (CPUSlot.swift, section 2). NULL when the
+ * thread has no own slot (0 or a shared slot: the ladder serves it) or the slot is held. */
 static inline cslab_cpu_slot *cslab_slot_enter(void *cpus) {
     uint64_t v = cslab_tls_slot;
     if (!(v & CSLAB_SLOT_TAG_OWN)) return NULL;
