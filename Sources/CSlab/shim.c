@@ -86,6 +86,12 @@ int32_t cslab_lane_claim(void) {
     return -1;
 }
 
+bool cslab_lane_held(uint32_t lane) {
+    if (lane >= cslab_lane_count) return false;
+    return (atomic_load_explicit((_Atomic uint64_t *)&cslab_lane_bits[lane / 64], memory_order_acquire)
+            >> (lane % 64)) & 1;
+}
+
 uint32_t cslab_lanes_claimed(void) {
     uint32_t n = 0;
     for (uint32_t w = 0; w * 64 < cslab_lane_count; w++)

@@ -334,13 +334,15 @@ final class CPUCache: @unchecked Sendable {
     /// Fallback mode: after every own slot was stopped, waits out the inline operations their
     /// owners had begun (CPUSlot.swift, section 2). The fence puts a full barrier on every CPU
     /// running a thread of the process between an owner's busy = 1 and its read of `owner`, so a
-    /// busy flag read 0 after it means no operation is in flight and none will start.
+    /// busy flag read 0 after it means no operation is in flight and none will start. A flag
+    /// with no living holder (a forked child's copy of a thread that was mid-operation at the
+    /// fork) is not waited for: its operation will never end, and no other thread uses the slot.
     private func waitOutOwnersInFlight() {
         let r = cslab_membarrier_fence()
         precondition(r == 0, "SlabCache(\(name)): membarrier PRIVATE_EXPEDITED fence failed (\(r)); cannot drain safely")
         for i in 0..<slots.own {
             var spins = 0
-            while cslab_load_acquire(slots.busy(i)) != 0 {
+            while cslab_load_acquire(slots.busy(i)) != 0 && cslab_lane_held(UInt32(i)) {
                 spins += 1
                 if spins < 64 { cslab_cpu_relax() } else { sched_yield() }
             }

@@ -273,6 +273,28 @@ final class CPULayerTests: XCTestCase {
         try cache.destroy()
     }
 
+    /// A busy flag with no living holder (what a forked child inherits from a thread that was in
+    /// the middle of an inline operation at the fork) does not stall a drain.
+    func test_fallbackDrain_ignoresTheBusyFlagOfALaneNobodyHolds() throws {
+        if ChildProcess.isChild {
+            let cache = try SlabCache(name: uniqueCacheName("stalebusy"), size: 32)
+            let slots = try XCTUnwrap(cache.cpuLayer).slots
+            cache.free(try XCTUnwrap(cache.allocate()))   // this thread's lane
+            let unheld = try XCTUnwrap((0..<slots.own).first { !cslab_lane_held(UInt32($0)) })
+            slots.busy(unheld).pointee = 1
+            _ = cache.shrink()   // waited for the flag forever before the drain asked who holds the lane
+            slots.busy(unheld).pointee = 0
+            XCTAssertEqual(cache.checkInvariants(), [])
+            try cache.destroy()
+            return
+        }
+        let result = try ChildProcess.runTest(
+            "SlabTests.CPULayerTests/test_fallbackDrain_ignoresTheBusyFlagOfALaneNobodyHolds",
+            environment: ["SLAB_CPU_LAYER": "fallback"], timeout: 60)
+        XCTAssertTrue(result.succeeded, "\(result)")
+        XCTAssertTrue((result.stdoutText + result.stderrText).contains("Executed 1 test, with 0 failures"), "\(result)")
+    }
+
     // MARK: The checker catches what it claims to
 
     /// The problems `checkInvariants` finds while CPU 0's state word is `plant(current state)`;

@@ -500,6 +500,9 @@ static inline void cslab_tls_set_slot(uint64_t v) { cslab_tls_slot = v; }
 int cslab_lanes_set_up(uint32_t count);
 int32_t cslab_lane_claim(void);
 uint32_t cslab_lanes_claimed(void);
+/* Whether a living thread holds `lane` (a drainer waits on a busy flag only then: in a forked
+ * child the flag of a thread that was mid-operation at the fork stays set, with no holder). */
+bool cslab_lane_held(uint32_t lane);
 /* membarrier(PRIVATE_EXPEDITED): a full memory barrier on every CPU running a thread of this
  * process, before it returns (registered by cslab_lanes_set_up). 0, or -errno. */
 int cslab_membarrier_fence(void);
