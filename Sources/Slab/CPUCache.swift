@@ -319,8 +319,7 @@ final class CPUCache: @unchecked Sendable {
             precondition(expected != SlotOwner.stopped, "\(name): a CPU is already stopped (drains must hold the drain lock)")
             if expected == SlotOwner.retired { return }
             // A fallback-mode operation holds the slot; it ends without waiting for anyone.
-            spins += 1
-            if spins < 64 { cslab_cpu_relax() } else { sched_yield() }
+            Self.backOff(&spins)
         }
         // (A simulated rseq mode has one thread, which is this one: nothing is in flight.)
         if mode == .rseq && !CPULayerPlatform.current.simulated && cslab_membarrier_rseq_fence(Int32(i)) != 0 {
@@ -342,11 +341,22 @@ final class CPUCache: @unchecked Sendable {
         precondition(r == 0, "SlabCache(\(name)): membarrier PRIVATE_EXPEDITED fence failed (\(r)); cannot drain safely")
         for i in 0..<slots.own {
             var spins = 0
-            while cslab_load_acquire(slots.busy(i)) != 0 && cslab_lane_held(UInt32(i)) {
-                spins += 1
-                if spins < 64 { cslab_cpu_relax() } else { sched_yield() }
-            }
+            while ownerInFlight(i) { Self.backOff(&spins) }
         }
+    }
+
+    /// True while slot `i`'s owner is inside an inline operation: its busy flag is set and a
+    /// living thread holds the lane (a forked child's copy of a flag set at the fork has none).
+    private func ownerInFlight(_ i: Int) -> Bool {
+        cslab_load_acquire(slots.busy(i)) != 0 && cslab_lane_held(UInt32(i))
+    }
+
+    /// Waits a little for an operation that ends on its own: a pause instruction for the first 64
+    /// spins, then the CPU to whoever runs next (the operation's thread may have been preempted
+    /// on this CPU).
+    private static func backOff(_ spins: inout Int) {
+        spins += 1
+        if spins < 64 { cslab_cpu_relax() } else { sched_yield() }
     }
 
     /// Empties every CPU's magazines into the slab layer. REQUIRES: inside `withEveryCPUStopped`.
@@ -445,7 +455,7 @@ final class CPUCache: @unchecked Sendable {
             if owner != SlotOwner.free && !(retired && owner == SlotOwner.retired) {
                 problems.append("\(name): CPU \(i) is held (owner \(owner)) by an operation or a drain")
             }
-            if i < slots.own, cslab_load_acquire(slots.busy(i)) != 0 {
+            if i < slots.own, ownerInFlight(i) {
                 problems.append("\(name): slot \(i)'s owner is in the middle of an operation")
             }
             let s = CPUState(word: cslab_load_relaxed(slots.state(i)))
