@@ -30,11 +30,9 @@ final class KmallocTests: XCTestCase {
     /// thread's usual slot (CSlab.h, section 4), counted there, with no slow path on the way.
     func test_fallbackMode_kmallocAndKfreeRunInlineOnTheThreadsSlot() throws {
         if ChildProcess.isChild { return try checkFallbackFastPaths() }
-        let result = try ChildProcess.runTest(
+        try ChildProcess.runPassingTest(
             "SlabTests.KmallocTests/test_fallbackMode_kmallocAndKfreeRunInlineOnTheThreadsSlot",
             environment: ["SLAB_CPU_LAYER": "fallback"])
-        XCTAssertTrue(result.succeeded, "\(result)")
-        XCTAssertTrue((result.stdoutText + result.stderrText).contains("Executed 1 test, with 0 failures"), "\(result)")
     }
 
     private func checkFallbackFastPaths() throws {

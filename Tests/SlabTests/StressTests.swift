@@ -287,11 +287,9 @@ final class StressTests: XCTestCase {
     func runInFallbackChild(_ test: String, environment: [String: String]) throws {
         var env = environment
         env["SLAB_EXPECT_MODE"] = "fallback"
-        let result = try ChildProcess.runTest("SlabTests.StressTests/\(test)", environment: env)
-        XCTAssertTrue(result.succeeded, "\(result)")
-        let output = result.stdoutText + result.stderrText
-        XCTAssertTrue(output.contains("Executed 1 test, with 0 failures"), "the child ran exactly the one test and it passed:\n\(result)")
-        XCTAssertTrue(output.contains("mode fallback"), "the child's cache ran in fallback mode:\n\(result)")
+        let result = try ChildProcess.runPassingTest("SlabTests.StressTests/\(test)", environment: env)
+        XCTAssertTrue((result.stdoutText + result.stderrText).contains("mode fallback"),
+                      "the child's cache ran in fallback mode:\n\(result)")
     }
 
     func test_stress_handoff_inFallbackMode_rseqDisabledByGlibcTunable() throws {

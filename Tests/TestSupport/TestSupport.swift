@@ -117,6 +117,22 @@ extension ChildProcess {
     }
 }
 
+extension ChildProcess {
+    /// Runs one test of this binary in a child (`runTest`) and asserts that it ran and passed:
+    /// exit status 0 and XCTest's own count of one test with no failures (a misspelt name runs
+    /// nothing and exits 0). Returns the outcome for further checks.
+    @discardableResult
+    public static func runPassingTest(_ specifier: String, environment extra: [String: String],
+                                      timeout: Double = 300,
+                                      file: StaticString = #filePath, line: UInt = #line) throws -> ChildOutcome {
+        let result = try runTest(specifier, environment: extra, timeout: timeout)
+        XCTAssertTrue(result.succeeded, "\(result)", file: file, line: line)
+        XCTAssertTrue((result.stdoutText + result.stderrText).contains("Executed 1 test, with 0 failures"),
+                      "the child ran exactly the one test and it passed:\n\(result)", file: file, line: line)
+        return result
+    }
+}
+
 extension ChildOutcome {
     /// The child exited with status 0.
     public var succeeded: Bool { ending == .exited(0) }
