@@ -126,12 +126,13 @@ public enum WorkloadCatalog {
         WorkloadSpec(name: "steady-random", summary: "10,000 live objects, a random one replaced each op", measuresLatency: true),
         // The thread workloads' version 2: thread i bound to CPU i mod n (Threaded.swift); the
         // runner measures them in rounds, one child per repetition (Plan.swift, section 3).
+        // prodcons' version 3: its rings hand objects over in batches of 32 (Threaded.swift).
         WorkloadSpec(name: "threads", summary: "independent threads, each a hot alloc/free pair", usesThreads: true,
                      version: 2),
-        WorkloadSpec(name: "prodcons-1x1", summary: "one producer allocates, one consumer frees (SPSC ring; always 2 threads)",
-                     version: 2, minimumThreads: 2),
-        WorkloadSpec(name: "prodcons-nxn", summary: "threads/2 producers to threads/2 consumers, a ring per pair",
-                     usesThreads: true, version: 2, minimumThreads: 2),
+        WorkloadSpec(name: "prodcons-1x1", summary: "one producer allocates, one consumer frees (SPSC ring, batches of 32; always 2 threads)",
+                     version: 3, minimumThreads: 2),
+        WorkloadSpec(name: "prodcons-nxn", summary: "threads/2 producers to threads/2 consumers, a ring per pair (batches of 32)",
+                     usesThreads: true, version: 3, minimumThreads: 2),
         WorkloadSpec(name: "larson", summary: "threads replace random slots and hand chunks to the next thread to free", usesThreads: true,
                      version: 2),
         // Version 2: every allocator's own release call after every drain (SingleThreaded.swift).
