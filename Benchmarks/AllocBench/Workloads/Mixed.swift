@@ -181,6 +181,8 @@ struct LarsonMixedWorkload: MixedWorkload {
     /// its slots held.
     static func serve<A: GeneralAllocator>(_ a: A, thread t: Int, threads T: Int, rings: RingSet, slots n: Int,
                                            replacements: Int, sizes: MixedSizes, gate: ThreadGate) -> (Int, Int) {
+        var a = a
+        keepInFrame(&a)
         let slots = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: n)
         let slotSizes = UnsafeMutablePointer<Int>.allocate(capacity: n)
         defer { slots.deallocate(); slotSizes.deallocate() }

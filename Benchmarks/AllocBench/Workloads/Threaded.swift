@@ -80,6 +80,17 @@ func runTimedThreads(_ count: Int, _ body: @escaping @Sendable (Int, ThreadGate)
     return seconds(from: t0, to: t1)
 }
 
+/// A thread's own copy of the allocator adapter: `var a = a; keepInFrame(&a)` at the top of a
+/// thread's loop. A thread body is an escaping closure, so the adapter it captured lives in a heap
+/// box other threads can reach, and the compiler must reload the adapter's fields (a slab's
+/// FastPath) after every store through a raw pointer and every asm block: in larson's loop it
+/// reloaded and spilled about twenty words a replacement. A copy in the thread's frame, whose
+/// address never escapes, stays in registers and spill slots, as in a user's loop that holds a
+/// FastPath (version 3 of these workloads; one-thread cells already call the adapter from a
+/// frame). The call marks the copy as mutated, which keeps the compiler from folding it back.
+@inline(__always)
+func keepInFrame<A>(_ a: inout A) {}
+
 // MARK: - The two-CPU canary
 
 /// Two threads, bound to the first two CPUs, hand a token back and forth through one shared word
@@ -269,6 +280,8 @@ struct ThreadsWorkload: Workload {
     func repetition<A: FixedSizeAllocator>(_ a: A) throws -> Measured {
         let perThread = self.perThread, size = self.size
         let wall = runTimedThreads(threads) { _, gate in
+            var a = a
+            keepInFrame(&a)
             gate.arriveAndWait()
             pairLoop(a, count: perThread, size: size)
         }
@@ -352,6 +365,8 @@ struct ProdConsWorkload<Shape: ProdConsShape>: Workload {
 
     static func produce<A: FixedSizeAllocator>(_ a: A, rings: RingSet, producer i: Int, consumers C: Int,
                                                count: Int, size: Int, gate: ThreadGate) {
+        var a = a
+        keepInFrame(&a)
         // Per-consumer state on this thread's stack: the ring's producer side and the sequence.
         let sides = UnsafeMutablePointer<SPSCRing.Producer>.allocate(capacity: C)
         let sequence = UnsafeMutablePointer<UInt64>.allocate(capacity: C)
@@ -377,6 +392,8 @@ struct ProdConsWorkload<Shape: ProdConsShape>: Workload {
     static func consume<A: FixedSizeAllocator>(_ a: A, rings: RingSet, consumer j: Int, producers P: Int,
                                                consumers C: Int, perProducer: Int, size: Int,
                                                gate: ThreadGate) -> Int {
+        var a = a
+        keepInFrame(&a)
         let sides = UnsafeMutablePointer<SPSCRing.Consumer>.allocate(capacity: P)
         let received = UnsafeMutablePointer<Int>.allocate(capacity: P)
         for i in 0..<P {
@@ -456,6 +473,8 @@ struct LarsonWorkload: Workload {
     /// One thread's work; returns the most objects seen in flight in its outbox.
     static func serve<A: FixedSizeAllocator>(_ a: A, thread t: Int, threads T: Int, rings: RingSet, slots n: Int,
                                              replacements: Int, size: Int, gate: ThreadGate) -> Int {
+        var a = a
+        keepInFrame(&a)
         let slots = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: n)
         defer { slots.deallocate() }
         var outbox = SPSCRing.Producer(rings[(t + 1) % T])

@@ -126,21 +126,23 @@ public enum WorkloadCatalog {
         WorkloadSpec(name: "steady-random", summary: "10,000 live objects, a random one replaced each op", measuresLatency: true),
         // The thread workloads' version 2: thread i bound to CPU i mod n (Threaded.swift); the
         // runner measures them in rounds, one child per repetition (Plan.swift, section 3).
-        // prodcons' version 3: its rings hand objects over in batches of 32 (Threaded.swift).
+        // Version 3 of threads, larson and larson-mixed, and version 4 of prodcons (whose version 3
+        // brought batched rings): each thread calls the adapter through its own frame's copy
+        // (keepInFrame, Threaded.swift), not through the closure's heap box.
         WorkloadSpec(name: "threads", summary: "independent threads, each a hot alloc/free pair", usesThreads: true,
-                     version: 2),
+                     version: 3),
         WorkloadSpec(name: "prodcons-1x1", summary: "one producer allocates, one consumer frees (SPSC ring, batches of 32; always 2 threads)",
-                     version: 3, minimumThreads: 2),
+                     version: 4, minimumThreads: 2),
         WorkloadSpec(name: "prodcons-nxn", summary: "threads/2 producers to threads/2 consumers, a ring per pair (batches of 32)",
-                     usesThreads: true, version: 3, minimumThreads: 2),
+                     usesThreads: true, version: 4, minimumThreads: 2),
         WorkloadSpec(name: "larson", summary: "threads replace random slots and hand chunks to the next thread to free", usesThreads: true,
-                     version: 2),
+                     version: 3),
         // Version 2: every allocator's own release call after every drain (SingleThreaded.swift).
         WorkloadSpec(name: "sawtooth", summary: "fill to 16 MiB of objects, drain to 0, ask the allocator to release free memory; 4 cycles; RSS throughout and after release",
                      version: 2),
         WorkloadSpec(name: "ctor-256", summary: "256-byte constructed object: slab constructor vs malloc + initialise", fixedSize: 256),
         WorkloadSpec(name: "larson-mixed", summary: "larson with sizes drawn from 8 to 1024 B (median 26 B), 10,000 slots a thread",
-                     usesThreads: true, fixedSize: MixedSizes.largest, version: 2, mixedSizes: true),
+                     usesThreads: true, fixedSize: MixedSizes.largest, version: 3, mixedSizes: true),
         WorkloadSpec(name: "batch-mixed", summary: "allocate 100,000 objects of sizes drawn from 8 to 1024 B, free them in a random order",
                      fixedSize: MixedSizes.largest, version: 1, mixedSizes: true),
     ]
