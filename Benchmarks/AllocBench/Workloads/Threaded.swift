@@ -86,8 +86,9 @@ func runTimedThreads(_ count: Int, _ body: @escaping @Sendable (Int, ThreadGate)
 /// FastPath) after every store through a raw pointer and every asm block: in larson's loop it
 /// reloaded and spilled about twenty words a replacement. A copy in the thread's frame, whose
 /// address never escapes, stays in registers and spill slots, as in a user's loop that holds a
-/// FastPath (version 3 of these workloads; one-thread cells already call the adapter from a
-/// frame). The call marks the copy as mutated, which keeps the compiler from folding it back.
+/// FastPath (threads, larson and larson-mixed version 3, prodcons version 4; one-thread cells
+/// already call the adapter from a frame). The call marks the copy as mutated, which keeps the
+/// compiler from folding it back onto the box (a `let` copy was folded: the reloads stayed).
 @inline(__always)
 func keepInFrame<A>(_ a: inout A) {}
 
