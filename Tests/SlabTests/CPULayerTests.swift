@@ -282,8 +282,9 @@ final class CPULayerTests: XCTestCase {
             // A held lane's flag is an operation in flight: the checker reports it.
             let held = try XCTUnwrap((0..<slots.own).first { cslab_lane_held(UInt32($0)) })
             slots.busy(held).pointee = 1
-            XCTAssertEqual(cache.checkInvariants().filter { $0.contains("slot \(held)'s owner is in the middle of an operation") }.count, 1,
-                           "\(cache.checkInvariants())")
+            let problems = cache.checkInvariants()
+            XCTAssertEqual(problems.filter { $0.contains("slot \(held)'s owner is in the middle of an operation") }.count, 1,
+                           "\(problems)")
             slots.busy(held).pointee = 0
             XCTAssertEqual(cache.checkInvariants(), [])
             try cache.destroy()

@@ -160,6 +160,14 @@ struct SPSCRing: @unchecked Sendable {
     var tail: UnsafeMutablePointer<UInt64> { base + 16 }
     var slots: UnsafeMutablePointer<UInt64> { base + 32 }
 
+    /// batch - 1 for a side that publishes its index once per `batch` operations: a power of two,
+    /// at most the capacity.
+    static func publishMask(batch: Int) -> UInt64 {
+        precondition(batch > 0 && batch & (batch - 1) == 0 && batch <= capacity,
+                     "SPSCRing: a batch of \(batch) is not a power of two from 1 to \(capacity)")
+        return UInt64(batch - 1)
+    }
+
     /// The producer's side; one per ring, used by one thread.
     struct Producer {
         let ring: SPSCRing
@@ -169,9 +177,8 @@ struct SPSCRing: @unchecked Sendable {
         var headSeen: UInt64 = 0
 
         init(_ ring: SPSCRing, batch: Int = 1) {
-            precondition(batch > 0 && batch & (batch - 1) == 0 && batch <= SPSCRing.capacity)
             self.ring = ring
-            publishMask = UInt64(batch - 1)
+            publishMask = SPSCRing.publishMask(batch: batch)
             tail = callocbench_load_relaxed(ring.tail)
             headSeen = callocbench_load_acquire(ring.head)
         }
@@ -205,9 +212,8 @@ struct SPSCRing: @unchecked Sendable {
         var tailSeen: UInt64 = 0
 
         init(_ ring: SPSCRing, batch: Int = 1) {
-            precondition(batch > 0 && batch & (batch - 1) == 0 && batch <= SPSCRing.capacity)
             self.ring = ring
-            publishMask = UInt64(batch - 1)
+            publishMask = SPSCRing.publishMask(batch: batch)
             head = callocbench_load_relaxed(ring.head)
             tailSeen = callocbench_load_acquire(ring.tail)
         }
