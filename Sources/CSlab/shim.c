@@ -123,17 +123,22 @@ void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class) { cslab_kmal
 void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t uses_slots, uint64_t range_base, uint64_t slot_shift,
                            const uint64_t *page_map) {
     cslab_kmalloc.rseq_offset = rseq_offset;
-    cslab_kmalloc.uses_slots = uses_slots;
     cslab_kmalloc.page_map = page_map;
     cslab_store_relaxed(&cslab_kmalloc.range_base, range_base);
     cslab_kmalloc.slot_offset_mask = (UINT64_C(1) << slot_shift) - 1;
-    /* Release: a fast path that sees either store sees everything written before it. */
+    /* The mode is in which pair of limits opens (CSlab.h, section 4). */
+    cslab_store_relaxed(&cslab_kmalloc.rseq_classes, uses_slots ? 0 : CSLAB_KMALLOC_CLASSES);
+    cslab_store_relaxed(&cslab_kmalloc.slot_classes, uses_slots ? CSLAB_KMALLOC_CLASSES : 0);
+    /* Release: a fast path that sees any of these stores sees everything written before it. */
     cslab_store_release(&cslab_kmalloc.slot_shift, slot_shift);
-    cslab_store_release(&cslab_kmalloc.fast_limit, CSLAB_KMALLOC_MAX_CACHE_SIZE);
+    cslab_store_release(uses_slots ? &cslab_kmalloc.slot_limit : &cslab_kmalloc.rseq_limit, CSLAB_KMALLOC_MAX_CACHE_SIZE);
 }
 
-uint64_t cslab_kmalloc_fast_limit(void) { return cslab_load_acquire(&cslab_kmalloc.fast_limit); }
-uint64_t cslab_kmalloc_uses_slots(void) { return cslab_kmalloc.uses_slots; }
+uint64_t cslab_kmalloc_fast_limit(void) {
+    uint64_t rseq = cslab_load_acquire(&cslab_kmalloc.rseq_limit), slots = cslab_load_acquire(&cslab_kmalloc.slot_limit);
+    return rseq > slots ? rseq : slots;
+}
+uint64_t cslab_kmalloc_uses_slots(void) { return cslab_load_acquire(&cslab_kmalloc.slot_limit) != 0 ? 1 : 0; }
 
 /* ThreadSanitizer cannot see the ordering that rseq commits and membarrier fences provide (both
  * are inline assembly or system calls), so a thread that publishes a magazine through a CPU's

@@ -629,14 +629,19 @@ static inline void *cslab_inject_delay(void *p) {
  * round of its magazine (the push's double-free check): the slow path reports the last two.
  *
  * Written once, under kmalloc's set-up lock (cslab_kmalloc_set_* in shim.c): the classes,
- * `class_of`, `rseq_offset` and `range_base`, then `slot_shift` and `fast_limit` with release
- * stores. The fast paths load those two with acquire (a plain load on x86) and read the rest only
- * when they are set. Zero, the static initial state, sends every call to the slow path: a
- * `fast_limit` of 0 admits no size, and a `slot_shift` of 0 with a `range_base` of 0 puts every
- * pointer (>= 16) outside the 13 classes. `uses_slots` says which mode the pops and pushes use:
- * 0 for rseq, 1 for the fallback mode's own slots (FastPath.usesSlots; a mode without
- * either, such as the fallback mode under AddressSanitizer, leaves the table unpublished and
- * every call takes the slow path).
+ * `class_of`, `rseq_offset`, `range_base` and the two modes' class counts, then `slot_shift` and
+ * the two modes' size limits with release stores. The fast paths load those with acquire (a plain
+ * load on x86) and read the rest only when they are set. Zero, the static initial state, sends
+ * every call to the slow path: a limit of 0 admits no size, and a `slot_shift` of 0 with a
+ * `range_base` of 0 puts every pointer (>= 16) outside the classes.
+ *
+ * The mode is in the limits, not in a flag of its own: in rseq mode `rseq_limit` is 8192 and
+ * `rseq_classes` 13, and the fallback mode's pair (`slot_limit`, `slot_classes`, for the pops and
+ * pushes on the thread's own slot: FastPath.usesSlots) is 0; in the fallback mode the other way
+ * round. The test that admits a size or a pointer then also chooses the mode, so the rseq paths
+ * pay no branch for it (two instructions on each side of a pair, measured under callgrind). A mode
+ * with neither (no CPU layer, or the fallback mode under AddressSanitizer) leaves the table
+ * unpublished and every call takes the slow path.
  * ------------------------------------------------------------------------------------------- */
 
 #define CSLAB_KMALLOC_CLASSES 13
@@ -653,14 +658,16 @@ typedef struct __attribute__((aligned(64))) cslab_kmalloc_class {
 } cslab_kmalloc_class;
 
 typedef struct cslab_kmalloc_table {
-    uint64_t fast_limit;     /* sizes 1...fast_limit take the fast path: 8192 once set up, else 0 */
+    uint64_t rseq_limit;     /* sizes 1...rseq_limit take the rseq pop: 8192 in rseq mode, else 0 */
     uint64_t slot_shift;     /* kmalloc's range: slot i is [range_base + (i << shift), + (1 << shift)) */
     uint64_t slot_offset_mask; /* (1 << slot_shift) - 1: a pointer's offset in its slot, which is its
                                   round << 3 (each class's round base is its slot's start) */
     uint64_t range_base;
     int64_t rseq_offset;
-    uint64_t uses_slots;       /* 0: rseq sections; 1: the fallback mode's own slots (section 3) */
+    uint64_t rseq_classes;     /* slots 0..<rseq_classes take the rseq push: 13 in rseq mode, else 0 */
     const uint64_t *page_map;  /* the page map of the whole range: word (p - range_base) >> 12 */
+    uint64_t slot_limit;       /* the fallback mode's own slots (section 3): 8192 and 13 there, */
+    uint64_t slot_classes;     /* else 0 */
     /* The size class of every size from 1 to 8192: class_of[(size - 1) >> 3] (sizes that round up
      * to the same multiple of 8 share a class, since the smallest class is 8 bytes). */
     uint8_t class_of[CSLAB_KMALLOC_MAX_CACHE_SIZE / 8];
@@ -675,38 +682,64 @@ void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64
 void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class);
 void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t uses_slots, uint64_t range_base, uint64_t slot_shift,
                            const uint64_t *page_map);
-/* What was published, for tests: fast_limit (0: the fast paths are closed) and uses_slots. */
+/* What was published, for tests: the largest size a fast path takes (0: the fast paths are
+ * closed) and whether they are the fallback mode's slot pops and pushes (1) or rseq's (0). */
 uint64_t cslab_kmalloc_fast_limit(void);
 uint64_t cslab_kmalloc_uses_slots(void);
 
 /* kmalloc's fast path: an object of the class for `size`, or NULL (see above). */
-static inline void *cslab_kmalloc_fast(uint64_t size) {
+static inline __attribute__((always_inline)) void *cslab_kmalloc_fast(uint64_t size) {
     const cslab_kmalloc_table *t = &cslab_kmalloc;
-    if (size - 1 >= cslab_load_acquire(&t->fast_limit)) return NULL;
-    const cslab_kmalloc_class *c = &t->classes[t->class_of[(size - 1) >> 3]];
-    if (t->uses_slots != 0) return cslab_slot_magazine_pop(c->cpus, c->magazines, c->round_base);
-    return cslab_rseq_magazine_pop(t->rseq_offset, c->cpus, c->magazines, c->round_base);
+    if (size - 1 < cslab_load_acquire(&t->rseq_limit)) {
+        const cslab_kmalloc_class *c = &t->classes[t->class_of[(size - 1) >> 3]];
+        return cslab_rseq_magazine_pop(t->rseq_offset, c->cpus, c->magazines, c->round_base);
+    }
+    if (size - 1 < cslab_load_acquire(&t->slot_limit)) {
+        const cslab_kmalloc_class *c = &t->classes[t->class_of[(size - 1) >> 3]];
+        return cslab_slot_magazine_pop(c->cpus, c->magazines, c->round_base);
+    }
+    return NULL;
 }
 
-/* kfree's fast path: true when `p` was an object of a class and went into its magazine. */
-static inline bool cslab_kfree_fast(void *p) {
-    const cslab_kmalloc_table *t = &cslab_kmalloc;
-    uint64_t shift = cslab_load_acquire(&t->slot_shift);
-    uint64_t address = (uint64_t)(uintptr_t)p;
-    uint64_t in_range = address - cslab_load_relaxed(&t->range_base);
-    uint64_t slot = in_range >> shift;
-    if (slot >= CSLAB_KMALLOC_CLASSES) return false;
+/* kfree's free-pointer test for a pointer in class `slot` (< 13): true when it is the start of an
+ * object of a live slab, with its round in `*round`. */
+static inline __attribute__((always_inline)) bool cslab_kmalloc_owns(const cslab_kmalloc_table *t, uint64_t slot, uint64_t address,
+                                      uint64_t in_range, uint32_t *round) {
     const cslab_kmalloc_class *c = &t->classes[slot];
     /* The slab's first object from the page map (0 where no live slab is), as
      * FastPath.checkOwnership reads it. */
     uint64_t objects = t->page_map[in_range >> CSLAB_PAGE_SHIFT];
     uint64_t offset = address - objects;
-    if (offset >= c->objects_bytes || offset * c->stride_reciprocal > c->stride_reciprocal - 1) return false;
+    /* A multiple of the stride exactly when offset * c mod 2^64 < c (ExactDivider in Slab.swift:
+     * <= c - 1, written so that it needs no register for c - 1). */
+    if (offset >= c->objects_bytes || offset * c->stride_reciprocal >= c->stride_reciprocal) return false;
     /* The round from the offset in the slot, not from the class's round base: a load that depends
      * on the class would stand between the object and the store of its round. */
-    uint32_t round = (uint32_t)((in_range & t->slot_offset_mask) >> CSLAB_ROUND_SHIFT);
-    if (t->uses_slots != 0) return cslab_slot_magazine_push_round(c->cpus, c->magazines, c->capacity, round);
-    return cslab_rseq_magazine_push_round(t->rseq_offset, c->cpus, c->magazines, c->capacity, round);
+    *round = (uint32_t)((in_range & t->slot_offset_mask) >> CSLAB_ROUND_SHIFT);
+    return true;
+}
+
+/* kfree's fast path: true when `p` was an object of a class and went into its magazine. */
+static inline __attribute__((always_inline)) bool cslab_kfree_fast(void *p) {
+    const cslab_kmalloc_table *t = &cslab_kmalloc;
+    uint64_t shift = cslab_load_acquire(&t->slot_shift);
+    uint64_t address = (uint64_t)(uintptr_t)p;
+    uint64_t in_range = address - cslab_load_relaxed(&t->range_base);
+    uint64_t slot = in_range >> shift;
+    uint32_t round;
+    /* Relaxed atomic loads (plain on x86): a kfree before set-up may read them while the set-up
+     * writes them; it then read a slot_shift of 0, and no pointer's slot is below 13. */
+    if (slot < cslab_load_relaxed(&t->rseq_classes)) {
+        if (!cslab_kmalloc_owns(t, slot, address, in_range, &round)) return false;
+        const cslab_kmalloc_class *c = &t->classes[slot];
+        return cslab_rseq_magazine_push_round(t->rseq_offset, c->cpus, c->magazines, c->capacity, round);
+    }
+    if (slot < cslab_load_relaxed(&t->slot_classes)) {
+        if (!cslab_kmalloc_owns(t, slot, address, in_range, &round)) return false;
+        const cslab_kmalloc_class *c = &t->classes[slot];
+        return cslab_slot_magazine_push_round(c->cpus, c->magazines, c->capacity, round);
+    }
+    return false;
 }
 
 /* ---------------------------------------------------------------------------------------------
