@@ -175,7 +175,11 @@ static inline uint32_t cslab_round_of(const void *obj, uint64_t base) {
     return (uint32_t)(((uint64_t)(uintptr_t)obj - base) >> CSLAB_ROUND_SHIFT);
 }
 static inline void *cslab_object_of(uint32_t round, uint64_t base) {
-    return (void *)(uintptr_t)(base + ((uint64_t)round << CSLAB_ROUND_SHIFT));
+    void *obj = (void *)(uintptr_t)(base + ((uint64_t)round << CSLAB_ROUND_SHIFT));
+    /* Never NULL: the base is a range's non-zero start and a round adds less than 32 GiB. Saying
+     * so lets a caller's `if let` on a pop's result fold away. */
+    if (obj == NULL) __builtin_unreachable();
+    return obj;
 }
 
 /* glibc's rseq area must hold the fields of the original rseq ABI that the sections use:
@@ -287,6 +291,9 @@ retry:
         : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines), [base] "r"(base)
         : "rax", "rcx", "cc"
         : abort, slow);
+    /* base + (round << 3) is never NULL (cslab_object_of): without this the caller tests the
+     * object it just got for NULL, two instructions a pop. */
+    if (obj == NULL) __builtin_unreachable();
     return obj;
 abort:
     goto retry;
