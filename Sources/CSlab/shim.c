@@ -118,7 +118,9 @@ void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64
     c->stride_reciprocal = stride_reciprocal;
 }
 
-void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class) { cslab_kmalloc.class_of[index] = size_class; }
+void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class) {
+    cslab_kmalloc.class_offset[index] = (uint16_t)(size_class * sizeof(cslab_kmalloc_class));
+}
 
 void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t uses_slots, uint64_t range_base, uint64_t slot_shift,
                            const uint64_t *page_map) {

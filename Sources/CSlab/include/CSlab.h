@@ -626,7 +626,7 @@ static inline void *cslab_inject_delay(void *p) {
 /* ---------------------------------------------------------------------------------------------
  * 4. kmalloc's fast paths (Sources/Slab/Kmalloc.swift), over a table in a C global.
  *
- * kmalloc: the size's class from `class_of`, then the class's rseq pop (or, in the fallback
+ * kmalloc: the size's class from `class_offset`, then the class's rseq pop (or, in the fallback
  * mode, the pop on the thread's own slot: cslab_slot_magazine_pop). kfree: the class from
  * the address, (p - range_base) >> slot_shift, the free-pointer test of FastPath.checkOwnership
  * (the slab's first object from the page map, the offset below objects_bytes and a multiple of the stride),
@@ -636,7 +636,7 @@ static inline void *cslab_inject_delay(void *p) {
  * round of its magazine (the push's double-free check): the slow path reports the last two.
  *
  * Written once, under kmalloc's set-up lock (cslab_kmalloc_set_* in shim.c): the classes,
- * `class_of`, `rseq_offset`, `range_base` and the two modes' class counts, then `slot_shift` and
+ * `class_offset`, `rseq_offset`, `range_base` and the two modes' class counts, then `slot_shift` and
  * the two modes' size limits with release stores. The fast paths load those with acquire (a plain
  * load on x86) and read the rest only when they are set. Zero, the static initial state, sends
  * every call to the slow path: a limit of 0 admits no size, and a `slot_shift` of 0 with a
@@ -665,6 +665,8 @@ typedef struct __attribute__((aligned(64))) cslab_kmalloc_class {
 } cslab_kmalloc_class;
 
 typedef struct cslab_kmalloc_table {
+    /* First, so that a class's fields are at the table's address plus its offset alone. */
+    cslab_kmalloc_class classes[CSLAB_KMALLOC_CLASSES];
     uint64_t rseq_limit;     /* sizes 1...rseq_limit take the rseq pop: 8192 in rseq mode, else 0 */
     uint64_t slot_shift;     /* kmalloc's range: slot i is [range_base + (i << shift), + (1 << shift)) */
     uint64_t slot_offset_mask; /* (1 << slot_shift) - 1: a pointer's offset in its slot, which is its
@@ -675,15 +677,15 @@ typedef struct cslab_kmalloc_table {
     const uint64_t *page_map;  /* the page map of the whole range: word (p - range_base) >> 12 */
     uint64_t slot_limit;       /* the fallback mode's own slots (section 3): 8192 and 13 there, */
     uint64_t slot_classes;     /* else 0 */
-    /* The size class of every size from 1 to 8192: class_of[(size - 1) >> 3] (sizes that round up
-     * to the same multiple of 8 share a class, since the smallest class is 8 bytes). */
-    uint8_t class_of[CSLAB_KMALLOC_MAX_CACHE_SIZE / 8];
-    cslab_kmalloc_class classes[CSLAB_KMALLOC_CLASSES];
+    /* The size class of every size from 1 to 8192, as the byte offset of its entry in `classes`:
+     * class_offset[(size - 1) >> 3] (sizes that round up to the same multiple of 8 share a class,
+     * since the smallest class is 8 bytes). An offset, not an index: no scaling on the way. */
+    uint16_t class_offset[CSLAB_KMALLOC_MAX_CACHE_SIZE / 8];
 } cslab_kmalloc_table;
 
 extern cslab_kmalloc_table cslab_kmalloc;
 
-/* Set-up (shim.c), under kmalloc's lock: the classes and class_of first, then the publication. */
+/* Set-up (shim.c), under kmalloc's lock: the classes and class_offset first, then the publication. */
 void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t round_base, uint64_t capacity,
                              uint64_t objects_bytes, uint64_t stride_reciprocal);
 void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class);
@@ -694,15 +696,20 @@ void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t uses_slots, uint64_t ra
 uint64_t cslab_kmalloc_fast_limit(void);
 uint64_t cslab_kmalloc_uses_slots(void);
 
+/* The class of a size 1...8192. */
+static inline __attribute__((always_inline)) const cslab_kmalloc_class *cslab_kmalloc_class_of(const cslab_kmalloc_table *t, uint64_t size) {
+    return (const cslab_kmalloc_class *)((const char *)t->classes + t->class_offset[(size - 1) >> 3]);
+}
+
 /* kmalloc's fast path: an object of the class for `size`, or NULL (see above). */
 static inline __attribute__((always_inline)) void *cslab_kmalloc_fast(uint64_t size) {
     const cslab_kmalloc_table *t = &cslab_kmalloc;
     if (size - 1 < cslab_load_acquire(&t->rseq_limit)) {
-        const cslab_kmalloc_class *c = &t->classes[t->class_of[(size - 1) >> 3]];
+        const cslab_kmalloc_class *c = cslab_kmalloc_class_of(t, size);
         return cslab_rseq_magazine_pop(t->rseq_offset, c->cpus, c->magazines, c->round_base);
     }
     if (size - 1 < cslab_load_acquire(&t->slot_limit)) {
-        const cslab_kmalloc_class *c = &t->classes[t->class_of[(size - 1) >> 3]];
+        const cslab_kmalloc_class *c = cslab_kmalloc_class_of(t, size);
         return cslab_slot_magazine_pop(c->cpus, c->magazines, c->round_base);
     }
     return NULL;
