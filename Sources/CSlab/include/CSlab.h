@@ -652,7 +652,8 @@ static inline void *cslab_inject_delay(void *p) {
  * `rseq_classes` 13, and the fallback mode's pair (`slot_limit`, `slot_classes`, for the pops and
  * pushes on the thread's own slot: FastPath.usesSlots) is 0; in the fallback mode the other way
  * round. The test that admits a size or a pointer then also chooses the mode, so the rseq paths
- * pay no branch for it (two instructions on each side of a pair, measured under callgrind). A mode
+ * pay no branch for it (with both fast paths always inlined: 91 -> 85 instructions a pair under
+ * callgrind). A mode
  * with neither (no CPU layer, or the fallback mode under AddressSanitizer) leaves the table
  * unpublished and every call takes the slow path.
  * ------------------------------------------------------------------------------------------- */
