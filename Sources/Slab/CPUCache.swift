@@ -365,7 +365,15 @@ final class CPUCache: @unchecked Sendable {
             let s = CPUState(word: cslab_load_acquire(slots.state(i)))
             if s.loadedRounds > 0 { slabLayer.free(region.rounds(s.loaded), count: s.loadedRounds) }
             if s.previousRounds > 0 { slabLayer.free(region.rounds(s.previous), count: s.previousRounds) }
-            cslab_store_release(slots.state(i), s.emptied.word)
+            // Relaxed, then a release for ThreadSanitizer alone: the owner word's release when the
+            // CPUs start again orders this store for every reader. A release store would make
+            // TSan replace the slot's clock, dropping the release of a thread whose commit is
+            // still to come: one that read this state before the stop, filled a magazine and
+            // commits it once the CPU runs again, its expected word being this emptied word
+            // (both magazines were empty). That commit is ordered (its CAS follows the magazine's
+            // writes), but TSan would report the next drain's reads of the magazine as a race.
+            cslab_store_relaxed(slots.state(i), s.emptied.word)
+            cslab_tsan_release(slots.state(i))
         }
     }
 
