@@ -107,13 +107,12 @@ int cslab_membarrier_fence(void) {
 /* Zero until kmalloc's set-up publishes it (CSlab.h, section 4). */
 cslab_kmalloc_table cslab_kmalloc = {0};
 
-void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t round_base, uint64_t capacity,
+void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t round_base,
                              uint64_t objects_bytes, uint64_t stride_reciprocal) {
     cslab_kmalloc_class *c = &cslab_kmalloc.classes[index];
     c->cpus = cpus;
     c->magazines = magazines;
     c->round_base = round_base;
-    c->capacity = capacity;
     c->objects_bytes = objects_bytes;
     c->stride_reciprocal = stride_reciprocal;
 }

@@ -117,6 +117,7 @@ final class CPUCache: @unchecked Sendable {
                 return nil
             }
             slots.state(i).pointee = CPUState(loaded: loaded, loadedRounds: 0, previous: previous, previousRounds: 0).word
+            slots.capacity(i).pointee = UInt64(m)
         }
     }
 

@@ -155,6 +155,10 @@ struct CPUSlots: @unchecked Sendable {
     @inline(__always) func freeHits(_ i: Int) -> UnsafeMutablePointer<UInt64> {
         (base + i << CSLAB_CPU_STRIDE_SHIFT + Int(CSLAB_SLOT_FREE_HITS)).assumingMemoryBound(to: UInt64.self)
     }
+    /// The cache's M, which the pushes compare the loaded count with (CSlab.h, section 2).
+    @inline(__always) func capacity(_ i: Int) -> UnsafeMutablePointer<UInt64> {
+        (base + i << CSLAB_CPU_STRIDE_SHIFT + Int(CSLAB_SLOT_CAPACITY)).assumingMemoryBound(to: UInt64.self)
+    }
     /// Fallback mode, own slots: 1 while the owner runs an inline pop or push (section 2).
     @inline(__always) func busy(_ i: Int) -> UnsafeMutablePointer<UInt64> {
         (base + i << CSLAB_CPU_STRIDE_SHIFT + Int(CSLAB_SLOT_BUSY)).assumingMemoryBound(to: UInt64.self)
@@ -232,7 +236,7 @@ struct RseqCommitter: CPUStateCommitter {
     }
 
     @inline(__always) mutating func push(_ s: CPUState, _ object: UnsafeMutableRawPointer) -> Bool {
-        cslab_rseq_magazine_push(rseqOffset, slots.base, magazines, capacity, object, UInt64(codec.base))
+        cslab_rseq_magazine_push(rseqOffset, slots.base, magazines, object, UInt64(codec.base))
     }
 
     @inline(__always) func topRound(_ s: CPUState) -> UInt32 {

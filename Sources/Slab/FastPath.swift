@@ -20,12 +20,17 @@ public struct FastPath {
     @usableFromInline let rseqOffset: Int64
     @usableFromInline let cpus: UnsafeMutableRawPointer
     @usableFromInline let magazineBase: UnsafeMutableRawPointer
-    /// Rounds per magazine (M); 0 without a CPU layer.
-    @usableFromInline let capacity: UInt64
     /// The cache's address range (PageSource): every object of this cache lies inside it. The
     /// base is also the round base: magazines hold objects as offsets from it (Magazine.swift).
     @usableFromInline let rangeBase: UInt
     @usableFromInline let rangeSize: UInt
+    /// The range's size in the mode whose inline pop and push the cache uses, 0 in the other:
+    /// the free's range test picks its mode with the same comparison (as kmalloc's limits pick
+    /// kfree's), and allocate tests them for non-zero. A pointer below neither (a cache without
+    /// a CPU layer, an AddressSanitizer build, or a pointer outside the range) takes the
+    /// out-of-line path, which checks it against `rangeSize`.
+    @usableFromInline let rseqRangeSize: UInt
+    @usableFromInline let slotRangeSize: UInt
     /// The cache's page map (PageSource, section 4): per page of the range, its slab's first
     /// object, or 0.
     @usableFromInline let pageMap: UnsafePointer<UInt>
@@ -34,7 +39,8 @@ public struct FastPath {
     /// ceil(2^64 / stride), for the divisibility test (ExactDivider in Slab.swift).
     @usableFromInline let strideReciprocal: UInt64
     /// The inline rseq pop and push are used: rseq mode, and not an AddressSanitizer build
-    /// (SlabCache.swift, section 9).
+    /// (SlabCache.swift, section 9). The fast paths test `rseqRangeSize` instead; this flag and
+    /// `usesSlots` serve `_freeWithoutOwnershipCheck` and the cache's reports.
     @usableFromInline let usesRseq: Bool
     /// Fallback mode's inline pop and push on the thread's own slot are used (CSlab.h:
     /// cslab_slot_magazine_pop/push); false in rseq mode, without a CPU layer, and in an
@@ -46,14 +52,15 @@ public struct FastPath {
     @inlinable static var pageShift: UInt { UInt(CSLAB_PAGE_SHIFT) }
 
     init(rseqOffset: Int64, cpus: UnsafeMutableRawPointer, magazineBase: UnsafeMutableRawPointer,
-         capacity: UInt64, rangeBase: UInt, rangeSize: UInt, pageMap: UnsafePointer<UInt>, objectsBytes: UInt,
+         rangeBase: UInt, rangeSize: UInt, pageMap: UnsafePointer<UInt>, objectsBytes: UInt,
          strideReciprocal: UInt64, usesRseq: Bool, usesSlots: Bool, back: CacheBackReference) {
         self.rseqOffset = rseqOffset
         self.cpus = cpus
         self.magazineBase = magazineBase
-        self.capacity = capacity
         self.rangeBase = rangeBase
         self.rangeSize = rangeSize
+        rseqRangeSize = usesRseq ? rangeSize : 0
+        slotRangeSize = usesSlots ? rangeSize : 0
         self.pageMap = pageMap
         self.objectsBytes = objectsBytes
         self.strideReciprocal = strideReciprocal
@@ -68,9 +75,9 @@ public struct FastPath {
     /// Allocates one constructed object, or returns nil when memory is exhausted.
     @inlinable @inline(__always)
     public func allocate() -> UnsafeMutableRawPointer? {
-        if usesRseq {
+        if rseqRangeSize != 0 {
             if let object = cslab_rseq_magazine_pop(rseqOffset, cpus, magazineBase, UInt64(rangeBase)) { return object }
-        } else if usesSlots, let object = cslab_slot_magazine_pop(cpus, magazineBase, UInt64(rangeBase)) {
+        } else if slotRangeSize != 0, let object = cslab_slot_magazine_pop(cpus, magazineBase, UInt64(rangeBase)) {
             return object
         }
         return back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.allocateSlow() }
@@ -86,8 +93,24 @@ public struct FastPath {
         #if SLAB_INJECT_INSTRUCTIONS  // never in a normal build: proves the instruction gate
         cslab_inject_instructions()
         #endif
-        checkOwnership(object)
-        pushOrFreeSlow(object)
+        // The range test and the mode test are one comparison: in rseq mode `rseqRangeSize` is
+        // the range's size, otherwise 0. A mode flag tested after the range test cost a branch,
+        // and the flag and the range's size were two more values the caller's loop held in
+        // registers or reloaded from its stack (callgrind, with M read from the CPU slot:
+        // batch-*-1000 -5 to -8 instructions a pair, ctor-256 -9, the pair 61 -> 59).
+        let inRange = UInt(bitPattern: object) &- rangeBase
+        if _fastPath(inRange < rseqRangeSize) {
+            checkObjectStart(object, inRange: inRange)
+            if cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, object, UInt64(rangeBase)) { return }
+        } else if inRange < slotRangeSize {
+            checkObjectStart(object, inRange: inRange)
+            if cslab_slot_magazine_push(cpus, magazineBase, object, UInt64(rangeBase)) { return }
+        } else {
+            // Out of line, with the cache's own copy of the fields: `rangeSize` need not stay in
+            // a register across the caller's loop.
+            return back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.freeChecked(object) }
+        }
+        back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.freeSlow(object) }
     }
 
     /// The free fast path without the ownership test: for the bench's `slab-bare` reference row
@@ -105,8 +128,8 @@ public struct FastPath {
         // 61 instructions, batch-lifo-1000 74.7 -> 71.7, steady-random 86 -> 82; the fallback's
         // pair 80 -> 76, its batches +2 to +3). The same hint on `allocate` undid the pair's gain.
         if _fastPath(usesRseq) {
-            if cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, capacity, object, UInt64(rangeBase)) { return }
-        } else if usesSlots, cslab_slot_magazine_push(cpus, magazineBase, capacity, object, UInt64(rangeBase)) {
+            if cslab_rseq_magazine_push(rseqOffset, cpus, magazineBase, object, UInt64(rangeBase)) { return }
+        } else if usesSlots, cslab_slot_magazine_push(cpus, magazineBase, object, UInt64(rangeBase)) {
             return
         }
         back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.freeSlow(object) }
@@ -119,11 +142,17 @@ public struct FastPath {
     /// header: 8 bytes a page against a header's 64 bytes a slab, the map stays cached longer.
     @inlinable @inline(__always)
     func checkOwnership(_ object: UnsafeMutableRawPointer) {
-        let address = UInt(bitPattern: object)
-        let inRange = address &- rangeBase
+        let inRange = UInt(bitPattern: object) &- rangeBase
         guard inRange < rangeSize else { cache.diagnoseBadFree(object) }
+        checkObjectStart(object, inRange: inRange)
+    }
+
+    /// The second half of the ownership test, for a pointer already known to be inside the range
+    /// (`inRange` is its offset from the range's base).
+    @inlinable @inline(__always)
+    func checkObjectStart(_ object: UnsafeMutableRawPointer, inRange: UInt) {
         let objects = pageMap[Int(bitPattern: inRange &>> FastPath.pageShift)]
-        let offset = address &- objects
+        let offset = UInt(bitPattern: object) &- objects
         // A multiple of the stride exactly when offset * c mod 2^64 <= c - 1 (ExactDivider);
         // offsets that pass the first comparison are below 2^22, as the identity requires.
         guard offset < objectsBytes, UInt64(offset) &* strideReciprocal <= strideReciprocal &- 1 else {

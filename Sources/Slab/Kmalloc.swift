@@ -474,7 +474,7 @@ final class KmallocState: @unchecked Sendable {
             guard rseq || slots else { return new }
             for (i, cache) in new.caches.enumerated() {
                 let f = cache.fast
-                cslab_kmalloc_set_class(UInt32(i), f.cpus, f.magazineBase, UInt64(f.rangeBase), f.capacity,
+                cslab_kmalloc_set_class(UInt32(i), f.cpus, f.magazineBase, UInt64(f.rangeBase),
                                         UInt64(f.objectsBytes), f.strideReciprocal)
             }
             for (k, c) in Kmalloc.classOf.enumerated() { cslab_kmalloc_set_class_of(UInt32(k), UInt8(c)) }

@@ -379,7 +379,7 @@ public final class SlabCache: @unchecked Sendable {
         let slots = cpuLayer?.slots ?? CPUSlots.inert
         fast = FastPath(
             rseqOffset: platform.rseqOffset, cpus: slots.base, magazineBase: cpuLayer?.region.base ?? slots.base,
-            capacity: UInt64(cpuLayer?.capacity ?? 0), rangeBase: pages.base, rangeSize: UInt(pages.size),
+            rangeBase: pages.base, rangeSize: UInt(pages.size),
             pageMap: UnsafePointer(pages.pageMap), objectsBytes: UInt(layout.objectsPerSlab * layout.stride),
             strideReciprocal: layer.divider.c, usesRseq: mode == .rseq && !layer.poisons,
             usesSlots: mode == .fallback && !layer.poisons, back: backReference)
@@ -453,6 +453,15 @@ public final class SlabCache: @unchecked Sendable {
         if poisons { return allocateUnpoisoned() }
         if let cpu = cpuLayerUnretained, let object = cpu._withUnsafeGuaranteedRef({ $0.allocate() }) { return object }
         return allocateFromSlabLayer()
+    }
+
+    /// The free of a pointer the fast path's limits did not admit (FastPath.free): one outside
+    /// the range, or any pointer of a cache with no inline push (no CPU layer, an
+    /// AddressSanitizer build). The whole ownership test, then the slow path.
+    @usableFromInline
+    func freeChecked(_ object: UnsafeMutableRawPointer) {
+        fast.checkOwnership(object)
+        freeSlow(object)
     }
 
     @usableFromInline

@@ -138,6 +138,44 @@ final class CPULayerTests: XCTestCase {
         XCTAssertEqual(result.stderrText.components(separatedBy: line).count - 1, 1, "reported once\n\(result)")
     }
 
+    // MARK: The push's bound
+
+    /// The push compares the loaded count with M in the CPU slot, not with a value the caller
+    /// passes (CSlab.h, section 2). Expected: every slot of caches whose M is 255, 128, 64, 32 and
+    /// 16 holds that M; 3M + 7 frees in a row fill magazines to exactly M and no further (the
+    /// full ones reach the depot with M rounds each, and no CPU's count exceeds M).
+    func checkSlotCapacity() throws {
+        for size in [20, 256, 1024, 4096, 8192] {
+            let cache = try SlabCache(name: uniqueCacheName("cap\(size)"), size: size)
+            let layer = try XCTUnwrap(cache.cpuLayer)
+            let m = cache.magazineCapacity
+            XCTAssertEqual(m, MagazineRegion.capacity(forObjectSize: size))
+            for i in 0..<layer.slots.count {
+                XCTAssertEqual(layer.slots.capacity(i).pointee, UInt64(m), "size \(size), slot \(i)")
+            }
+            var objects: [UnsafeMutableRawPointer] = []
+            for _ in 0..<(3 * m + 7) { objects.append(try XCTUnwrap(cache.allocate())) }
+            for p in objects { cache.free(p) }
+            XCTAssertEqual(cache.checkInvariants(), [], "size \(size), mode \(cache.mode)")
+            let s = layer.snapshot()
+            XCTAssertGreaterThan(s.depotFullMagazines, 0, "size \(size): full magazines went to the depot")
+            XCTAssertEqual(s.depotRounds, s.depotFullMagazines * m, "size \(size): each holds exactly M rounds")
+            XCTAssertEqual(cache.statistics.liveObjects, 0)
+            cache.shrink()
+            try cache.destroy()
+        }
+    }
+
+    func test_slotCapacity_boundsThePush_inThisProcessesMode() throws {
+        try checkSlotCapacity()
+    }
+
+    func test_slotCapacity_boundsThePush_inFallbackMode() throws {
+        if ChildProcess.isChild { return try checkSlotCapacity() }
+        try ChildProcess.runPassingTest("SlabTests.CPULayerTests/test_slotCapacity_boundsThePush_inFallbackMode",
+                                        environment: ["SLAB_CPU_LAYER": "fallback"])
+    }
+
     // MARK: The fallback mode's inline fast paths
 
     /// Without rseq a thread's pops and pushes run inline on its own slot (CSlab.h:

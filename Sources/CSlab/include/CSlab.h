@@ -121,6 +121,9 @@ static inline void cslab_cpu_relax(void) {
  *                     before the commit; fallback: by the slot's owner)
  *    +32  busy    fallback mode, a thread's own slot only: 1 while its owner runs an inline pop or
  *                 push on it (section 3)
+ *    +40  capacity    the cache's rounds per magazine (M <= 255), written once when the slot is
+ *                 made: the push compares n with its low byte here, in the line it reads anyway,
+ *                 so that no register of the caller's loop holds it
  * Magazine layout: a 64-byte header, then the rounds: round[i] at +64 + 4*i. A round is 32 bits:
  * the object's offset from its cache's range base (the round base) divided by 8, which every
  * object start is a multiple of, in a range of at most 32 GiB; a range's first arena is never
@@ -135,6 +138,7 @@ static inline void cslab_cpu_relax(void) {
 #define CSLAB_SLOT_OWNER 8
 #define CSLAB_SLOT_FREE_HITS 24
 #define CSLAB_SLOT_BUSY 32
+#define CSLAB_SLOT_CAPACITY 40
 
 #define CSLAB_ROUNDS_BITS 8                /* each magazine's count: capacity <= 255 */
 #define CSLAB_HANDLE_BITS 24               /* a magazine handle: a 64 MiB region in 4-byte units */
@@ -155,7 +159,8 @@ typedef struct cslab_cpu_slot {
     uint64_t alloc_hits;
     uint64_t free_hits;
     uint64_t busy;
-    uint64_t pad[11];
+    uint64_t capacity;
+    uint64_t pad[10];
 } cslab_cpu_slot;
 
 _Static_assert(sizeof(cslab_cpu_slot) == CSLAB_CPU_STRIDE && (1 << CSLAB_CPU_STRIDE_SHIFT) == CSLAB_CPU_STRIDE,
@@ -163,6 +168,7 @@ _Static_assert(sizeof(cslab_cpu_slot) == CSLAB_CPU_STRIDE && (1 << CSLAB_CPU_STR
 _Static_assert(offsetof(cslab_cpu_slot, owner) == CSLAB_SLOT_OWNER, "the sections test the owner here");
 _Static_assert(offsetof(cslab_cpu_slot, free_hits) == CSLAB_SLOT_FREE_HITS, "the push counts frees here");
 _Static_assert(offsetof(cslab_cpu_slot, busy) == CSLAB_SLOT_BUSY, "Swift reads the busy flag here");
+_Static_assert(offsetof(cslab_cpu_slot, capacity) == CSLAB_SLOT_CAPACITY, "the push compares n with M here");
 _Static_assert(CSLAB_ROUNDS_BITS == 8, "the sections test the loaded count as a byte register (8 bits)");
 _Static_assert(CSLAB_STATE_TOP_SHIFT == CSLAB_ROUNDS_BITS
                && CSLAB_STATE_TOP_SHIFT + CSLAB_HANDLE_BITS == 32
@@ -319,21 +325,20 @@ slow:
 #endif
 
 /*
- * Push one round onto this CPU's loaded magazine. Returns false when it is full (`capacity`
- * rounds), the slot is owned, or `obj` is already the top round (round[n - 1], in the cache line
+ * Push one round onto this CPU's loaded magazine. Returns false when it is full (the slot's
+ * `capacity` rounds), the slot is owned, or `obj` is already the top round (round[n - 1], in the cache line
  * the push writes anyway: a free of an object just freed on this CPU, which the slow path confirms
  * and reports as a double free; with n = 0 the word compared is the header's zero `top_guard`).
  * The round is written before the commit: if the sequence is restarted, the slot beyond the count
  * it wrote is simply not part of the magazine.
  */
 CSLAB_ALWAYS_INLINE bool cslab_rseq_magazine_push_round(int64_t rseq_off, void *cpus, void *magazines,
-                                                  uint64_t capacity, uint32_t round) {
-    uint8_t cap = (uint8_t)capacity;      /* <= 255: the count is a byte */
+                                                         uint32_t round) {
 retry:
     __asm__ goto(
         CSLAB_RSEQ_BEGIN
         CSLAB_RSEQ_LOAD_SLOT
-        "cmpb %b[cap], %%cl\n\t"             /* n >= M: full */
+        "cmpb " CSLAB_STR(CSLAB_SLOT_CAPACITY) "(%%rax), %%cl\n\t"  /* n >= M (<= 255, a byte): full */
         "jae %l[slow]\n\t"
         "movl %%ecx, %%r8d\n\t"               /* the low 32 bits: top << 8 | n */
         "shrl $" CSLAB_STR(CSLAB_STATE_TOP_SHIFT) ", %%r8d\n\t"  /* top: round[n] is at 4 * top + 64 */
@@ -344,8 +349,7 @@ retry:
         "movq %%rcx, (%%rax)\n\t"
         CSLAB_RSEQ_END
         :
-        : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines), [cap] "q"(cap),
-          [round] "r"(round)
+        : [rseq] "r"(rseq_off), [cpus] "r"(cpus), [mags] "r"(magazines), [round] "r"(round)
         : "rax", "rcx", "r8", "memory", "cc"
         : abort, slow);
     return true;
@@ -357,8 +361,8 @@ slow:
 
 /* The push of an object: its round from the cache's round base (the typed fast path, FastPath). */
 CSLAB_ALWAYS_INLINE bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
-                                            uint64_t capacity, void *obj, uint64_t base) {
-    return cslab_rseq_magazine_push_round(rseq_off, cpus, magazines, capacity, cslab_round_of(obj, base));
+                                                   void *obj, uint64_t base) {
+    return cslab_rseq_magazine_push_round(rseq_off, cpus, magazines, cslab_round_of(obj, base));
 }
 
 /*
@@ -400,13 +404,13 @@ CSLAB_ALWAYS_INLINE void *cslab_rseq_magazine_pop(int64_t rseq_off, void *cpus, 
     return NULL;
 }
 CSLAB_ALWAYS_INLINE bool cslab_rseq_magazine_push_round(int64_t rseq_off, void *cpus, void *magazines,
-                                                  uint64_t capacity, uint32_t round) {
-    (void)rseq_off; (void)cpus; (void)magazines; (void)capacity; (void)round;
+                                                         uint32_t round) {
+    (void)rseq_off; (void)cpus; (void)magazines; (void)round;
     return false;
 }
 CSLAB_ALWAYS_INLINE bool cslab_rseq_magazine_push(int64_t rseq_off, void *cpus, void *magazines,
-                                            uint64_t capacity, void *obj, uint64_t base) {
-    (void)rseq_off; (void)cpus; (void)magazines; (void)capacity; (void)obj; (void)base;
+                                                   void *obj, uint64_t base) {
+    (void)rseq_off; (void)cpus; (void)magazines; (void)obj; (void)base;
     return false;
 }
 static inline bool cslab_rseq_cpu_cas(int64_t rseq_off, void *cpus, uint32_t cpu,
@@ -563,13 +567,13 @@ CSLAB_ALWAYS_INLINE void *cslab_slot_magazine_pop(void *cpus, void *magazines, u
 
 /* Declines (false) a full magazine, and an object that is the top round already (a double free:
  * the slow path confirms and reports it, as for the rseq push). */
-CSLAB_ALWAYS_INLINE bool cslab_slot_magazine_push_round(void *cpus, void *magazines, uint64_t capacity, uint32_t round) {
+CSLAB_ALWAYS_INLINE bool cslab_slot_magazine_push_round(void *cpus, void *magazines, uint32_t round) {
     cslab_cpu_slot *slot = cslab_slot_enter(cpus);
     if (slot == NULL) return false;
     uint64_t state = cslab_load_relaxed(&slot->state);
     uint32_t *top = (uint32_t *)((char *)magazines + 4 * ((uint32_t)state >> CSLAB_STATE_TOP_SHIFT)
                                  + CSLAB_MAGAZINE_LAST_ROUND);   /* round[n - 1]; top[1] is round[n] */
-    bool done = (uint8_t)state < capacity;
+    bool done = (state & 0xff) < slot->capacity;      /* n < M */
 #ifndef CSLAB_WITHOUT_DOUBLE_FREE_CHECK
     done = done && *top != round;
 #endif
@@ -581,9 +585,8 @@ CSLAB_ALWAYS_INLINE bool cslab_slot_magazine_push_round(void *cpus, void *magazi
     cslab_slot_leave(slot);
     return done;
 }
-CSLAB_ALWAYS_INLINE bool cslab_slot_magazine_push(void *cpus, void *magazines, uint64_t capacity, void *obj,
-                                            uint64_t base) {
-    return cslab_slot_magazine_push_round(cpus, magazines, capacity, cslab_round_of(obj, base));
+CSLAB_ALWAYS_INLINE bool cslab_slot_magazine_push(void *cpus, void *magazines, void *obj, uint64_t base) {
+    return cslab_slot_magazine_push_round(cpus, magazines, cslab_round_of(obj, base));
 }
 
 /* Number of CPUs the kernel may ever report (possible CPUs), at least 1. */
@@ -666,7 +669,6 @@ typedef struct __attribute__((aligned(64))) cslab_kmalloc_class {
     void *cpus;
     void *magazines;
     uint64_t round_base;        /* the class cache's range base: rounds are offsets from it */
-    uint64_t capacity;
     uint64_t objects_bytes;
     uint64_t stride_reciprocal;
 } cslab_kmalloc_class;
@@ -693,7 +695,7 @@ typedef struct cslab_kmalloc_table {
 extern cslab_kmalloc_table cslab_kmalloc;
 
 /* Set-up (shim.c), under kmalloc's lock: the classes and class_offset first, then the publication. */
-void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t round_base, uint64_t capacity,
+void cslab_kmalloc_set_class(uint32_t index, void *cpus, void *magazines, uint64_t round_base,
                              uint64_t objects_bytes, uint64_t stride_reciprocal);
 void cslab_kmalloc_set_class_of(uint32_t index, uint8_t size_class);
 void cslab_kmalloc_publish(int64_t rseq_offset, uint64_t uses_slots, uint64_t range_base, uint64_t slot_shift,
@@ -753,12 +755,12 @@ CSLAB_ALWAYS_INLINE bool cslab_kfree_fast(void *p) {
     if (slot < cslab_load_relaxed(&t->rseq_classes)) {
         if (!cslab_kmalloc_owns(t, slot, address, in_range, &round)) return false;
         const cslab_kmalloc_class *c = &t->classes[slot];
-        return cslab_rseq_magazine_push_round(t->rseq_offset, c->cpus, c->magazines, c->capacity, round);
+        return cslab_rseq_magazine_push_round(t->rseq_offset, c->cpus, c->magazines, round);
     }
     if (slot < cslab_load_relaxed(&t->slot_classes)) {
         if (!cslab_kmalloc_owns(t, slot, address, in_range, &round)) return false;
         const cslab_kmalloc_class *c = &t->classes[slot];
-        return cslab_slot_magazine_push_round(c->cpus, c->magazines, c->capacity, round);
+        return cslab_slot_magazine_push_round(c->cpus, c->magazines, round);
     }
     return false;
 }
