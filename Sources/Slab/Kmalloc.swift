@@ -54,9 +54,9 @@
 //   global, so a call costs the typed cache's pop or push plus a few loads. Written in Swift over
 //   a table of FastPath values, the 20-byte pair took 6.1 ns against the typed cache's 3.5; in C
 //   it took 4.3. The test that admits a size (or a pointer's slot) also picks the mode, rseq or
-//   the fallback's own slots, so the rseq paths carry no branch on the mode: 82 instructions a
+//   the fallback's own slots, so the rseq paths carry no branch on the mode: 81 instructions a
 //   pair under callgrind (91 with a mode flag tested on each side, a byte table of class indices
-//   and the nil check that now folds away), against the typed cache's 61, whose FastPath fields
+//   and the nil check that now folds away), against the typed cache's 59, whose FastPath fields
 //   stay in registers across a loop.
 //   Everything the fast paths decline goes to the slow paths below, which use the caches
 //   themselves.
