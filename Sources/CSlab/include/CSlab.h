@@ -42,7 +42,7 @@
 static inline bool cslab_have_rseq_sections(void) { return CSLAB_HAVE_RSEQ; }
 
 /* The pops, pushes and their helpers are inlined even where the caller marks them cold: the
- * typed free (FastPath.pushOrFreeSlow) marks its rseq branch likely, and without this the
+ * typed free (FastPath.free) marks its rseq branch likely, and without this the
  * fallback mode's slot push became an out-of-line call (80 -> 111 instructions a pair under
  * callgrind). */
 #define CSLAB_ALWAYS_INLINE static inline __attribute__((always_inline))
