@@ -130,8 +130,7 @@ final class CPUCache: @unchecked Sendable {
     /// the caller goes to the slab layer.
     func allocate() -> UnsafeMutableRawPointer? {
         if mode == .rseq {
-            var commits = RseqCommitter(rseqOffset: rseqOffset, slots: slots, magazines: region.base,
-                                        capacity: UInt64(capacity), codec: codec)
+            var commits = RseqCommitter(rseqOffset: rseqOffset, slots: slots, magazines: region.base, codec: codec)
             return allocate(committingWith: &commits)
         }
         guard var commits = OwnedSlotCommitter(slots: slots, region: region, codec: codec, counters: counters) else {
@@ -146,8 +145,7 @@ final class CPUCache: @unchecked Sendable {
     /// layer instead.
     func free(_ object: UnsafeMutableRawPointer) -> Bool {
         if mode == .rseq {
-            var commits = RseqCommitter(rseqOffset: rseqOffset, slots: slots, magazines: region.base,
-                                        capacity: UInt64(capacity), codec: codec)
+            var commits = RseqCommitter(rseqOffset: rseqOffset, slots: slots, magazines: region.base, codec: codec)
             return free(object, committingWith: &commits)
         }
         guard var commits = OwnedSlotCommitter(slots: slots, region: region, codec: codec, counters: counters) else {

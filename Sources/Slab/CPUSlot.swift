@@ -200,15 +200,13 @@ struct RseqCommitter: CPUStateCommitter {
     let rseqOffset: Int64
     let slots: CPUSlots
     let magazines: UnsafeMutableRawPointer
-    let capacity: UInt64
     let codec: RoundCodec
     private var cpu: UInt32 = 0
 
-    init(rseqOffset: Int64, slots: CPUSlots, magazines: UnsafeMutableRawPointer, capacity: UInt64, codec: RoundCodec) {
+    init(rseqOffset: Int64, slots: CPUSlots, magazines: UnsafeMutableRawPointer, codec: RoundCodec) {
         self.rseqOffset = rseqOffset
         self.slots = slots
         self.magazines = magazines
-        self.capacity = capacity
         self.codec = codec
     }
 

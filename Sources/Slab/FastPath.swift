@@ -39,13 +39,12 @@ public struct FastPath {
     /// ceil(2^64 / stride), for the divisibility test (ExactDivider in Slab.swift).
     @usableFromInline let strideReciprocal: UInt64
     /// The inline rseq pop and push are used: rseq mode, and not an AddressSanitizer build
-    /// (SlabCache.swift, section 9). The fast paths test `rseqRangeSize` instead; this flag and
-    /// `usesSlots` serve `_freeWithoutOwnershipCheck` and the cache's reports.
-    @usableFromInline let usesRseq: Bool
+    /// (SlabCache.swift, section 9).
+    @inlinable var usesRseq: Bool { rseqRangeSize != 0 }
     /// Fallback mode's inline pop and push on the thread's own slot are used (CSlab.h:
     /// cslab_slot_magazine_pop/push); false in rseq mode, without a CPU layer, and in an
     /// AddressSanitizer build.
-    @usableFromInline let usesSlots: Bool
+    @inlinable var usesSlots: Bool { slotRangeSize != 0 }
     @usableFromInline unowned(unsafe) let back: CacheBackReference
 
     /// log2 of the page size: the page map has one word per page.
@@ -64,8 +63,6 @@ public struct FastPath {
         self.pageMap = pageMap
         self.objectsBytes = objectsBytes
         self.strideReciprocal = strideReciprocal
-        self.usesRseq = usesRseq
-        self.usesSlots = usesSlots
         self.back = back
     }
 
@@ -75,9 +72,9 @@ public struct FastPath {
     /// Allocates one constructed object, or returns nil when memory is exhausted.
     @inlinable @inline(__always)
     public func allocate() -> UnsafeMutableRawPointer? {
-        if rseqRangeSize != 0 {
+        if usesRseq {
             if let object = cslab_rseq_magazine_pop(rseqOffset, cpus, magazineBase, UInt64(rangeBase)) { return object }
-        } else if slotRangeSize != 0, let object = cslab_slot_magazine_pop(cpus, magazineBase, UInt64(rangeBase)) {
+        } else if usesSlots, let object = cslab_slot_magazine_pop(cpus, magazineBase, UInt64(rangeBase)) {
             return object
         }
         return back.cache.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.allocateSlow() }
