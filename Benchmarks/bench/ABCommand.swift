@@ -28,11 +28,14 @@ struct ABCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The reference commit (default: the commit that last updated results/baseline).", valueName: "ref"))
     var base: String?
 
-    @Flag(help: "Count instructions under callgrind (slab and slab-fallback) instead of timing.")
+    @Flag(help: "Count instructions under callgrind instead of timing (for slab: slab and slab-fallback).")
     var instructions = false
 
     @Option(help: ArgumentHelp("Cells to time, as workload[:size],... (default: \(ABPlan.gateCells.map { "\($0.workload):\($0.size)" }.joined(separator: ","))).", valueName: "w:size,..."))
     var cells: String?
+
+    @Option(help: ArgumentHelp("Whose two builds to time: one of ours, slab, slab-fallback, slab-nocpu, slab-bare or kmalloc (kmalloc also times the mixed-size cells).", valueName: "name"))
+    var allocator: String = AllocatorID.slab.rawValue
 
     @Option(help: "Samples (child processes) per side and cell.")
     var samples: Int = ABPlan.defaultSamples
@@ -65,9 +68,14 @@ struct ABCommand: ParsableCommand {
         let options: CompareOptions
         let format: ComparisonReport.Format
         let cellList: [(workload: String, size: Int)]
+        let abAllocator: AllocatorID
         do {
             (options, format) = try judgement.resolve()
             cellList = try cells.map { try ABPlan.parseCells($0, catalog: catalog) } ?? ABPlan.gateCells
+            guard let id = AllocatorID(rawValue: allocator), id.isOurs else {
+                throw InvalidValueError(description: "--allocator: \(allocator) is not one of ours (\(AllocatorID.builtIn.filter(\.isOurs).map(\.rawValue).joined(separator: ", "))): a peer is the same library on both sides")
+            }
+            abAllocator = id
             guard samples >= 2 else { throw InvalidValueError(description: "--samples must be at least 2") }
             guard repetitions >= 1 else { throw InvalidValueError(description: "--repetitions must be at least 1") }
         } catch {
@@ -87,10 +95,10 @@ struct ABCommand: ParsableCommand {
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         let comparison: Comparison
         if instructions {
-            comparison = try countBoth(binaries, catalog: catalog, options: options)
+            comparison = try countBoth(binaries, allocator: abAllocator, catalog: catalog, options: options)
         } else {
             let runner = ABRunner(binaries: binaries,
-                                  options: ABOptions(cells: cellList, samples: samples, repetitions: repetitions),
+                                  options: ABOptions(cells: cellList, allocator: abAllocator, samples: samples, repetitions: repetitions),
                                   catalog: catalog)
             let outcome = runner.run()
             let basePath = output + "/base.json", headPath = output + "/head.json"
@@ -108,7 +116,7 @@ struct ABCommand: ParsableCommand {
     }
 
     /// Both sides' instruction counts, slab and slab-fallback, under callgrind.
-    func countBoth(_ binaries: ABBinaries, catalog: BenchCatalog, options: CompareOptions) throws -> Comparison {
+    func countBoth(_ binaries: ABBinaries, allocator: AllocatorID, catalog: BenchCatalog, options: CompareOptions) throws -> Comparison {
         let tools: CallgrindTools
         do { tools = try CallgrindTools.locate() } catch {
             writeStandardError("bench ab: error: \(error)\n")
@@ -118,7 +126,7 @@ struct ABCommand: ParsableCommand {
         for (side, executable) in [("base", binaries.base), ("head", binaries.head)] {
             let dir = output + "/instructions-" + side
             let counter = InstructionCounter(
-                options: InstructionOptions(allocators: [.slab, .slabFallback], workloads: InstructionPlan.defaultWorkloads,
+                options: InstructionOptions(allocators: allocator == .slab ? [.slab, .slabFallback] : [allocator], workloads: InstructionPlan.defaultWorkloads,
                                             cacheSimulation: false, timeout: InstructionPlan.defaultTimeout,
                                             outputDirectory: dir),
                 catalog: catalog, executable: executable, tools: tools, interrupt: nil)

@@ -327,4 +327,16 @@ final class CompareTests: XCTestCase {
         XCTAssertEqual(outside.status, 2)
         XCTAssertTrue(outside.stderr.contains("no Package.swift in this folder or above it"), outside.stderr)
     }
+
+    func test_ab_allocator_isOneOfOurs() throws {
+        for (name, message) in [("glibc", "--allocator: glibc is not one of ours"), ("nosuch", "--allocator: nosuch is not one of ours")] {
+            let r = try runBench(["ab", "--allocator", name], in: dir)
+            XCTAssertEqual(r.status, 2, r.stderr)
+            XCTAssertTrue(r.stderr.contains(message), r.stderr)
+        }
+        // Accepted: the run goes on to the next check (no package here), building nothing.
+        let ours = try runBench(["ab", "--allocator", "kmalloc", "--cells", "larson-mixed"], in: dir)
+        XCTAssertEqual(ours.status, 2)
+        XCTAssertTrue(ours.stderr.contains("no Package.swift in this folder or above it"), ours.stderr)
+    }
 }
