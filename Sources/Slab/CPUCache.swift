@@ -159,6 +159,7 @@ final class CPUCache: @unchecked Sendable {
     @inline(__always)
     private func allocate<C: CPUStateCommitter>(committingWith commits: inout C) -> UnsafeMutableRawPointer? {
         while let s = commits.read() {
+            checkBounds(s, of: commits)
             if s.loadedRounds > 0 {
                 if let object = commits.pop(s) { return object }
             } else if s.previousRounds > 0 {
@@ -184,6 +185,7 @@ final class CPUCache: @unchecked Sendable {
     @inline(__always)
     private func free<C: CPUStateCommitter>(_ object: UnsafeMutableRawPointer, committingWith commits: inout C) -> Bool {
         while let s = commits.read() {
+            checkBounds(s, of: commits)
             // The default double-free check (SlabCache.swift, section 8), which the rseq push
             // makes too and sends here to be confirmed and reported.
             if commits.topRound(s) == codec.round(object) {
@@ -209,6 +211,25 @@ final class CPUCache: @unchecked Sendable {
         }
         counters.bump(.bypassFrees)
         return false
+    }
+
+    /// The slot's M (which the inline pushes compare with) and its two magazines' counts must be
+    /// within this cache's M. Something that overwrote the slot breaks that, and then a push
+    /// would write past its magazine into the next one's header (the depot's links) and the
+    /// ladders would go round for ever; so the ladder stops the process with a report instead,
+    /// on its first run after the damage. Two compares and a load, on the slow path only.
+    @inline(__always)
+    private func checkBounds<C: CPUStateCommitter>(_ s: CPUState, of commits: C) {
+        let written = slots.capacity(commits.placeIndex).pointee
+        guard s.loadedRounds > capacity || s.previousRounds > capacity || written != UInt64(capacity) else { return }
+        reportCorruptSlot(s, written: written, index: commits.placeIndex, kind: "\(C.placeKind)")
+    }
+
+    private func reportCorruptSlot(_ s: CPUState, written: UInt64, index: Int, kind: String) -> Never {
+        let slot = UnsafeRawPointer(slots.state(index))
+        SlabReport.fatal("corrupted per-CPU state", cache: name, object: nil, details: [
+            "\(kind) \(index)'s slot at \(hex(slot)) says M = \(written) and holds magazines of \(s.loadedRounds) (loaded) "
+                + "and \(s.previousRounds) (previous) rounds; this cache's magazines hold \(capacity): something wrote over it"])
     }
 
     /// `object` is the top round of the loaded magazine this free was about to push it on: it

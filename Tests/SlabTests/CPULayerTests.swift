@@ -176,6 +176,40 @@ final class CPULayerTests: XCTestCase {
                                         environment: ["SLAB_CPU_LAYER": "fallback"])
     }
 
+    /// A slot overwritten so that its M is one more than the cache's (as a stray write would
+    /// leave it): the inline pushes then fill the loaded magazine one round past its end, and the
+    /// first ladder that runs afterwards stops the process with a report naming the cache and the
+    /// slot, where it used to go round for ever over the damaged depot links.
+    func test_corruptedSlot_isReportedByTheLadder_inThisProcessesMode() throws {
+        try checkCorruptedSlotReport(test: "test_corruptedSlot_isReportedByTheLadder_inThisProcessesMode", environment: [:])
+    }
+
+    func test_corruptedSlot_isReportedByTheLadder_inFallbackMode() throws {
+        try checkCorruptedSlotReport(test: "test_corruptedSlot_isReportedByTheLadder_inFallbackMode",
+                                     environment: ["SLAB_CPU_LAYER": "fallback"])
+    }
+
+    private func checkCorruptedSlotReport(test: String, environment: [String: String]) throws {
+        let name = "corrupted-slot"
+        if ChildProcess.isChild {
+            let cache = try SlabCache(name: name, size: 256)
+            let layer = try XCTUnwrap(cache.cpuLayer)
+            let m = cache.magazineCapacity
+            let objects = try (0..<(3 * m)).map { _ in try XCTUnwrap(cache.allocate()) }
+            for i in 0..<layer.slots.count { layer.slots.capacity(i).pointee = UInt64(m + 1) }
+            for p in objects { cache.free(p) }
+            XCTFail("the ladder did not stop the process")
+            return
+        }
+        let result = try ChildProcess.runTest("SlabTests.CPULayerTests/" + test, environment: environment)
+        XCTAssertEqual(result.ending, .signaled(SIGABRT), "\(result)")
+        let lines = result.stderrText.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains("BUG \(name): corrupted per-CPU state"), "\(result)")
+        XCTAssertTrue(lines.contains { $0.contains("'s slot at 0x") && $0.contains("says M = 129 and holds magazines of")
+                                       && $0.hasSuffix("this cache's magazines hold 128: something wrote over it") },
+                      "\(result)")
+    }
+
     // MARK: The fallback mode's inline fast paths
 
     /// Without rseq a thread's pops and pushes run inline on its own slot (CSlab.h:
