@@ -120,6 +120,7 @@ struct RunCommand: ParsableCommand {
                 case .slab: state = "built in: SlabCache with the per-CPU magazine layer"
                 case .slabFallback: state = "built in: SlabCache, per-CPU layer in fallback mode (SLAB_CPU_LAYER=fallback; not in the default suite)"
                 case .kmalloc: state = "built in: kmalloc/kfree over the size-class caches (default suite: the mixed-size workloads only)"
+                case .kmallocSized: state = "built in: kmalloc and kfree(p, size:), the free told the size (fixed-size workloads; not in the default suite)"
                 case .slabBare:
                     state = "built in: reference row, the per-CPU pop and push without the free's ownership test (default suite: pair only)"
                 default: state = "built in: SlabCache, slab layer only (.noCPUCache)"

@@ -195,6 +195,15 @@ final class WorkloadCatalogRunTests: XCTestCase {
         XCTAssertEqual(Kmalloc.statistics.liveAllocations, 0)
     }
 
+    func test_run_kmallocSized_everyFixedSizeWorkloadIsOK_andLeavesNothingLive() {
+        runAll(.kmallocSized, scale: .test)
+        XCTAssertEqual(Kmalloc.statistics.liveAllocations, 0)
+        let r = WorkloadCatalog.run(CellParameters(allocator: .kmallocSized, workload: "larson-mixed", size: 1024, threads: 1,
+                                                   repetitions: 1, quick: true), scale: .test)
+        XCTAssertEqual(r.status, .failed)
+        XCTAssertEqual(r.message, "kmalloc-sized frees with the cell's one object size; larson-mixed needs an allocator of any size")
+    }
+
     func test_run_typedCache_onAMixedWorkload_failsSayingItServesOneSize() {
         for a in [AllocatorID.slab, .slabNoCPU, .slabFallback] {
             let r = WorkloadCatalog.run(CellParameters(allocator: a, workload: "batch-mixed", size: 1024, threads: 1,

@@ -17,6 +17,7 @@ import Glibc
 enum KmallocCrashScenario: String, CaseIterable, StoppingScenario {
     case mallocPointerBeforeSetUp, mallocPointer, interiorClassObject, interiorPageBlock
     case pageBlockFreedTwice, mappingFreedTwice, slabCacheObject, ksizeOfMallocPointer, kreallocOfInteriorPointer
+    case sizedKfreeOfInteriorPointer
 
     static let environmentKey = "KMALLOC_CRASH_SCENARIO"
     static let runnerTest = "SlabTests.KmallocCrashScenarioRunner/test_runKmallocCrashScenario"
@@ -72,6 +73,12 @@ enum KmallocCrashScenario: String, CaseIterable, StoppingScenario {
             let p = malloc(100)!
             Self.fact("pointer", p)
             _ = ksize(p)
+        case .sizedKfreeOfInteriorPointer:
+            let p = try kmalloc(32)
+            let slabBytes = Kmalloc.caches[2].layout.slabBytes
+            Self.fact("pointer", p + 8)
+            Self.fact("slab", UnsafeRawPointer(bitPattern: UInt(bitPattern: p) & ~UInt(slabBytes - 1))!)
+            kfree(p + 8, size: 32)
         case .kreallocOfInteriorPointer:
             let p = try kmalloc(64)
             let slabBytes = Kmalloc.caches[3].layout.slabBytes
@@ -87,7 +94,7 @@ enum KmallocCrashScenario: String, CaseIterable, StoppingScenario {
         switch self {
         case .mallocPointerBeforeSetUp, .mallocPointer, .mappingFreedTwice:
             return ("BUG kmalloc: not allocated by kmalloc", "kfree: \(p) was not allocated by kmalloc (or was freed already)")
-        case .interiorClassObject:
+        case .interiorClassObject, .sizedKfreeOfInteriorPointer:
             return ("BUG kmalloc-32: not the start of an object",
                     "kfree(kmalloc-32): \(p) is not the start of an object (slab \(f["slab"] ?? "?"), object size 32)")
         case .interiorPageBlock:
@@ -142,5 +149,6 @@ final class KmallocBadInputTests: XCTestCase {
     func test_kfree_mappingTwice_reportsIt() throws { try expectCrash(.mappingFreedTwice) }
     func test_kfree_slabCacheObject_namesItsCache() throws { try expectCrash(.slabCacheObject) }
     func test_ksize_foreignPointer_reportsIt() throws { try expectCrash(.ksizeOfMallocPointer) }
+    func test_kfreeSized_interiorPointer_reportsIt() throws { try expectCrash(.sizedKfreeOfInteriorPointer) }
     func test_krealloc_interiorPointer_reportsItUnderKrealloc() throws { try expectCrash(.kreallocOfInteriorPointer) }
 }

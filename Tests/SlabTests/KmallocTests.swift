@@ -128,6 +128,35 @@ final class KmallocTests: XCTestCase {
         for p in held { XCTAssertNil(Kmalloc.origin(of: p), "\(p) is freed") }
     }
 
+    /// kfree(p, size:) frees exactly as kfree(p) does: every kind of allocation, with the size it
+    /// was asked for or any other (a size of another class, or of none, only costs the fast path),
+    /// nil and the zero-size pointer. Afterwards nothing is live and every class is consistent.
+    func test_kfreeSized_freesLikeKfree_withTheRightSizeOrAWrongOne() throws {
+        try Kmalloc.setUp()
+        let before = Kmalloc.statistics.liveAllocations
+        let sizes = [1, 8, 9, 20, 32, 33, 96, 100, 192, 256, 1000, 4096, 8192, 8193, 20_000, 5 << 20]
+        for size in sizes {
+            let p = try kmalloc(size)
+            kfree(p, size: size)
+            XCTAssertEqual(Kmalloc.statistics.liveAllocations, before, "kfree(p, size: \(size))")
+            for wrong in [size == 8 ? 16 : 8, 8192, 8193, 0, -1] {
+                let q = try kmalloc(size)
+                kfree(q, size: wrong)
+                XCTAssertEqual(Kmalloc.statistics.liveAllocations, before, "kmalloc(\(size)) freed with size \(wrong)")
+            }
+        }
+        // The same object again after a sized free: the class hands it out as usual.
+        let a = try kmalloc(24)
+        kfree(a, size: 24)
+        let b = try kmalloc(24)
+        XCTAssertEqual(Kmalloc.origin(of: b), .sizeClass(Kmalloc.sizeClasses[2]))
+        kfree(b, size: 24)
+        kfree(nil, size: 24)
+        kfree(try kmalloc(0), size: 0)
+        XCTAssertEqual(Kmalloc.statistics.liveAllocations, before)
+        for cache in Kmalloc.caches { XCTAssertEqual(cache.checkInvariants(), [], cache.name) }
+    }
+
     func test_sizeZero_returnsTheZeroSizePointer_whichKfreeKsizeAndKreallocAccept() throws {
         let p = try kmalloc(0)
         XCTAssertEqual(p, Kmalloc.zeroSizePointer)

@@ -23,6 +23,7 @@ import Glibc
 enum MisuseScenario: String, CaseIterable {
     // Stopped by a report.
     case doubleFree, doubleFreeFullMagazine, doubleFreeFallback, doubleFreeNoCPUCache, doubleKfree, doubleKfreeFallback
+    case doubleKfreeSized
     case mallocPointer, interiorPointer, wrongCache, freeAfterDestroy, allocateAfterDestroy
     // Thrown errors.
     case destroyWithLiveObject, createSizeZero, createSizeNegative, createSizeHuge, createAlignThree
@@ -48,7 +49,7 @@ enum MisuseScenario: String, CaseIterable {
         switch self {
         case .doubleFree, .doubleFreeFullMagazine, .doubleFreeFallback, .doubleFreeNoCPUCache:
             return ("BUG \(n): double free", true)
-        case .doubleKfree, .doubleKfreeFallback: return ("BUG kmalloc-32: double free", true)
+        case .doubleKfree, .doubleKfreeFallback, .doubleKfreeSized: return ("BUG kmalloc-32: double free", true)
         case .mallocPointer: return ("BUG \(n): not allocated from any slab cache", true)
         case .interiorPointer: return ("BUG \(n): not the start of an object", true)
         case .wrongCache: return ("BUG \(n): wrong slab cache", true)
@@ -104,6 +105,12 @@ enum MisuseScenario: String, CaseIterable {
                 _ = try kmalloc(20)
                 kfree(p)
                 kfree(p)
+            case .doubleKfreeSized:
+                // kfree(p, size:) pushes through the same check, on the class the size names.
+                let p = try kmalloc(20)
+                _ = try kmalloc(20)
+                kfree(p, size: 20)
+                kfree(p, size: 20)
             case .mallocPointer:
                 let a = try SlabCache(name: n, size: 32)
                 _ = a.allocate()
@@ -252,6 +259,7 @@ final class MisuseTests: XCTestCase {
     func test_doubleFree_inFallbackMode_isReported() throws { try check(.doubleFreeFallback) }
     func test_doubleFree_withoutCPULayer_isReported() throws { try check(.doubleFreeNoCPUCache) }
     func test_doubleFree_ofAKmallocObject_isReported() throws { try check(.doubleKfree) }
+    func test_doubleFree_ofAKmallocObject_freedWithItsSize_isReported() throws { try check(.doubleKfreeSized) }
     func test_doubleFree_ofAKmallocObject_inFallbackMode_isReported() throws { try check(.doubleKfreeFallback) }
 
     func test_doubleFree_reportNamesTheMagazineAndTheObject() throws {

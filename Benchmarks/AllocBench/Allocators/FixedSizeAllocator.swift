@@ -186,7 +186,7 @@ public enum AllocatorVersion {
             // that a run measured with them can never pass for a plain one.
             let debug = slab.flags.letters.isEmpty ? "" : " debug=\(slab.flags.letters)"
             return "slab mode=\(slab.mode.rawValue)\(simulated) magazine=\(slab.magazineCapacity)\(debug)"
-        case .kmalloc:
+        case .kmalloc, .kmallocSized:
             // As for the slab: the size classes' CPU layer mode, and how many classes there are.
             guard let first = Kmalloc.caches.first else { return nil }
             let simulated = first.mode == .rseq && SlabCache.cpuLayerReason.hasPrefix("rseq simulated") ? "-simulated" : ""

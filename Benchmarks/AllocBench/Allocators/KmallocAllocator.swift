@@ -19,6 +19,13 @@
 //   allocation must have been freed: a leak fails the cell, as a leaking slab cell fails its
 //   destroy(). releaseFreeMemory() shrinks every class (cached objects back to their slabs, empty
 //   slabs to the OS), as it shrinks the cache of a slab cell.
+//
+// 3. SizedKmallocAllocator (kmalloc-sized)
+// ----------------------------------------
+//   The same, freeing with kfree(p, size:): a caller that knows the size it asked for tells the
+//   free, which then takes the class from the size rather than from the pointer (C23's
+//   free_sized, jemalloc's sdallocx). On the fixed-size workloads only: its frees are told the
+//   cell's size.
 
 import Slab
 
@@ -84,4 +91,23 @@ public struct KmallocAllocator: FixedSizeAllocator, GeneralAllocator {
             throw WorkloadFailure(description: "kmalloc: \(live) allocations still live after the cell (the workload leaked them)")
         }
     }
+}
+
+/// kmalloc(size) and kfree(p, size:) for a fixed size (section 3).
+public struct SizedKmallocAllocator: FixedSizeAllocator {
+    public let kmalloc: KmallocAllocator
+    public var size: Int { kmalloc.size }
+    public var constructsObjects: Bool { false }
+
+    public init(_ kmalloc: KmallocAllocator) { self.kmalloc = kmalloc }
+
+    @inline(__always)
+    public func allocate() -> UnsafeMutableRawPointer { kmalloc.allocate() }
+
+    @inline(__always)
+    public func free(_ object: UnsafeMutableRawPointer) { kfree(object, size: kmalloc.size) }
+
+    public func releaseFreeMemory() { kmalloc.releaseFreeMemory() }
+
+    public var releaseCall: ReleaseCall { kmalloc.releaseCall }
 }

@@ -46,13 +46,18 @@ public struct AllocatorID: RawRepresentable, Hashable, Codable, Sendable, Custom
     /// default suite's fixed-size workloads (ask for it with `--allocators`); the default suite
     /// runs it on the mixed-size workloads (`defaultMixedSizeSuite`).
     public static let kmalloc = AllocatorID(builtIn: "kmalloc")
+    /// kmalloc(size) and kfree(p, size:), the free for a caller that knows the size it asked for
+    /// (C23's free_sized, jemalloc's sdallocx): the class comes from the size, so the free does not
+    /// wait for the pointer to find it. Fixed-size workloads only (a cell's one size is what the
+    /// free is told); not in the default suite.
+    public static let kmallocSized = AllocatorID(builtIn: "kmalloc-sized")
     /// A reference, not a product: the slab with its free skipping the ownership test, so its
     /// pair is the per-CPU layer's rseq pop and push alone, the limit of the design. The default
     /// suite runs it on `pair` only (`defaultReferenceSuite`), beside the slab.
     public static let slabBare = AllocatorID(builtIn: "slab-bare")
 
     /// Every allocator the suite knows, in report order.
-    public static let builtIn: [AllocatorID] = [.glibc, .jemalloc, .mimalloc, .tcmalloc, .slab, .slabNoCPU, .slabFallback, .kmalloc, .slabBare]
+    public static let builtIn: [AllocatorID] = [.glibc, .jemalloc, .mimalloc, .tcmalloc, .slab, .slabNoCPU, .slabFallback, .kmalloc, .kmallocSized, .slabBare]
 
     /// The allocators a run measures when `--allocators` is not given.
     public static let defaultSuite: [AllocatorID] = [.glibc, .jemalloc, .mimalloc, .tcmalloc, .slab, .slabNoCPU]
@@ -92,11 +97,12 @@ public struct AllocatorID: RawRepresentable, Hashable, Codable, Sendable, Custom
 
     /// True for the allocators this project ships (the typed caches and kmalloc): the rest are
     /// peers, and "best peer" ratios choose among those.
-    public var isOurs: Bool { isSlab || self == .kmalloc }
+    public var isOurs: Bool { isSlab || self == .kmalloc || self == .kmallocSized }
 
-    /// False for the typed caches, which serve the one size they were created with: they have no
-    /// cells in the mixed-size workloads.
-    public var servesAnySize: Bool { !isSlab }
+    /// False for the typed caches, which serve the one size they were created with, and for
+    /// kmalloc-sized, whose frees are told the cell's one size: they have no cells in the
+    /// mixed-size workloads.
+    public var servesAnySize: Bool { !isSlab && self != .kmallocSized }
 
     /// The value of `SLAB_CPU_LAYER` the child runs with (nil: the variable is removed, so the
     /// slab picks its mode from the machine as a user's program would).

@@ -330,7 +330,7 @@ public struct InstructionCounter {
     /// which has no per-CPU layer to check).
     public static func expectedSlabMode(_ a: AllocatorID) -> String? {
         switch a {
-        case .slab, .slabBare, .kmalloc: return "rseq-simulated"
+        case .slab, .slabBare, .kmalloc, .kmallocSized: return "rseq-simulated"
         case .slabFallback: return "fallback"
         default: return nil
         }

@@ -189,12 +189,14 @@ public enum WorkloadCatalog {
                 let destroyed = Result { try slab.destroy() }
                 result.repetitions = try cellResult.get()
                 try destroyed.get()
-            } else if p.allocator == .kmalloc {
+            } else if p.allocator == .kmalloc || p.allocator == .kmallocSized {
                 let k = try KmallocAllocator(size: size)
-                result.allocatorVersion = AllocatorVersion.current(for: .kmalloc)
+                result.allocatorVersion = AllocatorVersion.current(for: p.allocator)
                 if kind.releasesFreeMemory { result.releaseCall = k.releaseCall }
                 let cellResult = Result {
-                    try kind.runCell(k, context, repetitions: p.repetitions, counted: p.countScale != nil)
+                    p.allocator == .kmallocSized
+                        ? try kind.runCell(SizedKmallocAllocator(k), context, repetitions: p.repetitions, counted: p.countScale != nil)
+                        : try kind.runCell(k, context, repetitions: p.repetitions, counted: p.countScale != nil)
                 }
                 result.repetitions = try cellResult.get()
                 try k.checkNothingLive()
@@ -218,7 +220,9 @@ extension WorkloadCatalog {
     static func runMixed(_ kind: MixedWorkloadKind, _ p: CellParameters, scale: Scale) -> CellResult {
         var result = CellResult(parameters: p, status: .failed, message: nil, repetitions: [], allocatorVersion: nil)
         guard p.allocator.servesAnySize else {
-            result.message = "\(p.allocator.name) is a typed cache of one object size; \(p.workload) needs an allocator of any size"
+            result.message = p.allocator == .kmallocSized
+                ? "\(p.allocator.name) frees with the cell's one object size; \(p.workload) needs an allocator of any size"
+                : "\(p.allocator.name) is a typed cache of one object size; \(p.workload) needs an allocator of any size"
             return result
         }
         guard p.countScale == nil else {

@@ -765,6 +765,35 @@ CSLAB_ALWAYS_INLINE bool cslab_kfree_fast(void *p) {
     return false;
 }
 
+/* kfree of a pointer whose kmalloc size the caller knows (C23's free_sized, jemalloc's sdallocx):
+ * the class comes from the size, so the push's addresses do not wait for the pointer; the pointer
+ * must lie in that class's slot and pass the same free-pointer test. Declines (false) anything
+ * else, which the slow path then frees as kfree would. */
+CSLAB_ALWAYS_INLINE const cslab_kmalloc_class *cslab_kmalloc_sized_owner(const cslab_kmalloc_table *t, uint64_t size,
+                                                                         uint64_t address, uint32_t *round) {
+    uint64_t offset = t->class_offset[(size - 1) >> 3];
+    uint64_t in_range = address - t->range_base;
+    uint64_t slot = offset / sizeof(cslab_kmalloc_class);
+    if ((in_range >> t->slot_shift) != slot || !cslab_kmalloc_owns(t, slot, address, in_range, round)) return NULL;
+    return (const cslab_kmalloc_class *)((const char *)t->classes + offset);
+}
+
+CSLAB_ALWAYS_INLINE bool cslab_kfree_sized_fast(void *p, uint64_t size) {
+    const cslab_kmalloc_table *t = &cslab_kmalloc;
+    uint64_t address = (uint64_t)(uintptr_t)p;
+    uint32_t round;
+    const cslab_kmalloc_class *c;
+    if (size - 1 < cslab_load_acquire(&t->rseq_limit)) {
+        if ((c = cslab_kmalloc_sized_owner(t, size, address, &round)) == NULL) return false;
+        return cslab_rseq_magazine_push_round(t->rseq_offset, c->cpus, c->magazines, round);
+    }
+    if (size - 1 < cslab_load_acquire(&t->slot_limit)) {
+        if ((c = cslab_kmalloc_sized_owner(t, size, address, &round)) == NULL) return false;
+        return cslab_slot_magazine_push_round(c->cpus, c->magazines, round);
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * 5. A misuse report's call trace (Sources/Slab/SlabReport.swift; shim.c says how).
  * ------------------------------------------------------------------------------------------- */
