@@ -34,7 +34,7 @@ struct ABCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Cells to time, as workload[:size],... (default: \(ABPlan.gateCells.map { "\($0.workload):\($0.size)" }.joined(separator: ","))).", valueName: "w:size,..."))
     var cells: String?
 
-    @Option(help: ArgumentHelp("Whose two builds to time: one of ours, slab, slab-fallback, slab-nocpu, slab-bare or kmalloc (kmalloc also times the mixed-size cells).", valueName: "name"))
+    @Option(help: ArgumentHelp("Whose two builds to time: one of ours, slab, slab-fallback, slab-nocpu, slab-bare, kmalloc or kmalloc-sized (kmalloc also times the mixed-size cells).", valueName: "name"))
     var allocator: String = AllocatorID.slab.rawValue
 
     @Option(help: "Samples (child processes) per side and cell.")

@@ -217,7 +217,7 @@ final class CPUCache: @unchecked Sendable {
     /// within this cache's M. Something that overwrote the slot breaks that, and then a push
     /// would write past its magazine into the next one's header (the depot's links) and the
     /// ladders would go round for ever; so the ladder stops the process with a report instead,
-    /// on its first run after the damage. Two compares and a load, on the slow path only.
+    /// on its first run after the damage. A load and three compares, on the slow path only.
     @inline(__always)
     private func checkBounds<C: CPUStateCommitter>(_ s: CPUState, of commits: C) {
         let written = slots.capacity(commits.placeIndex).pointee
