@@ -15,7 +15,9 @@ struct ABCommand: ParsableCommand {
         output says so) and the working tree. Then, by default, runs the hot one-thread slab cells \
         of both interleaved (A B B A ..., one child process per sample) and compares them with the \
         tight threshold (no between-run allowance). With --instructions it counts instructions per \
-        op of both under callgrind instead, for the rseq and the fallback paths.
+        op of both under callgrind instead, for the rseq and the fallback paths. Both sides come from one \
+        copy of the working tree taken at the start; edit nothing until "building the base" appears \
+        (an edit during the head's build stops the A/B with exit 2).
 
         REF defaults to the commit that last updated results/baseline (so a commit that updates the \
         baseline, accepting a cost, is its own reference); it must be an ancestor of HEAD.

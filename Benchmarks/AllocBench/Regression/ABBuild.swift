@@ -17,6 +17,16 @@
 //   between runs (.build-ab/scratch-base, and the package's own .build for the head), so that a
 //   second A/B against the same REF rebuilds nothing. `extraSwiftFlags` (e.g. -DSLAB_INJECT_DELAY)
 //   go to the head only: that is how the gate's proof slows the head on purpose.
+//
+// 3. One snapshot of the working tree
+// -----------------------------------
+//   An A/B runs for minutes, and its author goes on editing. So the working tree is copied once,
+//   before anything is built (.build-ab/tree), and both sides come from that copy: the base's stage
+//   is the copy with REF's allocator, and the head is built in place (reusing .build) and then
+//   checked against the copy: a file changed while the head was building stops the A/B with the
+//   files' names, since the head binary may hold either version. The head binary is then copied
+//   out of .build (.build-ab/head/bench), so a rebuild of the package during the run does not
+//   replace what is being measured. From "building the base" on, the tree is free to change.
 import Foundation
 
 public struct ABBuildError: Error, CustomStringConvertible {
@@ -76,13 +86,22 @@ public enum ABBuild {
         let work = root + "/.build-ab"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
 
-        log("bench ab: building the head (working tree\(extraSwiftFlags.isEmpty ? "" : ", " + extraSwiftFlags.joined(separator: " ")))\n")
+        let snapshot = work + "/tree"
+        try stageToday(root: root, into: snapshot)
+        log("bench ab: building the head (working tree\(extraSwiftFlags.isEmpty ? "" : ", " + extraSwiftFlags.joined(separator: " "))); leave it unchanged until the base is building\n")
         let headScratch = extraSwiftFlags.isEmpty ? root + "/.build" : work + "/scratch-head-" + flagTag(extraSwiftFlags)
-        let head = try swiftBuild(package: root, scratch: headScratch, flags: extraSwiftFlags)
+        let built = try swiftBuild(package: root, scratch: headScratch, flags: extraSwiftFlags)
+        let changed = try changedFiles(root: root, snapshot: snapshot)
+        guard changed.isEmpty else {
+            let shown = changed.prefix(5).joined(separator: ", ") + (changed.count > 5 ? " and \(changed.count - 5) more" : "")
+            throw ABBuildError(description: "the working tree changed while the head was building (\(shown)): the head binary may hold either version; run bench ab again")
+        }
+        let head = try keepBinary(built, in: work + "/head")
 
-        log("bench ab: building the base: today's harness with the allocator of \(short)\n")
+        log("bench ab: building the base: today's harness with the allocator of \(short) (the working tree is free to change from here on)\n")
         let stage = work + "/base-" + short
-        try stageToday(root: root, into: stage)
+        try? FileManager.default.removeItem(atPath: stage)
+        try FileManager.default.copyItem(atPath: snapshot, toPath: stage)
         try replaceAllocator(root: root, commit: full, stage: stage)
         let scratch = work + "/scratch-base"
         do {
@@ -117,14 +136,19 @@ public enum ABBuild {
         return Dictionary(record.workloads.map { ($0.name, $0.version) }, uniquingKeysWith: { a, _ in a })
     }
 
-    /// Copies every tracked file of the working tree (as it is now) into `stage`, replacing what
-    /// was there but keeping nothing stale (a file deleted since is deleted there too).
-    static func stageToday(root: String, into stage: String) throws {
+    /// Every file git tracks in the working tree, and every untracked one it does not ignore.
+    static func trackedFiles(root: String) throws -> [String] {
         guard let list = git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], in: root) else {
             throw ABBuildError(description: "git ls-files failed in \(root)")
         }
+        return list.split(separator: "\0").map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// Copies every tracked file of the working tree (as it is now) into `stage`, replacing what
+    /// was there but keeping nothing stale (a file deleted since is deleted there too).
+    public static func stageToday(root: String, into stage: String) throws {
         try? FileManager.default.removeItem(atPath: stage)
-        for name in list.split(separator: "\0").map(String.init) where !name.isEmpty {
+        for name in try trackedFiles(root: root) {
             let source = root + "/" + name
             guard FileManager.default.fileExists(atPath: source) else { continue }  // deleted, not yet committed
             let target = stage + "/" + name
@@ -132,6 +156,37 @@ public enum ABBuild {
                                                     withIntermediateDirectories: true)
             try FileManager.default.copyItem(atPath: source, toPath: target)
         }
+    }
+
+    /// The files of the working tree that differ from `snapshot` (a `stageToday` copy): changed,
+    /// added or deleted since, sorted. Empty when the tree is as it was copied.
+    public static func changedFiles(root: String, snapshot: String) throws -> [String] {
+        let now = Set(try trackedFiles(root: root).filter { FileManager.default.fileExists(atPath: root + "/" + $0) })
+        var copied = Set<String>()
+        if let walk = FileManager.default.enumerator(atPath: snapshot) {
+            while let name = walk.nextObject() as? String {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: snapshot + "/" + name, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    copied.insert(name)
+                }
+            }
+        }
+        var changed = now.symmetricDifference(copied)
+        for name in now.intersection(copied)
+        where !FileManager.default.contentsEqual(atPath: root + "/" + name, andPath: snapshot + "/" + name) {
+            changed.insert(name)
+        }
+        return changed.sorted()
+    }
+
+    /// Copies a built bench to `folder`/bench, so that a later build in its scratch folder does not
+    /// replace the binary an A/B is running. Returns the copy's path.
+    static func keepBinary(_ path: String, in folder: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let kept = folder + "/bench"
+        try? FileManager.default.removeItem(atPath: kept)
+        try FileManager.default.copyItem(atPath: path, toPath: kept)
+        return kept
     }
 
     static func replaceAllocator(root: String, commit: String, stage: String) throws {
