@@ -67,6 +67,18 @@ final class ABSnapshotTests: XCTestCase {
         XCTAssertEqual(try ABBuild.changedFiles(root: root, snapshot: snapshot), [])
     }
 
+    func test_changedFiles_takesASymbolicLinkAsGitDoes() throws {
+        let root = try repository()
+        try FileManager.default.createSymbolicLink(atPath: root + "/Sources/Current", withDestinationPath: "Slab")
+        let snapshot = try temporaryFolder("ab-snapshot-copy") + "/tree"
+        try ABBuild.stageToday(root: root, into: snapshot)
+        XCTAssertEqual(try ABBuild.changedFiles(root: root, snapshot: snapshot), [],
+                       "a link to a folder is one entry in git's list and in the copy")
+        try FileManager.default.removeItem(atPath: root + "/Sources/Current")
+        try FileManager.default.createSymbolicLink(atPath: root + "/Sources/Current", withDestinationPath: "Other")
+        XCTAssertEqual(try ABBuild.changedFiles(root: root, snapshot: snapshot), ["Sources/Current"], "a link pointed elsewhere")
+    }
+
     func test_keepBinary_copiesIt_soARebuildDoesNotReplaceIt() throws {
         let folder = try temporaryFolder("ab-keep")
         let built = folder + "/scratch/release/bench"

@@ -165,10 +165,9 @@ public enum ABBuild {
         var copied = Set<String>()
         if let walk = FileManager.default.enumerator(atPath: snapshot) {
             while let name = walk.nextObject() as? String {
-                var isDirectory: ObjCBool = false
-                if FileManager.default.fileExists(atPath: snapshot + "/" + name, isDirectory: &isDirectory), !isDirectory.boolValue {
-                    copied.insert(name)
-                }
+                // The entry itself, not what a symbolic link points to: git lists a link as a file.
+                let type = (try? FileManager.default.attributesOfItem(atPath: snapshot + "/" + name))?[.type] as? FileAttributeType
+                if type != .typeDirectory { copied.insert(name) }
             }
         }
         var changed = now.symmetricDifference(copied)
