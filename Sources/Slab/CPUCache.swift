@@ -278,12 +278,14 @@ final class CPUCache: @unchecked Sendable {
         let stride = slabLayer.layout.stride
         let perLine = max(1, (64 + stride - 1) / stride)
         var top = n - 1   // rounds[n - 1] is popped first
+        // Wrapping arithmetic: n <= M <= 255, so neither index can overflow, and the checks
+        // were a third of this loop's instructions (it runs once per object a fill hands out).
         for pass in 0..<perLine {
             var k = pass
             while k < n {
                 rounds[top] = codec.round(objects[k].unsafelyUnwrapped)
-                top -= 1
-                k += perLine
+                top &-= 1
+                k &+= perLine
             }
         }
     }
