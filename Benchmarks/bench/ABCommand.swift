@@ -80,6 +80,7 @@ struct ABCommand: ParsableCommand {
             abAllocator = id
             guard samples >= 2 else { throw InvalidValueError(description: "--samples must be at least 2") }
             guard repetitions >= 1 else { throw InvalidValueError(description: "--repetitions must be at least 1") }
+            try OutputFolder.prepare(output)  // before the builds, which take minutes
         } catch {
             writeStandardError("bench ab: error: \(error)\n")
             throw ExitCode(2)
@@ -94,7 +95,7 @@ struct ABCommand: ParsableCommand {
             throw ExitCode(2)
         }
         writeStandardError("bench ab: \(binaries.harness)\n")
-        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        try OutputFolder.make(output)
         let comparison: Comparison
         if instructions {
             comparison = try countBoth(binaries, allocator: abAllocator, catalog: catalog, options: options)

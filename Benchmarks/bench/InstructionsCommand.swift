@@ -68,6 +68,7 @@ struct InstructionsCommand: ParsableCommand {
                 cacheSimulation: cacheSim, timeout: timeout, outputDirectory: output, verify: verify)
             guard timeout > 0 else { throw InvalidValueError(description: "--timeout must be positive") }
             tools = try CallgrindTools.locate(valgrind: valgrind)
+            try OutputFolder.prepare(output)
         } catch {
             writeStandardError("bench instructions: error: \(error)\n")
             throw ExitCode(2)

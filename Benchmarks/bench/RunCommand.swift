@@ -85,6 +85,7 @@ struct RunCommand: ParsableCommand {
                 quick: quick, timeout: timeout, outputDirectory: output)
             guard options.repetitions >= 1 else { throw InvalidValueError(description: "--repetitions must be at least 1") }
             guard timeout > 0 else { throw InvalidValueError(description: "--timeout must be positive") }
+            if !list { try OutputFolder.prepare(output) }
         } catch {
             writeStandardError("bench: error: \(error)\n")
             throw ExitCode(2)

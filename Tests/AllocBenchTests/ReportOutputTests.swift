@@ -124,4 +124,47 @@ final class ReportOutputTests: XCTestCase {
                        ["interrupted.json", "interrupted.csv", "interrupted.txt"])
         XCTAssertEqual(try String(contentsOfFile: dir + "/latest.csv", encoding: .utf8), "earlier\n")
     }
+
+    // MARK: The output folder
+
+    func test_outputFolder_prepare_makesMissingParents_andLeavesNothingBehind() throws {
+        let nested = dir + "/a/b/c"
+        try OutputFolder.prepare(nested)
+        var isDirectory: ObjCBool = false
+        XCTAssertTrue(FileManager.default.fileExists(atPath: nested, isDirectory: &isDirectory) && isDirectory.boolValue)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: nested), [], "the write check's file is removed")
+    }
+
+    func test_outputFolder_prepare_refusesAFile_andAFolderThatCannotBeMade_namingTheOption() throws {
+        let file = dir + "/plain"
+        try "x".write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try OutputFolder.prepare(file)) { error in
+            XCTAssertEqual("\(error)", "--output \(file): \(file) is a file, not a folder")
+        }
+        XCTAssertThrowsError(try OutputFolder.prepare(file + "/below", option: "--out")) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.hasPrefix("--out \(file)/below: ") && text.hasSuffix("/plain is a file, not a folder"), text)
+        }
+        // /proc takes no new folders, even from root (a chmod'ed folder would not stop root).
+        XCTAssertThrowsError(try OutputFolder.prepare("/proc/bench-output-test")) { error in
+            XCTAssertEqual("\(error)", "--output /proc/bench-output-test: cannot create the folder /proc/bench-output-test (No such file or directory)")
+        }
+    }
+
+    func test_outputFolder_write_thatFails_putsTheFilesInATemporaryFolder_andSaysWhere() throws {
+        let target = dir + "/target"
+        var tried: [String] = []
+        XCTAssertThrowsError(try OutputFolder.write("the results", to: target) { folder -> [String] in
+            tried.append(folder)
+            if folder == target { throw AtomicFile.WriteError(description: "disk full") }
+            return try ReportWriter.write(ReportFixtures.record, to: folder)
+        }) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.hasPrefix("could not write the results into \(target) (disk full); they are in "), text)
+            XCTAssertEqual(tried.count, 2)
+            XCTAssertTrue(text.contains(tried[1]), text)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: tried[1] + "/latest.json"), "nothing measured is lost")
+        try? FileManager.default.removeItem(atPath: tried[1])
+    }
 }

@@ -473,7 +473,7 @@ public struct InstructionCounter {
             log("bench instructions: interrupted after \(counted.count) cells; nothing written, earlier instructions.* left intact\n")
             return Outcome(record: record, written: [], exitStatus: 130)
         }
-        let written = try InstructionReport.write(record, to: options.outputDirectory)
+        let written = try OutputFolder.write("the counts", to: options.outputDirectory) { try InstructionReport.write(record, to: $0) }
         let failed = counted.filter { $0.status == .failed || $0.status == .timeout }.count
         log("bench instructions: done in \(TextReport.duration(record.durationSeconds)); \(failed) cell\(failed == 1 ? "" : "s") failed; wrote \(written.joined(separator: ", "))\n")
         return Outcome(record: record, written: written, exitStatus: 0)

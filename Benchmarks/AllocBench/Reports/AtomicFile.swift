@@ -65,7 +65,7 @@ public enum ReportWriter {
     /// Writes each (file name, contents) into `directory`, atomically, creating the folder if
     /// needed; returns the paths written.
     static func write(_ files: [(String, String)], to directory: String) throws -> [String] {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try OutputFolder.make(directory)
         return try files.map { name, contents in
             let path = (directory as NSString).appendingPathComponent(name)
             try AtomicFile.write(contents, to: path)
@@ -80,5 +80,64 @@ public enum ReportWriter {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
+    }
+}
+
+/// The folder a command writes its results into. `prepare` runs before any measuring: a run that
+/// took minutes must not find at its end that it cannot write what it measured. If writing fails
+/// anyway (the disk filled, the folder went away), `write` puts the files in a folder of their own
+/// under the temporary directory and says where, so that nothing measured is lost.
+public enum OutputFolder {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Creates `path` with any missing parents (as `mkdir -p`) and checks that a file can be made
+    /// in it, by making one and removing it. `option` names the flag in the message.
+    public static func prepare(_ path: String, option: String = "--output") throws {
+        do {
+            try make(path)
+        } catch {
+            throw Failure(description: "\(option) \(path): \(error)")
+        }
+        var template = Array(((path as NSString).appendingPathComponent(".bench-write-check.XXXXXX")).utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else {
+            throw Failure(description: "\(option) \(path): cannot write in this folder (\(errnoText()))")
+        }
+        close(fd)
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+    }
+
+    /// `mkdir -p`: every missing folder of `path`; a message naming the part that failed and why.
+    public static func make(_ path: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return }
+            throw Failure(description: "\(path) is a file, not a folder")
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path { try make(parent) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw Failure(description: "cannot create the folder \(path) (\(errnoText()))")
+        }
+    }
+
+    /// Runs `write` on `directory`; if it throws, runs it again on a new folder under the temporary
+    /// directory and throws a message naming both (or, if that fails too, both failures).
+    public static func write(_ what: String, to directory: String, _ write: (String) throws -> [String]) throws -> [String] {
+        do {
+            return try write(directory)
+        } catch let first {
+            let rescue = (NSTemporaryDirectory() as NSString).appendingPathComponent("bench-unsaved-\(getpid())-\(Int(Date().timeIntervalSince1970))")
+            do {
+                let written = try write(rescue)
+                throw Failure(description: "could not write \(what) into \(directory) (\(first)); they are in \(rescue) instead: \(written.joined(separator: ", "))")
+            } catch let failure as Failure {
+                throw failure
+            } catch let second {
+                throw Failure(description: "could not write \(what) into \(directory) (\(first)), nor into \(rescue) (\(second))")
+            }
+        }
     }
 }

@@ -150,7 +150,7 @@ public struct SuiteRunner {
             runID: Self.runID(startDate, commit: machine.commitLabel), machine: machine, quick: options.quick,
             interrupted: interrupted, durationSeconds: monotonicSeconds() - start,
             workloads: options.workloads.compactMap { catalog.spec(named: $0) }, results: results)
-        let written = try ReportWriter.write(record, to: options.outputDirectory)
+        let written = try OutputFolder.write("the run's results", to: options.outputDirectory) { try ReportWriter.write(record, to: $0) }
         let failed = results.filter { $0.status == .failed || $0.status == .timeout }.count
         if interrupted {
             log("bench: interrupted after \(results.count) cells; partial results in \(written.joined(separator: ", ")); earlier latest.* left intact\n")
