@@ -130,14 +130,13 @@ public enum OutputFolder {
             return try write(directory)
         } catch let first {
             let rescue = (NSTemporaryDirectory() as NSString).appendingPathComponent("bench-unsaved-\(getpid())-\(Int(Date().timeIntervalSince1970))")
+            let written: [String]
             do {
-                let written = try write(rescue)
-                throw Failure(description: "could not write \(what) into \(directory) (\(first)); they are in \(rescue) instead: \(written.joined(separator: ", "))")
-            } catch let failure as Failure {
-                throw failure
+                written = try write(rescue)
             } catch let second {
                 throw Failure(description: "could not write \(what) into \(directory) (\(first)), nor into \(rescue) (\(second))")
             }
+            throw Failure(description: "could not write \(what) into \(directory) (\(first)); they are in \(rescue) instead: \(written.joined(separator: ", "))")
         }
     }
 }
