@@ -39,10 +39,10 @@ struct ABCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Whose two builds to time: one of ours, slab, slab-fallback, slab-nocpu, slab-bare, kmalloc or kmalloc-sized (kmalloc also times the mixed-size cells).", valueName: "name"))
     var allocator: String = AllocatorID.slab.rawValue
 
-    @Option(help: "Samples (child processes) per side and cell.")
+    @Option(parsing: .unconditional, help: "Samples (child processes) per side and cell.")
     var samples: Int = ABPlan.defaultSamples
 
-    @Option(help: "Timed repetitions inside each child; the sample is their median.")
+    @Option(parsing: .unconditional, help: "Timed repetitions inside each child; the sample is their median.")
     var repetitions: Int = ABPlan.repetitions
 
     // .unconditional: the value starts with "-" (-DSLAB_INJECT_DELAY) and is still a value.

@@ -65,7 +65,7 @@ struct JudgementOptions: ParsableArguments {
         valueName: "spec"))
     var thresholdOverrides: [String] = []
 
-    @Option(help: ArgumentHelp("Between-run allowance in percent added to time and p99 thresholds when samples are repetitions inside one process (default: \(Thresholds.measuredAllowance)).", valueName: "pct"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Between-run allowance in percent added to time and p99 thresholds when samples are repetitions inside one process (default: \(Thresholds.measuredAllowance)).", valueName: "pct"))
     var allowance: Double?
 
     @Option(help: ArgumentHelp("Metrics to show, comma-separated (default: time for runs, instructions for counts).", valueName: "m1,m2"))

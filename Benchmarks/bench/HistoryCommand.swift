@@ -1,6 +1,7 @@
 // `bench history`: the trend of the key figures across commits (AllocBench/Regression/History.swift).
 import AllocBench
 import ArgumentParser
+import Foundation
 import Harness
 
 struct HistoryCommand: ParsableCommand {
@@ -28,7 +29,14 @@ struct HistoryCommand: ParsableCommand {
             throw ExitCode(2)
         }
         print(History.trend(entries), terminator: "")
-        try AtomicFile.write(History.chart(entries), to: chart)
+        do {
+            let folder = (chart as NSString).deletingLastPathComponent
+            if !folder.isEmpty { try OutputFolder.make(folder) }
+            try AtomicFile.write(History.chart(entries), to: chart)
+        } catch {
+            writeStandardError("bench history: error: --chart \(chart): \(error)\n")
+            throw ExitCode(2)
+        }
         writeStandardError("bench history: \(entries.count) entries; wrote \(chart)\n")
     }
 }

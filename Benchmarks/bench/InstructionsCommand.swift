@@ -34,7 +34,7 @@ struct InstructionsCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Workloads to count, comma-separated (default: pair,batch-lifo-1000,batch-fifo-1000,batch-random-1000,steady-random,ctor-256; thread workloads are refused).", valueName: "w1,w2"))
     var workloads: String?
 
-    @Option(help: ArgumentHelp("Object sizes in bytes, comma-separated (default: 20,256).", valueName: "n,m"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Object sizes in bytes, comma-separated (default: 20,256).", valueName: "n,m"))
     var sizes: String?
 
     @Flag(inversion: .prefixedNo,
@@ -47,7 +47,7 @@ struct InstructionsCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Folder for the reports.", valueName: "dir"))
     var output: String = SuitePlan.defaultOutput
 
-    @Option(help: ArgumentHelp("Seconds a cell may run under callgrind before it is killed and recorded as timeout.", valueName: "seconds"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seconds a cell may run under callgrind before it is killed and recorded as timeout.", valueName: "seconds"))
     var timeout: Double = InstructionPlan.defaultTimeout
 
     @Flag(help: "Do not append the counts to <output>/history.jsonl.")

@@ -39,19 +39,19 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Workloads to run, comma-separated (default: all; see --list).", valueName: "w1,w2"))
     var workloads: String?
 
-    @Option(help: ArgumentHelp("Object sizes in bytes, comma-separated (default: per workload, see above).", valueName: "n,m"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Object sizes in bytes, comma-separated (default: per workload, see above).", valueName: "n,m"))
     var sizes: String?
 
-    @Option(help: ArgumentHelp("Thread counts for the thread workloads, comma-separated (default: 1,2,4,... up to 4x CPUs).", valueName: "n,m"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Thread counts for the thread workloads, comma-separated (default: 1,2,4,... up to 4x CPUs).", valueName: "n,m"))
     var threads: String?
 
-    @Option(help: "Timed repetitions per cell, after one warm-up (default: 5; 3 with --quick).")
+    @Option(parsing: .unconditional, help: "Timed repetitions per cell, after one warm-up (default: 5; 3 with --quick).")
     var repetitions: Int?
 
     @Option(help: ArgumentHelp("Folder for the reports.", valueName: "dir"))
     var output: String = SuitePlan.defaultOutput
 
-    @Option(help: ArgumentHelp("Seconds a cell may run before its child is killed and the cell recorded as timeout.", valueName: "seconds"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seconds a cell may run before its child is killed and the cell recorded as timeout.", valueName: "seconds"))
     var timeout: Double = SuitePlan.defaultTimeout
 
     @Flag(help: "CI mode, under 90 s: 20-byte objects, threads 1 and 2, the workloads' quick scale, 3 repetitions.")

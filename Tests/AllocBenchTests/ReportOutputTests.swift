@@ -1,6 +1,7 @@
 // The reports as files: the SVG charts parse as XML with a line per allocator (and say so when
 // there is nothing to draw), the text report's order, atomic writes, and what ReportWriter writes
-// for a finished and for an interrupted run.
+// for a finished and for an interrupted run; the commands' messages for an output they cannot
+// make and for a negative number.
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
@@ -166,5 +167,39 @@ final class ReportOutputTests: XCTestCase {
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: tried[1] + "/latest.json"), "nothing measured is lost")
         try? FileManager.default.removeItem(atPath: tried[1])
+    }
+
+    func test_cli_folderThatCannotBeMade_isNamedWithTheCommand() throws {
+        let history = dir + "/history.jsonl"
+        try History.append(HistoryEntry(run: ReportFixtures.record), to: history)
+        let chart = try runBench(["history", "--file", history, "--chart", "/proc/bench-chart-test/h.svg"], in: dir)
+        XCTAssertEqual(chart.status, 2, chart.stderr)
+        XCTAssertTrue(chart.stderr.contains(
+            "bench history: error: --chart /proc/bench-chart-test/h.svg: cannot create the folder /proc/bench-chart-test (No such file or directory)"),
+            chart.stderr)
+        let nested = try runBench(["history", "--file", history, "--chart", dir + "/charts/new/h.svg"], in: dir)
+        XCTAssertEqual(nested.status, 0, nested.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/charts/new/h.svg"), "the chart's missing folders are made")
+        XCTAssertThrowsError(try History.append(HistoryEntry(run: ReportFixtures.record),
+                                                to: "/proc/bench-history-test/history.jsonl")) { error in
+            XCTAssertEqual("\(error)", "cannot create the folder /proc/bench-history-test (No such file or directory)")
+        }
+    }
+
+    func test_cli_negativeNumbers_reachTheBenchsOwnChecks() throws {
+        // A value that starts with a dash is the option's value, not taken for another option.
+        for (args, message) in [
+            (["--sizes", "-5"], "bench: error: --sizes: '-5' is not a positive integer"),
+            (["--threads", "-2"], "bench: error: --threads: '-2' is not a positive integer"),
+            (["--repetitions", "-1"], "bench: error: --repetitions must be at least 1"),
+            (["--timeout", "-3"], "bench: error: --timeout must be positive"),
+            (["instructions", "--sizes", "-20"], "bench instructions: error: --sizes: '-20' is not a positive integer"),
+            (["ab", "--samples", "-2"], "bench ab: error: --samples must be at least 2"),
+            (["compare", "--allowance", "-1", "a.json", "b.json"], "bench compare: error: --allowance must be a non-negative percentage"),
+        ] {
+            let r = try runBench(args + (args.first == "compare" ? [] : ["--output", dir + "/out"]), in: dir)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
     }
 }

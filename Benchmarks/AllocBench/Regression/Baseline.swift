@@ -117,7 +117,7 @@ public enum Baseline {
                 if let s = run.version(of: a) { v[a.rawValue] = s }
             },
             reason: reason, accepted: accepted)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try OutputFolder.make(directory)
         var written: [String] = []
         for (name, text) in [(runFile, try ReportWriter.json(run)), (instructionsFile, try ReportWriter.json(counts)),
                              (manifestFile, try ReportWriter.json(manifest))] {
