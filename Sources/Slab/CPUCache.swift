@@ -402,6 +402,11 @@ final class CPUCache: @unchecked Sendable {
     /// Leaves every CPU stopped when the current `withEveryCPUStopped` ends (destroy).
     func retire() { retired = true }
 
+    /// The slots whose owner word a thread may hold for one operation (fallback mode; in rseq
+    /// mode only a drain takes a slot): in a forked child, those that a thread which did not
+    /// survive the fork held are freed (Fork.swift, section 3).
+    var slotsForFork: CPUSlots? { mode == .fallback ? slots : nil }
+
     /// Returns full magazines' rounds to the slab layer: all of them, or only those outside the
     /// working set (reap).
     func flushDepot(all: Bool) {

@@ -451,6 +451,9 @@ final class KmallocState: @unchecked Sendable {
     }
 
     private static let made = Lock<KmallocState?>(nil)
+    /// For the fork handlers (Fork.swift).
+    static var madeLockForFork: ForkHeldLock { made }
+    static func stateWhileHeldForFork() -> KmallocState? { made.stateWhileHeldForFork }
     /// The state once made (retained for ever), so that the slow paths (every call, without rseq)
     /// find it with one load instead of a lock.
     private static let published = Atomic<UInt>(0)
@@ -476,6 +479,7 @@ final class KmallocState: @unchecked Sendable {
         if let p = UnsafeRawPointer(bitPattern: published.load(ordering: .acquiring)) {
             return Unmanaged<KmallocState>.fromOpaque(p).takeUnretainedValue()
         }
+        ForkHandlers.installed
         return made.withLock { state -> KmallocState? in
             if let state { return state }
             guard settingUp, let new = make() else { return nil }

@@ -34,6 +34,9 @@ final class KmallocLarge: @unchecked Sendable {
 
     init(pages: PageSource) { self.pages = pages }
 
+    /// For the fork handlers (Fork.swift): the mappings' lock, then the page allocator's.
+    var locksForFork: [ForkHeldLock] { [mappings, pages.lockForFork] }
+
     /// A block or mapping of at least `size` bytes (size > 8192), or nil when the OS refuses.
     func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
         if size <= Kmalloc.osThreshold { return pages.allocate(order: Kmalloc.pageOrder(for: size)) }

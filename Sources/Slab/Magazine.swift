@@ -93,6 +93,8 @@ final class MagazineRegion: @unchecked Sendable {
     /// Magazines handed back by `giveBack` (their memory returned to the OS where whole pages
     /// allow), reused by `make` before the bump moves on. Slow path only: a lock and an array.
     private let spare = Lock<[MagazineHandle]>([])
+    /// For the fork handlers (Fork.swift).
+    var lockForFork: ForkHeldLock { spare }
 
     /// A new, empty magazine, or nil when the region is exhausted (the caller then bypasses the
     /// magazine layer for this object).

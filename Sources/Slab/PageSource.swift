@@ -252,6 +252,8 @@ final class PageSource: @unchecked Sendable {
     }
 
     private let state = Lock(State())
+    /// For the fork handlers (Fork.swift).
+    var lockForFork: ForkHeldLock { state }
 
     /// Reserves the range, or returns nil when the OS refuses even 1 GiB of address space.
     init?(hugeArenas: Bool = true) {
@@ -592,6 +594,8 @@ final class PageSource: @unchecked Sendable {
 final class FaultInjection: @unchecked Sendable {
     private let failAfter = Lock<Int?>(nil)
     private let refuseRegions = Lock(false)
+    /// For the fork handlers (Fork.swift).
+    var locksForFork: [ForkHeldLock] { [failAfter, refuseRegions] }
 
     /// While on, every new cache's magazine region fails to map (MagazineRegion), so the cache
     /// runs without a CPU layer.

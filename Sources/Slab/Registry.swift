@@ -15,6 +15,12 @@ public final class Registry: @unchecked Sendable {
     }
     private let entries = Lock(Entries())
 
+    private init() { ForkHandlers.installed }
+
+    /// For the fork handlers (Fork.swift).
+    var lockForFork: ForkHeldLock { entries }
+    func cachesWhileHeldForFork() -> [SlabCache] { entries.stateWhileHeldForFork.caches }
+
     /// A slabinfo name is one whitespace-free field; tools split the file on whitespace. The names
     /// of kmalloc's size classes are reserved for them (`reservedAllowed` only when kmalloc
     /// creates them), so that a user's cache can never stop kmalloc from setting up.

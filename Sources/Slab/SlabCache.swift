@@ -87,6 +87,8 @@
 //   slot first); no thread ever waits for another on the normal paths.
 //   The depot is lock-free (Depot.swift states its ABA defence). The slab layer has one lock,
 //   taken once per magazine of objects. Lock order: drain lock, then slab layer, then page source.
+//   Around fork() the forking thread takes every lock in that order and lets them go after it, so
+//   that a child of a multithreaded process can allocate (Subtle/Fork.swift).
 //
 // 7. Departures from the papers
 // -----------------------------

@@ -192,6 +192,8 @@ public struct SlabDebugSetting: Sendable, Equatable {
     /// The last value read, so that a malformed one is reported once (and reported again only
     /// when the variable changes).
     private static let lastRead = Lock<(text: String, setting: SlabDebugSetting)?>(nil)
+    /// For the fork handlers (Fork.swift).
+    static var lockForFork: ForkHeldLock { lastRead }
 
     /// The letters SLAB_DEBUG gives the cache named `name` now; reports a malformed value on
     /// stderr the first time it is seen.
