@@ -452,7 +452,7 @@ final class KmallocState: @unchecked Sendable {
 
     private static let made = Lock<KmallocState?>(nil)
     /// For the fork handlers (Fork.swift).
-    static var madeLockForFork: ForkHeldLock { made }
+    static var madeMutexForFork: UnsafeMutablePointer<pthread_mutex_t> { made.mutexForFork }
     static func stateWhileHeldForFork() -> KmallocState? { made.stateWhileHeldForFork }
     /// The state once made (retained for ever), so that the slow paths (every call, without rseq)
     /// find it with one load instead of a lock.

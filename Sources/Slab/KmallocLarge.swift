@@ -34,8 +34,8 @@ final class KmallocLarge: @unchecked Sendable {
 
     init(pages: PageSource) { self.pages = pages }
 
-    /// For the fork handlers (Fork.swift): the mappings' lock, then the page allocator's.
-    var locksForFork: [ForkHeldLock] { [mappings, pages.lockForFork] }
+    /// For the fork handlers (Fork.swift): the mappings' mutex, then the page allocator's.
+    var mutexesForFork: [UnsafeMutablePointer<pthread_mutex_t>] { [mappings.mutexForFork, pages.mutexForFork] }
 
     /// A block or mapping of at least `size` bytes (size > 8192), or nil when the OS refuses.
     func allocate(_ size: Int) -> UnsafeMutableRawPointer? {

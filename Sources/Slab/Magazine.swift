@@ -94,7 +94,7 @@ final class MagazineRegion: @unchecked Sendable {
     /// allow), reused by `make` before the bump moves on. Slow path only: a lock and an array.
     private let spare = Lock<[MagazineHandle]>([])
     /// For the fork handlers (Fork.swift).
-    var lockForFork: ForkHeldLock { spare }
+    var mutexForFork: UnsafeMutablePointer<pthread_mutex_t> { spare.mutexForFork }
 
     /// A new, empty magazine, or nil when the region is exhausted (the caller then bypasses the
     /// magazine layer for this object).

@@ -253,7 +253,7 @@ final class PageSource: @unchecked Sendable {
 
     private let state = Lock(State())
     /// For the fork handlers (Fork.swift).
-    var lockForFork: ForkHeldLock { state }
+    var mutexForFork: UnsafeMutablePointer<pthread_mutex_t> { state.mutexForFork }
 
     /// Reserves the range, or returns nil when the OS refuses even 1 GiB of address space.
     init?(hugeArenas: Bool = true) {
@@ -595,7 +595,7 @@ final class FaultInjection: @unchecked Sendable {
     private let failAfter = Lock<Int?>(nil)
     private let refuseRegions = Lock(false)
     /// For the fork handlers (Fork.swift).
-    var locksForFork: [ForkHeldLock] { [failAfter, refuseRegions] }
+    var mutexesForFork: [UnsafeMutablePointer<pthread_mutex_t>] { [failAfter.mutexForFork, refuseRegions.mutexForFork] }
 
     /// While on, every new cache's magazine region fails to map (MagazineRegion), so the cache
     /// runs without a CPU layer.

@@ -2,7 +2,9 @@
 // leaves when destroyed; SlabInfo renders the registry in /proc/slabinfo format. kmalloc's size
 // classes register when kmalloc is first used and never leave.
 
-
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public final class Registry: @unchecked Sendable {
     public static let shared = Registry()
@@ -18,7 +20,7 @@ public final class Registry: @unchecked Sendable {
     private init() { ForkHandlers.installed }
 
     /// For the fork handlers (Fork.swift).
-    var lockForFork: ForkHeldLock { entries }
+    var mutexForFork: UnsafeMutablePointer<pthread_mutex_t> { entries.mutexForFork }
     func cachesWhileHeldForFork() -> [SlabCache] { entries.stateWhileHeldForFork.caches }
 
     /// A slabinfo name is one whitespace-free field; tools split the file on whitespace. The names

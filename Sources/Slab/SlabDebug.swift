@@ -193,7 +193,7 @@ public struct SlabDebugSetting: Sendable, Equatable {
     /// when the variable changes).
     private static let lastRead = Lock<(text: String, setting: SlabDebugSetting)?>(nil)
     /// For the fork handlers (Fork.swift).
-    static var lockForFork: ForkHeldLock { lastRead }
+    static var mutexForFork: UnsafeMutablePointer<pthread_mutex_t> { lastRead.mutexForFork }
 
     /// The letters SLAB_DEBUG gives the cache named `name` now; reports a malformed value on
     /// stderr the first time it is seen.

@@ -62,7 +62,7 @@ final class SlabLayer: @unchecked Sendable {
 
     private let lists = Lock(Lists())
     /// For the fork handlers (Fork.swift).
-    var lockForFork: ForkHeldLock { lists }
+    var mutexForFork: UnsafeMutablePointer<pthread_mutex_t> { lists.mutexForFork }
 
     /// Nil when the OS refuses the address space of the header table.
     init?(name: String, freeOperation: String, layout: SlabLayout, constructor: ((UnsafeMutableRawPointer) -> Void)?,

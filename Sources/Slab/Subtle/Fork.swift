@@ -85,8 +85,8 @@ enum ForkHandlers {
         let registry = Registry.shared
         var caches: [SlabCache]
         var drains: [UnsafeMutablePointer<pthread_mutex_t>]
-        let made = KmallocState.madeLockForFork.mutexForFork
-        let listed = registry.lockForFork.mutexForFork
+        let made = KmallocState.madeMutexForFork
+        let listed = registry.mutexForFork
         while true {
             caches = registry.caches
             drains = caches.map(\.drainLock.mutexForFork)
@@ -109,16 +109,16 @@ enum ForkHandlers {
         let first = all.count
         var slots: [CPUSlots] = []
         for cache in caches {
-            all.append(cache.slabLayer.lockForFork.mutexForFork)
+            all.append(cache.slabLayer.mutexForFork)
             if let cpuLayer = cache.cpuLayer {
-                all.append(cpuLayer.region.lockForFork.mutexForFork)
+                all.append(cpuLayer.region.mutexForFork)
                 if let s = cpuLayer.slotsForFork { slots.append(s) }
             }
-            all.append(cache.slabLayer.pages.lockForFork.mutexForFork)
+            all.append(cache.slabLayer.pages.mutexForFork)
         }
-        if let kmalloc = KmallocState.stateWhileHeldForFork() { all += kmalloc.large.locksForFork.map(\.mutexForFork) }
-        all += PageSource.shared.locksForFork.map(\.mutexForFork)
-        all.append(SlabDebugSetting.lockForFork.mutexForFork)
+        if let kmalloc = KmallocState.stateWhileHeldForFork() { all += kmalloc.large.mutexesForFork }
+        all += PageSource.shared.mutexesForFork
+        all.append(SlabDebugSetting.mutexForFork)
         assert(Set(all).count == all.count, "a mutex listed twice")
         for mutex in all[first...] { pthread_mutex_lock(mutex) }
         held = all

@@ -34,15 +34,11 @@ final class Lock<State>: @unchecked Sendable {
     }
 }
 
-/// A lock as the fork handlers hold it (Fork.swift): its mutex, taken before fork() and given up
-/// after it, in the parent and in the child, outside any `withLock`. The handlers keep the mutex
-/// itself, not the lock object: after the fork every page is copy-on-write, and a retain of the
-/// object on the way would copy its page.
-protocol ForkHeldLock: AnyObject {
-    var mutexForFork: UnsafeMutablePointer<pthread_mutex_t> { get }
-}
-
-extension Lock: ForkHeldLock {
+extension Lock {
+    /// The mutex as the fork handlers hold it (Fork.swift): taken before fork() and given up after
+    /// it, in the parent and in the child, outside any `withLock`. The handlers keep the mutex
+    /// itself, not the lock object: after the fork every page is copy-on-write, and a retain of
+    /// the object on the way would copy its page.
     var mutexForFork: UnsafeMutablePointer<pthread_mutex_t> { mutex }
 
     /// The state, for the thread that holds the mutex through the fork handlers.
