@@ -1,7 +1,6 @@
 // `bench history`: the trend of the key figures across commits (AllocBench/Regression/History.swift).
 import AllocBench
 import ArgumentParser
-import Foundation
 import Harness
 
 struct HistoryCommand: ParsableCommand {
@@ -30,8 +29,7 @@ struct HistoryCommand: ParsableCommand {
         }
         print(History.trend(entries), terminator: "")
         do {
-            let folder = (chart as NSString).deletingLastPathComponent
-            if !folder.isEmpty { try OutputFolder.make(folder) }
+            try OutputFolder.makeParent(of: chart)
             try AtomicFile.write(History.chart(entries), to: chart)
         } catch {
             writeStandardError("bench history: error: --chart \(chart): \(error)\n")

@@ -97,8 +97,7 @@ public enum History {
 
     /// Appends one line (creating the file and its folder if needed).
     public static func append(_ entry: HistoryEntry, to path: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try OutputFolder.make(dir) }
+        try OutputFolder.makeParent(of: path)
         let data = Data((entry.line + "\n").utf8)
         if let h = FileHandle(forWritingAtPath: path) {
             defer { try? h.close() }

@@ -123,6 +123,12 @@ public enum OutputFolder {
         }
     }
 
+    /// `make` for the folder that holds the file at `path` (nothing for a bare file name).
+    public static func makeParent(of path: String) throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        if !folder.isEmpty { try make(folder) }
+    }
+
     /// Runs `write` on `directory`; if it throws, runs it again on a new folder under the temporary
     /// directory and throws a message naming both (or, if that fails too, both failures).
     public static func write(_ what: String, to directory: String, _ write: (String) throws -> [String]) throws -> [String] {
