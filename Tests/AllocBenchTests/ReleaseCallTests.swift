@@ -98,6 +98,83 @@ final class ReleaseCallTests: XCTestCase {
         XCTAssertEqual(m.rssAfterBytes, series.last?.rssBytes)
     }
 
+    // MARK: Where a cycle's time goes
+
+    /// The fixture's cycles: fill in 4 steps (from the point before the first fill point to the
+    /// peak), drain in 4, the release call in 1; the same in both cycles, so the medians are those.
+    func test_cyclePhases_splitEachCycleAtItsPeakAndItsReleasePoint() throws {
+        let step = 0.25
+        let phases = try XCTUnwrap(CyclePhases(series: ReportFixtures.sawtoothSeries(secondsPerStep: step)))
+        XCTAssertEqual(phases.fill, 4 * step, accuracy: 1e-12)
+        XCTAssertEqual(phases.drain, 4 * step, accuracy: 1e-12)
+        XCTAssertEqual(phases.release, 1 * step, accuracy: 1e-12)
+    }
+
+    /// Each phase is the median over the cycles, taken apart: a slow release in one cycle of three
+    /// does not move the release figure, and a cycle's fill starts where the previous call ended.
+    func test_cyclePhases_areMediansOverTheCycles() throws {
+        var series = [RSSPoint(seconds: 0, rssBytes: 0, liveBytes: 0)]
+        var t = 0.0
+        for (fill, drain, release) in [(1.0, 2.0, 0.5), (3.0, 2.5, 9.0), (2.0, 1.5, 0.75)] {
+            series.append(RSSPoint(seconds: t + fill / 2, rssBytes: 1, liveBytes: 50))
+            series.append(RSSPoint(seconds: t + fill, rssBytes: 2, liveBytes: 100))
+            series.append(RSSPoint(seconds: t + fill + drain, rssBytes: 2, liveBytes: 0))
+            t += fill + drain + release
+            series.append(RSSPoint(seconds: t, rssBytes: 0, liveBytes: 0, afterRelease: true))
+        }
+        let phases = try XCTUnwrap(CyclePhases(series: series))
+        XCTAssertEqual(phases.fill, 2.0, accuracy: 1e-12)
+        XCTAssertEqual(phases.drain, 2.0, accuracy: 1e-12)
+        XCTAssertEqual(phases.release, 0.75, accuracy: 1e-12)
+    }
+
+    /// No release point, or a cycle with no point between its start and its release call's
+    /// reading (no fill to split): nil, not a made-up figure.
+    func test_cyclePhases_nilWithoutReleasePointsOrWithoutADrain() {
+        let noRelease = [RSSPoint(seconds: 0, rssBytes: 0, liveBytes: 0), RSSPoint(seconds: 1, rssBytes: 1, liveBytes: 10),
+                         RSSPoint(seconds: 2, rssBytes: 1, liveBytes: 0)]
+        XCTAssertNil(CyclePhases(series: noRelease))
+        XCTAssertNil(CyclePhases(series: []))
+        let noDrain = [RSSPoint(seconds: 0, rssBytes: 0, liveBytes: 0), RSSPoint(seconds: 1, rssBytes: 1, liveBytes: 10),
+                       RSSPoint(seconds: 2, rssBytes: 0, liveBytes: 0, afterRelease: true)]
+        XCTAssertNil(CyclePhases(series: noDrain))
+    }
+
+    /// On a real (test-scale) sawtooth: three positive phases that fit in the repetition's time.
+    func test_cyclePhases_ofARealSawtooth_fitInItsTime() throws {
+        let ledger = AllocationLedger()
+        let a = CountingAllocator(size: 24, ledger: ledger)
+        let (m, _, _) = try WorkloadKind.sawtooth.measureOnce(a, WorkloadContext(size: 24, threads: 1, scale: .test))
+        let rep = Repetition(ops: m.ops, seconds: m.seconds, peakRSSBytes: 0, peakLiveBytes: 0, rssSeries: m.rssSeries)
+        let phases = try XCTUnwrap(rep.cyclePhases)
+        XCTAssertGreaterThan(phases.fill, 0)
+        XCTAssertGreaterThan(phases.drain, 0)
+        XCTAssertGreaterThan(phases.release, 0)
+        XCTAssertLessThanOrEqual(Double(SawtoothWorkload.cycles) * (phases.fill + phases.drain + phases.release), m.seconds * 1.5)
+    }
+
+    /// The sawtooth's table in latest.txt and its rows in latest.csv carry the phases.
+    func test_reports_showThePhases() throws {
+        let record = ReportFixtures.record
+        let text = TextReport.render(record)
+        let section = try XCTUnwrap(text.range(of: "== sawtooth"))
+        let table = text[section.lowerBound...]
+        XCTAssertTrue(table.contains("fill ms  drain ms  release ms"), String(table))
+        // The slab's repetitions took 30, 31 and 32 ns an op, a step ns / 300 seconds: the fill
+        // and the drain 4 steps, the call 1; medians 31 / 300 x 4 s = 413 ms and 103 ms.
+        let row = try XCTUnwrap(table.split(separator: "\n").first { $0.hasPrefix("slab ") })
+        XCTAssertEqual(row.split(separator: " ").suffix(3).map(String.init), ["413", "413", "103"])
+        XCTAssertTrue(text.contains("fill / drain / release ms:"))
+        XCTAssertFalse(text[..<section.lowerBound].contains("fill ms"), "only the sawtooth's table has the columns")
+        let rows = CSVReport.parse(CSVReport.render(record))
+        let col = Dictionary(uniqueKeysWithValues: rows[0].enumerated().map { ($1, $0) })
+        let slab = try XCTUnwrap(rows.first { $0[col["allocator"]!] == "slab" && $0[col["workload"]!] == "sawtooth" })
+        XCTAssertEqual(try XCTUnwrap(Double(slab[col["cycle_fill_seconds"]!])), 4 * 30.0 / 300, accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(Double(slab[col["cycle_release_seconds"]!])), 30.0 / 300, accuracy: 1e-9)
+        let pair = try XCTUnwrap(rows.first { $0[col["workload"]!] == "pair" })
+        XCTAssertEqual(pair[col["cycle_drain_seconds"]!], "")
+    }
+
     /// Through the catalog's entry point: the result names the call (for the sawtooth only), and
     /// the drained / after figures come from the series.
     func test_run_sawtooth_namesTheReleaseCall_otherWorkloadsNone() {

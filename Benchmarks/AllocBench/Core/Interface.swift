@@ -271,6 +271,45 @@ public struct Repetition: Codable, Sendable, Equatable {
         guard let series = rssSeries, let last = series.lastIndex(where: { $0.afterRelease == true }), last > 0 else { return nil }
         return series[last - 1].rssBytes
     }
+    /// The sawtooth's cycle split into its phases, each the median over the repetition's cycles;
+    /// nil without release points.
+    public var cyclePhases: CyclePhases? { rssSeries.flatMap(CyclePhases.init(series:)) }
+}
+
+/// Where a sawtooth cycle's time goes, read off its RSS series: filling (from the point that
+/// ends the previous cycle, or the first point, to the point with the most bytes live), draining
+/// (from there to the last point before the release call) and the release call (from there to
+/// the point read just after it). Each is the median over the cycles, in seconds. The RSS reads
+/// taken between the loop's steps (one /proc/self/statm read each, 17 a phase) fall inside the
+/// fill and the drain, alike for every allocator.
+public struct CyclePhases: Sendable, Equatable {
+    public var fill: Double
+    public var drain: Double
+    public var release: Double
+
+    public init(fill: Double, drain: Double, release: Double) {
+        self.fill = fill
+        self.drain = drain
+        self.release = release
+    }
+
+    /// nil when the series has no release point, or a cycle lacks a fill or a drain.
+    public init?(series: [RSSPoint]) {
+        var fills: [Double] = [], drains: [Double] = [], releases: [Double] = []
+        var start = 0
+        for (end, point) in series.enumerated() where point.afterRelease == true {
+            guard end - start >= 3 else { return nil }
+            let cycle = series[(start + 1)..<end]
+            guard let peak = cycle.indices.max(by: { series[$0].liveBytes < series[$1].liveBytes }),
+                  peak < end - 1 else { return nil }
+            fills.append(series[peak].seconds - series[start].seconds)
+            drains.append(series[end - 1].seconds - series[peak].seconds)
+            releases.append(series[end].seconds - series[end - 1].seconds)
+            start = end
+        }
+        guard !fills.isEmpty else { return nil }
+        self.init(fill: Spread.median(fills), drain: Spread.median(drains), release: Spread.median(releases))
+    }
 }
 
 /// The outcome of one cell, as the child reports it (JSON on a pipe) or as the runner records a

@@ -13,6 +13,7 @@ public enum CSVReport {
         "repetition", "quick", "status", "message", "ops", "seconds", "ns_per_op", "mops_per_s",
         "p50_ns", "p99_ns", "p999_ns", "max_ns", "latency_samples", "peak_rss_bytes", "live_bytes",
         "rss_overhead", "rss_after_bytes", "latency_group_ops", "rss_drained_bytes", "release_call",
+        "cycle_fill_seconds", "cycle_drain_seconds", "cycle_release_seconds",
     ]
 
     public static func render(_ record: RunRecord) -> String {
@@ -42,6 +43,7 @@ public enum CSVReport {
                     r.rssAfterBytes.map(String.init) ?? "",
                     r.latency?.groupOps.map(String.init) ?? "", r.rssDrainedBytes.map(String.init) ?? "",
                     result.releaseCall?.summary ?? "",
+                    number(r.cyclePhases?.fill), number(r.cyclePhases?.drain), number(r.cyclePhases?.release),
                 ]
                 out += line(row)
             }

@@ -30,6 +30,10 @@ public struct CellSummary: Sendable {
     public var rssDrainedBytes: Spread?
     /// The release call the cell made (sawtooth), as the child reported it.
     public var releaseCall: ReleaseCall?
+    /// The sawtooth's phases over the repetitions, seconds (Repetition.cyclePhases).
+    public var fillSeconds: Spread?
+    public var drainSeconds: Spread?
+    public var releaseSeconds: Spread?
     public var rssOverhead: Spread?
     /// Medians over the repetitions of each percentile.
     public var p50: Double?
@@ -52,6 +56,10 @@ public struct CellSummary: Sendable {
         rssAfterBytes = Spread(reps.compactMap { $0.rssAfterBytes.map(Double.init) })
         rssDrainedBytes = Spread(reps.compactMap { $0.rssDrainedBytes.map(Double.init) })
         releaseCall = result.releaseCall
+        let phases = reps.compactMap(\.cyclePhases)
+        fillSeconds = Spread(phases.map(\.fill))
+        drainSeconds = Spread(phases.map(\.drain))
+        releaseSeconds = Spread(phases.map(\.release))
         rssOverhead = Spread(reps.compactMap(\.rssOverhead))
         let lat = reps.compactMap(\.latency)
         p50 = Spread(lat.map(\.p50))?.median

@@ -104,12 +104,14 @@ public enum TextReport {
             let hasLatency = cells.values.contains { $0.p50 != nil }
             let hasAfter = cells.values.contains { $0.rssAfterBytes != nil }
             let hasDrained = cells.values.contains { $0.rssDrainedBytes != nil }
+            let hasPhases = cells.values.contains { $0.fillSeconds != nil }
             text += "\n\(record.spec(of: workload)?.mixedSizes == true ? "sizes" : "size") \(record.sizeLabel(workload, key.size)) B, \(key.threads) thread\(key.threads == 1 ? "" : "s")"
             if let best { text += "; best peer \(best.allocator.name)" }
             text += "\n"
             var header = ["allocator", "ns/op", "min-max", "MAD", "Mops/s", "x glibc", "x best", "peak RSS", "RSS/live"]
             if hasDrained { header.append("RSS drained") }
             if hasAfter { header.append("RSS after") }
+            if hasPhases { header += ["fill ms", "drain ms", "release ms"] }
             if hasLatency { header += ["p50", "p99", "p99.9", "max"] }
             var table = TextTable(header: header, leftColumns: 1)
             for a in run.allocators {
@@ -127,11 +129,15 @@ public enum TextReport {
                 ]
                 if hasDrained { row.append(s.rssDrainedBytes.map { bytes($0.median) } ?? "") }
                 if hasAfter { row.append(s.rssAfterBytes.map { bytes($0.median) } ?? "") }
+                if hasPhases {
+                    row += [s.fillSeconds, s.drainSeconds, s.releaseSeconds].map { $0.map { fixed($0.median * 1e3) } ?? "" }
+                }
                 if hasLatency { row += [s.p50, s.p99, s.p999, s.max].map { $0.map(fixed) ?? "" } }
                 table.add(row)
             }
             text += table.render()
             text += releaseNote(run, cells)
+            if hasPhases { text += phasesNote }
             if hasLatency { text += latencyNote(cells) }
         }
         return text
@@ -146,6 +152,10 @@ public enum TextReport {
         text += calls.map { a, call in "\(a.name) \(call.summary)" }.joined(separator: "; ") + "\n"
         return text
     }
+
+    /// Under a table with the sawtooth's phase columns: what they time.
+    static let phasesNote = "fill / drain / release ms: one cycle's filling, draining and release call, each the median "
+        + "over the cycles, then over the repetitions (from the RSS series' timestamps)\n"
 
     /// Under a table with latency columns: what a latency figure is.
     static func latencyNote(_ cells: [AllocatorID: CellSummary]) -> String {
