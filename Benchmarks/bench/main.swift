@@ -8,6 +8,7 @@
 //   bench ab [--base REF]        REF's allocator against the working tree's, interleaved, same machine
 //   bench baseline update        rewrite the committed baseline
 //   bench history                the trend of the key figures across commits
+//   bench standings RUN...       the cells where ours is behind the best peer, over runs
 import AllocBench
 import ArgumentParser
 
@@ -16,7 +17,7 @@ struct Bench: ParsableCommand {
         commandName: "bench",
         abstract: "Compare glibc, jemalloc, mimalloc, tcmalloc, the slab and kmalloc on fixed-size and mixed-size workloads.",
         subcommands: [RunCommand.self, InstructionsCommand.self, CompareCommand.self, ABCommand.self, BaselineCommand.self,
-                      HistoryCommand.self],
+                      HistoryCommand.self, StandingsCommand.self],
         defaultSubcommand: RunCommand.self)
 }
 
