@@ -280,7 +280,7 @@ public struct Repetition: Codable, Sendable, Equatable {
 /// ends the previous cycle, or the first point, to the point with the most bytes live), draining
 /// (from there to the last point before the release call) and the release call (from there to
 /// the point read just after it). Each is the median over the cycles, in seconds. The RSS reads
-/// taken between the loop's steps (one /proc/self/statm read each, 17 a phase) fall inside the
+/// taken between the loop's steps (one /proc/self/statm read each, 16 or 17 a phase) fall inside the
 /// fill and the drain, alike for every allocator.
 public struct CyclePhases: Sendable, Equatable {
     public var fill: Double
