@@ -54,6 +54,22 @@ final class StandingsTests: XCTestCase {
         XCTAssertTrue(pairRow.hasSuffix("1 of 2"), String(pairRow))
     }
 
+    /// In a run's JSON, a preload: peer displayed under one of our names is still a peer (the
+    /// record knows what it is); a CSV has names only, and reads such a name as ours.
+    func test_json_keepsAPreloadPeerNamedLikeOursAPeer() throws {
+        let peer = try XCTUnwrap(AllocatorID(rawValue: "preload:/usr/lib/libx.so=slab-bare"))
+        var record = ReportFixtures.record
+        record.results = [ReportFixtures.cell(.slab, "pair", [4, 4, 4]), ReportFixtures.cell(peer, "pair", [2, 2, 2])]
+        let fromJSON = StandingsRun(record: record, path: "latest.json")
+        XCTAssertEqual(fromJSON.ours, ["slab"])
+        let s = try XCTUnwrap(Standings.compute([fromJSON]).first)
+        XCTAssertEqual(s.ratios, [2.0])
+        XCTAssertEqual(s.bestPeers, ["slab-bare"])
+        let fromCSV = try StandingsRun(csv: CSVReport.render(record), path: "latest.csv")
+        XCTAssertEqual(fromCSV.ours, ["slab", "slab-bare"])
+        XCTAssertTrue(Standings.compute([fromCSV]).isEmpty, "read from the CSV, the cell has no peer left")
+    }
+
     func test_render_nothingBehind_saysSo_andAllListsEveryCell() {
         let runs = [run(["pair": ["mimalloc": 5, "slab": 2], "batch": ["glibc": 9, "slab": 3]])]
         let standings = Standings.compute(runs)

@@ -17,11 +17,15 @@ public struct StandingsRun: Sendable {
     /// What the run says about itself (run ID, or the CSV's run_id and commit).
     public var label: String
     public var medians: [CellKey: [String: Double]]
+    /// The names in `medians` that are ours (never a peer).
+    public var ours: Set<String>
 
-    public init(path: String, label: String, medians: [CellKey: [String: Double]]) {
+    /// `ours` nil: the names that are our built-in allocators' (a CSV holds names only).
+    public init(path: String, label: String, medians: [CellKey: [String: Double]], ours: Set<String>? = nil) {
         self.path = path
         self.label = label
         self.medians = medians
+        self.ours = ours ?? Set(medians.values.flatMap(\.keys).filter { AllocatorID(rawValue: $0)?.isOurs == true })
     }
 
     /// From a run's JSON record.
@@ -31,7 +35,9 @@ public struct StandingsRun: Sendable {
         for key in summary.cells.keys {
             medians[key] = Dictionary(uniqueKeysWithValues: summary.medians(key).map { ($0.key.name, $0.value) })
         }
-        self.init(path: path, label: record.runID, medians: medians)
+        // From the record's allocators themselves: a preload: peer shown under any name stays a peer.
+        self.init(path: path, label: record.runID, medians: medians,
+                  ours: Set(record.allocators.filter(\.isOurs).map(\.name)))
     }
 
     /// From a run's latest.csv: the median of each cell's `ok` repetitions. Throws when the text
@@ -106,9 +112,6 @@ public enum Standings {
     /// (the references slab-nocpu, slab-bare, slab-fallback and kmalloc-sized are not contenders).
     public static let defaultSubjects = ["slab", "kmalloc"]
 
-    /// Is `name` one of the allocators this project ships (never a peer)?
-    static func isOurs(_ name: String) -> Bool { AllocatorID(rawValue: name)?.isOurs ?? false }
-
     /// Every (cell, subject) that some run measured against a peer, in cell order.
     public static func compute(_ runs: [StandingsRun], subjects: [String] = defaultSubjects) -> [Standing] {
         let keys = Set(runs.flatMap(\.medians.keys)).sorted()
@@ -118,7 +121,7 @@ public enum Standings {
                 var ratios: [Double?] = [], peers: [String?] = []
                 for run in runs {
                     let cell = run.medians[key] ?? [:]
-                    let best = cell.filter { !isOurs($0.key) && $0.value.isFinite }
+                    let best = cell.filter { !run.ours.contains($0.key) && $0.value.isFinite }
                         .min { ($0.value, $0.key) < ($1.value, $1.key) }
                     if let ours = cell[subject], let best, let r = Ratio.of(ours, to: best.value) {
                         ratios.append(r)
