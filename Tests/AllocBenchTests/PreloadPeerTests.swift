@@ -97,6 +97,13 @@ final class PreloadPeerTests: XCTestCase {
         XCTAssertThrowsError(try SuitePlan.parseAllocators("preload:\(path)=glibc")) {
             XCTAssertEqual("\($0)", "'preload:\(path)=glibc': 'glibc' is a built-in allocator's name; give the library another")
         }
+        // Unnamed, a library whose file is called like one of the built-ins would be shown under its name.
+        let link = dir + "/slab"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: path)
+        XCTAssertThrowsError(try SuitePlan.parseAllocators("preload:\(link)")) {
+            XCTAssertEqual("\($0)", "'preload:\(link)': the file's name 'slab' is a built-in allocator's name; name the library with =NAME")
+        }
+        XCTAssertEqual(try SuitePlan.parseAllocators("preload:\(link)=myslab").first?.name, "myslab")
         XCTAssertThrowsError(try SuitePlan.parseAllocators("preload:\(path)=")) {
             XCTAssertTrue("\($0)".contains("must be one word"), "\($0)")
         }

@@ -55,6 +55,11 @@ public enum PreloadLibrary {
         guard let id = AllocatorID(rawValue: PreloadSpec(path: path, name: name).rawValue) else {
             throw InvalidValueError(description: "'\(text)': not a valid \(syntax)")
         }
+        // Unnamed, the reports show the file's name: a file called like a built-in allocator
+        // would be mistaken for it (in latest.csv, which holds names only, for good).
+        if name == nil, AllocatorID.builtIn.contains(where: { $0.rawValue == id.name }) {
+            throw InvalidValueError(description: "'\(text)': the file's name '\(id.name)' is a built-in allocator's name; name the library with =NAME")
+        }
         return id
     }
 
