@@ -14,7 +14,7 @@ import Foundation
 /// One run's medians, by cell and allocator name.
 public struct StandingsRun: Sendable {
     public var path: String
-    /// What the run says about itself (run ID, or the CSV's run_id and commit).
+    /// The run's ID (a CSV's run_id values).
     public var label: String
     public var medians: [CellKey: [String: Double]]
     /// The names in `medians` that are ours (never a peer).
