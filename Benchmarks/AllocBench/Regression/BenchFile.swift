@@ -24,14 +24,17 @@ public enum BenchFile: Sendable {
 
     /// Reads and decodes `path`; every failure names the file and the cause.
     public static func load(_ path: String) throws -> BenchFile {
-        let data: Data
+        try decode(read(path), path: path)
+    }
+
+    /// The bytes of `path`; a failure says whether it does not exist or cannot be read, and why.
+    public static func read(_ path: String) throws -> Data {
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
+            return try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             let reason = FileManager.default.fileExists(atPath: path) ? "cannot be read (\(cause(of: error)))" : "does not exist"
             throw BenchFileError(path: path, reason: reason)
         }
-        return try decode(data, path: path)
     }
 
     public static func decode(_ data: Data, path: String) throws -> BenchFile {

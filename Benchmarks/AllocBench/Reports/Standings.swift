@@ -44,12 +44,12 @@ public struct StandingsRun: Sendable {
     /// lacks the columns it needs.
     public init(csv text: String, path: String) throws {
         let rows = CSVReport.parse(text)
-        guard let header = rows.first else { throw StandingsError(path: path, reason: "is empty") }
+        guard let header = rows.first else { throw BenchFileError(path: path, reason: "is empty") }
         let col = Dictionary(header.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         let needed = ["allocator", "workload", "size", "threads", "status", "ns_per_op"]
         let missing = needed.filter { col[$0] == nil }
         guard missing.isEmpty else {
-            throw StandingsError(path: path, reason: "is not a bench CSV (no column \(missing.joined(separator: ", ")))")
+            throw BenchFileError(path: path, reason: "is not a bench CSV (no column \(missing.joined(separator: ", ")))")
         }
         var samples: [CellKey: [String: [Double]]] = [:]
         var runIDs: [String] = []
@@ -60,38 +60,26 @@ public struct StandingsRun: Sendable {
             samples[key, default: [:]][row[col["allocator"]!], default: []].append(ns)
             if let c = col["run_id"], !runIDs.contains(row[c]) { runIDs.append(row[c]) }
         }
-        guard !samples.isEmpty else { throw StandingsError(path: path, reason: "has no ok repetition") }
+        guard !samples.isEmpty else { throw BenchFileError(path: path, reason: "has no ok repetition") }
         self.init(path: path, label: runIDs.joined(separator: ", "),
                   medians: samples.mapValues { $0.mapValues(Spread.median) })
     }
 
     /// A run file, by its content: a JSON record or a CSV.
     public static func load(_ path: String) throws -> StandingsRun {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot be read (\(BenchFile.cause(of: error)))" : "does not exist"
-            throw StandingsError(path: path, reason: reason)
-        }
+        let data = try BenchFile.read(path)
         if data.first(where: { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }) == UInt8(ascii: "{") {
             switch try BenchFile.decode(data, path: path) {
             case let .run(record): return StandingsRun(record: record, path: path)
             case .instructions:
-                throw StandingsError(path: path, reason: "holds instruction counts, not a timed run")
+                throw BenchFileError(path: path, reason: "holds instruction counts, not a timed run")
             }
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw StandingsError(path: path, reason: "is neither a bench JSON nor a CSV (not UTF-8)")
+            throw BenchFileError(path: path, reason: "is neither a bench JSON nor a CSV (not UTF-8)")
         }
         return try StandingsRun(csv: text, path: path)
     }
-}
-
-public struct StandingsError: Error, CustomStringConvertible {
-    public var path: String
-    public var reason: String
-    public var description: String { "\(path) \(reason)" }
 }
 
 /// One of our allocators in one cell, over the runs.
