@@ -287,12 +287,6 @@ public struct CyclePhases: Sendable, Equatable {
     public var drain: Double
     public var release: Double
 
-    public init(fill: Double, drain: Double, release: Double) {
-        self.fill = fill
-        self.drain = drain
-        self.release = release
-    }
-
     /// nil when the series has no release point, or a cycle lacks a fill or a drain.
     public init?(series: [RSSPoint]) {
         var fills: [Double] = [], drains: [Double] = [], releases: [Double] = []
@@ -308,7 +302,9 @@ public struct CyclePhases: Sendable, Equatable {
             start = end
         }
         guard !fills.isEmpty else { return nil }
-        self.init(fill: Spread.median(fills), drain: Spread.median(drains), release: Spread.median(releases))
+        fill = Spread.median(fills)
+        drain = Spread.median(drains)
+        release = Spread.median(releases)
     }
 }
 

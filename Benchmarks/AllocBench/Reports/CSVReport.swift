@@ -34,6 +34,7 @@ public enum CSVReport {
                 continue
             }
             for (i, r) in result.repetitions.enumerated() {
+                let phases = r.cyclePhases
                 let row = common + [
                     String(i + 1), String(p.quick), "ok", result.message ?? "",
                     String(r.ops), number(r.seconds), number(r.nsPerOp), number(r.mopsPerSecond),
@@ -43,7 +44,7 @@ public enum CSVReport {
                     r.rssAfterBytes.map(String.init) ?? "",
                     r.latency?.groupOps.map(String.init) ?? "", r.rssDrainedBytes.map(String.init) ?? "",
                     result.releaseCall?.summary ?? "",
-                    number(r.cyclePhases?.fill), number(r.cyclePhases?.drain), number(r.cyclePhases?.release),
+                    number(phases?.fill), number(phases?.drain), number(phases?.release),
                 ]
                 out += line(row)
             }
