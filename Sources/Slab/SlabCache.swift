@@ -547,6 +547,9 @@ public final class SlabCache: @unchecked Sendable {
                 }
                 cpuLayer?.retire()
                 destroyedFlag.store(true, ordering: .releasing)
+                // Unregistered before the destructors run: a destructor that forks must find the
+                // fork handlers no longer listing this cache, whose drain lock it holds (Fork.swift,
+                // section 5).
                 Registry.shared.unregister(self)
                 slabLayer.destroy()
             }

@@ -149,4 +149,70 @@ final class ForkTests: XCTestCase {
             environment: ["GLIBC_TUNABLES": "glibc.pthread.rseq=0", "SLAB_EXPECT_MODE": "fallback"])
         XCTAssertTrue(result.stdoutText.contains("cpu layer mode fallback"), "\(result)")
     }
+
+    // MARK: fork() from inside the library's callbacks
+
+    /// What a process that forks from inside a callback reports: 0 when both it and its child
+    /// (which does `childWork` after the callback's operation returns, then exits) finished.
+    enum CallbackFork: Int32 {
+        case constructor = 1, destructorInShrink, destructorInDestroy
+    }
+
+    /// Runs in a process of its own (the failure is a hang): a cache whose constructor or destructor
+    /// forks once, then the operation that runs it. The child finishes that operation, allocates
+    /// and frees from kmalloc and a new cache, and exits; the parent waits for it, finishes too.
+    static func forkInsideCallback(_ which: CallbackFork) -> Int32 {
+        let original = getpid()
+        let forked = Mutex<pid_t>(-1)
+        let callback: (UnsafeMutableRawPointer) -> Void = { _ in
+            forked.withLock { child in
+                guard child == -1 else { return }
+                child = fork()
+                if child == 0 { alarm(10) }
+            }
+        }
+        guard let cache = try? SlabCache(name: uniqueCacheName("fork-callback"), size: 64, align: 8, flags: [],
+                                         constructor: which == .constructor ? callback : nil,
+                                         destructor: which == .constructor ? nil : callback),
+              let object = cache.allocate() else { return 10 }
+        cache.free(object)
+        switch which {
+        case .constructor: break
+        case .destructorInShrink: cache.shrink()
+        case .destructorInDestroy: guard (try? cache.destroy()) != nil else { return 11 }
+        }
+        // Both processes go on from here.
+        guard let other = try? SlabCache(name: uniqueCacheName("fork-after"), size: 40, align: 8, flags: []),
+              let p = other.allocate(), let k = try? kmalloc(300) else { return 12 }
+        other.free(p)
+        kfree(k)
+        guard (try? other.destroy()) != nil else { return 13 }
+        if which != .destructorInDestroy { guard (try? cache.destroy()) != nil else { return 14 } }
+        if getpid() != original { _exit(0) }
+        let child = forked.withLock { $0 }
+        guard child > 0 else { return 15 }
+        var status: Int32 = 0
+        guard waitpid(child, &status, 0) == child else { return 16 }
+        return status == 0 ? 0 : 20 + (status & 0x7f)
+    }
+
+    func test_forkFromInsideAConstructorOrDestructor_neitherProcessHangs() throws {
+        try skipUnderThreadSanitizer()
+        for which in [CallbackFork.constructor, .destructorInShrink, .destructorInDestroy] {
+            let pid = fork()
+            if pid == 0 {
+                alarm(20)
+                _exit(Self.forkInsideCallback(which))
+            }
+            XCTAssertGreaterThan(pid, 0)
+            var status: Int32 = 0
+            var waited = 0.0
+            while waitpid(pid, &status, WNOHANG) == 0 {
+                if waited > 30 { kill(pid, SIGKILL) }
+                usleep(5000)
+                waited += 0.005
+            }
+            XCTAssertEqual(status, 0, "\(which): status \(status) (signal \(status & 0x7f), exit \((status >> 8) & 0xff))")
+        }
+    }
 }

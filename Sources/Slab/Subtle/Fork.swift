@@ -55,8 +55,16 @@
 //   object's page too (that had cost 3,000 more page faults a fork at 1,000 caches). They
 //   allocate only before the fork, where glibc's malloc is still usable.
 //
-//   Not covered: a fork from inside the library's own callbacks (a constructor, a destructor run
-//   by destroy) waits for a lock its own thread holds, as a fork from inside malloc would.
+// 5. A fork from inside the library's callbacks
+// ---------------------------------------------
+//   A constructor or destructor may fork: neither runs under a lock the handlers take. A
+//   constructor runs when a slab is made, outside the slab layer's lock (SlabLayer.grow), and a
+//   destructor when shrink() or reap() releases an empty slab, after the drain lock is let go.
+//   destroy() runs its destructors under its own drain lock, which the forking thread would
+//   then wait for in step 1, for ever; it therefore unregisters the cache first, so that the
+//   handlers no longer list it (SlabCache.destroy). ForkTests forks from each of the three
+//   places, and the child finishes the operation and goes on allocating; with the two steps of
+//   destroy the other way round, the fork from its destructor hangs.
 
 import CSlab
 
