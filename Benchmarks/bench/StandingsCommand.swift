@@ -30,8 +30,11 @@ struct StandingsCommand: ParsableCommand {
     var all = false
 
     func run() throws {
-        let subjects = allocators.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
-            ?? Standings.defaultSubjects
+        let subjects = allocators.map(SuitePlan.split) ?? Standings.defaultSubjects
+        if subjects.isEmpty {
+            writeStandardError("bench standings: error: --allocators names none of ours\n")
+            throw ExitCode(2)
+        }
         if let bad = subjects.first(where: { AllocatorID(rawValue: $0)?.isOurs != true }) {
             let ours = AllocatorID.builtIn.filter(\.isOurs).map(\.rawValue).joined(separator: ", ")
             writeStandardError("bench standings: error: --allocators: '\(bad)' is not one of ours (\(ours))\n")
