@@ -39,6 +39,18 @@ final class HistoryTests: XCTestCase {
         XCTAssertEqual(e.slabOverGlibc, [:], "a gate line has no glibc to compare with")
     }
 
+    /// `bench ab --allocator kmalloc`: its medians are kmalloc's, and the slab's trend leaves them out.
+    func test_gateLine_ofAnotherAllocator_namesIt_andIsNotTheSlabsTrend() {
+        func only(_ a: AllocatorID, _ r: RunRecord) -> RunRecord {
+            var r = r
+            r.results = r.results.filter { $0.parameters.workload == "pair" && $0.parameters.allocator == a }
+            return r
+        }
+        let e = HistoryEntry(gate: only(.glibc, ReportFixtures.record), head: only(.glibc, ReportFixtures.record))
+        XCTAssertEqual(Set(e.medians["pair/20/1"]?.keys.map { $0 } ?? []), ["glibc@base", "glibc@head"])
+        XCTAssertFalse(History.trend([e]).contains("pair 20"), History.trend([e]))
+    }
+
     func test_trend_tablesTheRunRatiosAndTheGateRatios_perTrendCell() {
         var base = ReportFixtures.record
         base.results = base.results.filter { $0.parameters.allocator == .slab }

@@ -6,8 +6,9 @@
 //   {"kind": "run" | "instructions" | "gate-time" | "gate-instructions", "commit", "date",
 //    "machine", "cores", "medians": {"pair/20/1": {"slab": 3.44, "glibc": 8.97, ...}},
 //    "slabOverGlibc": {"pair/20/1": 0.38}, "instructionsPerOp": {"pair/20": {"slab": 31.2, ...}}}
-//   Medians are ns per op; a gate-time line has the base's and the head's slab medians under the
-//   names "slab@base" and "slab@head". Keys sort, so lines diff well.
+//   Medians are ns per op; a gate-time line has the base's and the head's medians under the names
+//   "<allocator>@base" and "<allocator>@head" ("slab@base", or "kmalloc@head" for `bench ab
+//   --allocator kmalloc`); the trend reads the slab's. Keys sort, so lines diff well.
 //
 // 2. How it grows
 // ---------------
@@ -62,11 +63,12 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
         }
     }
 
-    /// The line of a time gate: the base's and the head's slab medians side by side.
+    /// The line of a time gate (or any `bench ab`): the base's and the head's medians side by side,
+    /// each under its allocator's name, so that an A/B of kmalloc never reads as the slab's.
     public init(gate base: RunRecord, head: RunRecord) {
         self.init(kind: "gate-time", machine: head.machine)
-        addMedians(of: base) { _ in "slab@base" }
-        addMedians(of: head) { _ in "slab@head" }
+        addMedians(of: base) { "\($0.allocator.rawValue)@base" }
+        addMedians(of: head) { "\($0.allocator.rawValue)@head" }
     }
 
     /// The median ns per op of every cell of `r` that succeeded, under the name `column` gives it.
