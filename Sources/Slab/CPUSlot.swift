@@ -130,12 +130,16 @@ struct CPUState: Equatable {
 enum SlotOwner {
     /// Nobody: the fast paths may use the slot.
     static let free: UInt64 = 0
-    /// A fallback-mode thread, for one operation.
-    static let thread: UInt64 = 1
     /// A drain (shrink, reap, destroy) has stopped the CPU.
     static let stopped: UInt64 = 2
     /// The cache was destroyed: stopped for good.
     static let retired: UInt64 = 3
+    /// The calling thread, in the fallback mode, for one operation: its own mark (never 0...3,
+    /// cslab_thread_owner_mark), so that a forked child can tell the forking thread's slot from
+    /// those of the threads that did not survive the fork (Fork.swift, section 3).
+    @inline(__always) static var thread: UInt64 { cslab_thread_owner_mark() }
+    /// Whether `owner` is some thread's mark.
+    @inline(__always) static func isThread(_ owner: UInt64) -> Bool { owner > retired }
 }
 
 /// The array of per-CPU slots, 128 bytes each (CSlab.h). Shared by threads under the protocol above.

@@ -14,6 +14,7 @@
 // at the fork waits for ever, whatever the allocator does). Warmed up, the paths need none.
 
 import CSlab
+import Foundation
 import Harness
 import Slab
 import Synchronization
@@ -156,6 +157,9 @@ final class ForkTests: XCTestCase {
     /// (which does `childWork` after the callback's operation returns, then exits) finished.
     enum CallbackFork: Int32 {
         case constructor = 1, destructorInShrink, destructorInDestroy
+        /// The constructor forks, and the child's constructor then allocates from the same cache
+        /// (objects kept until the operation that ran the constructor has returned).
+        case constructorThenAllocate
     }
 
     /// Runs in a process of its own (the failure is a hang): a cache whose constructor or destructor
@@ -164,20 +168,37 @@ final class ForkTests: XCTestCase {
     static func forkInsideCallback(_ which: CallbackFork) -> Int32 {
         let original = getpid()
         let forked = Mutex<pid_t>(-1)
+        let itself = Mutex<SlabCache?>(nil)
+        let nested = Mutex<[UInt]>([])  // addresses (a pointer is not Sendable)
+        let constructs = which == .constructor || which == .constructorThenAllocate
         let callback: (UnsafeMutableRawPointer) -> Void = { _ in
-            forked.withLock { child in
-                guard child == -1 else { return }
+            let inChild = forked.withLock { child -> Bool in
+                guard child == -1 else { return false }
                 child = fork()
                 if child == 0 { alarm(10) }
+                return child == 0
+            }
+            // In the fallback mode the operation that runs this constructor holds its slot; the
+            // child's allocations must find it held, as they would without the fork.
+            if inChild, which == .constructorThenAllocate, let cache = itself.withLock({ $0 }) {
+                for _ in 0..<3 { if let o = cache.allocate() { nested.withLock { $0.append(UInt(bitPattern: o)) } } }
             }
         }
         guard let cache = try? SlabCache(name: uniqueCacheName("fork-callback"), size: 64, align: 8, flags: [],
-                                         constructor: which == .constructor ? callback : nil,
-                                         destructor: which == .constructor ? nil : callback),
-              let object = cache.allocate() else { return 10 }
+                                         constructor: constructs ? callback : nil,
+                                         destructor: constructs ? nil : callback) else { return 10 }
+        itself.withLock { $0 = cache }
+        guard let object = cache.allocate() else { return 10 }
         cache.free(object)
+        for o in nested.withLock({ $0 }) { cache.free(UnsafeMutableRawPointer(bitPattern: o)!) }
+        if getpid() != original, which == .constructorThenAllocate, nested.withLock({ $0.count }) != 3 { return 18 }
+        let problems = cache.checkInvariants()
+        guard problems.isEmpty else {
+            FileHandle.standardError.write(Data("fork-callback (pid \(getpid())): \(problems)\n".utf8))
+            return 17
+        }
         switch which {
-        case .constructor: break
+        case .constructor, .constructorThenAllocate: break
         case .destructorInShrink: cache.shrink()
         case .destructorInDestroy: guard (try? cache.destroy()) != nil else { return 11 }
         }
@@ -193,12 +214,16 @@ final class ForkTests: XCTestCase {
         guard child > 0 else { return 15 }
         var status: Int32 = 0
         guard waitpid(child, &status, 0) == child else { return 16 }
-        return status == 0 ? 0 : 20 + (status & 0x7f)
+        // The child's own code (10...18) plus 20, or its signal plus 60.
+        return status == 0 ? 0 : status & 0x7f != 0 ? 60 + (status & 0x7f) : 20 + (status >> 8) & 0xff
     }
 
     func test_forkFromInsideAConstructorOrDestructor_neitherProcessHangs() throws {
         try skipUnderThreadSanitizer()
-        for which in [CallbackFork.constructor, .destructorInShrink, .destructorInDestroy] {
+        let probe = try SlabCache(name: uniqueCacheName("fork-mode"), size: 8)
+        print("cpu layer mode \(probe.mode.rawValue)")
+        try probe.destroy()
+        for which in [CallbackFork.constructor, .constructorThenAllocate, .destructorInShrink, .destructorInDestroy] {
             let pid = fork()
             if pid == 0 {
                 alarm(20)
@@ -214,5 +239,14 @@ final class ForkTests: XCTestCase {
             }
             XCTAssertEqual(status, 0, "\(which): status \(status) (signal \(status & 0x7f), exit \((status >> 8) & 0xff))")
         }
+    }
+
+    /// The same in the fallback mode, where a ladder holds its slot while constructors run.
+    func test_forkFromInsideAConstructorOrDestructor_inFallbackMode() throws {
+        try skipUnderThreadSanitizer()
+        let result = try ChildProcess.runPassingTest(
+            "SlabTests.ForkTests/test_forkFromInsideAConstructorOrDestructor_neitherProcessHangs",
+            environment: ["GLIBC_TUNABLES": "glibc.pthread.rseq=0"])
+        XCTAssertTrue(result.stdoutText.contains("cpu layer mode fallback"), "\(result)")
     }
 }

@@ -506,6 +506,12 @@ _Static_assert(offsetof(cslab_magazine, top_guard) + 8 == CSLAB_MAGAZINE_HEADER
 extern _Thread_local uint64_t cslab_tls_slot;
 static inline uint64_t cslab_tls_get_slot(void) { return cslab_tls_slot; }
 static inline void cslab_tls_set_slot(uint64_t v) { cslab_tls_slot = v; }
+/* What a fallback-mode thread writes into a slot's owner word while its slow path holds the slot
+ * for one operation: the address of its cslab_tls_slot, distinct for every living thread, never
+ * 0...3 (the other owner values), and still this thread's in a child it forks, whose fork handler
+ * frees the slots of the threads that did not survive the fork and keeps this one's
+ * (Sources/Slab/Subtle/Fork.swift, section 3). */
+static inline uint64_t cslab_thread_owner_mark(void) { return (uint64_t)(uintptr_t)&cslab_tls_slot; }
 
 /* Lanes: the own slots' numbers, handed to threads. Set up once per process (with the count, at
  * most CSLAB_MAX_LANES; 0 when membarrier's private expedited command is unavailable, and every

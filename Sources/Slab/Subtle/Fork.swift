@@ -38,9 +38,14 @@
 // 3. The child
 // ------------
 //   Only the forking thread lives. Besides unlocking, it frees the fallback mode's slots that a
-//   vanished thread had taken for one operation (owner = thread): the state word holds whatever
-//   that operation last committed, and a later drain would otherwise spin on the slot. Lane
-//   ownership and the cached thread id are reset by the C shim's own handlers (shim.c).
+//   vanished thread had taken for one operation (owner = that thread's mark): the state word
+//   holds whatever that operation last committed, and a later drain would otherwise spin on the
+//   slot. A slot the forking thread itself holds stays held (its mark is the same in the child):
+//   the fork came from a constructor run inside that operation, which goes on in the child, and
+//   an allocation the constructor makes there must find the slot held, as it would without the
+//   fork, not run a second operation on the slot inside the first (a test that allocates there
+//   saw the cache lose a magazine when every thread's slot was freed). Lane ownership and the
+//   cached thread id are reset by the C shim's own handlers (shim.c).
 //
 // 4. The cost
 // -----------
@@ -140,9 +145,11 @@ enum ForkHandlers {
     /// Also unlocks: the child's only thread is the copy of the one that locked them, and a
     /// default (non-error-checking) mutex does not compare owners on unlock.
     static func child() {
+        let forking = SlotOwner.thread
         for slots in fallbackSlots {
-            for i in 0..<slots.count where cslab_load_acquire(slots.owner(i)) == SlotOwner.thread {
-                cslab_store_release(slots.owner(i), SlotOwner.free)
+            for i in 0..<slots.count {
+                let owner = cslab_load_acquire(slots.owner(i))
+                if SlotOwner.isThread(owner) && owner != forking { cslab_store_release(slots.owner(i), SlotOwner.free) }
             }
         }
         for mutex in held.reversed() { pthread_mutex_unlock(mutex) }
