@@ -24,6 +24,7 @@
 #include <time.h>
 
 _Thread_local uint64_t cslab_tls_slot = 0;
+_Thread_local const void *cslab_tls_callback_owner = NULL;
 
 /* Lanes (CSlab.h, section 3): bit i of cslab_lane_bits set while a thread holds lane i. */
 static uint32_t cslab_lane_count = 0;

@@ -320,27 +320,40 @@ final class CPUCache: @unchecked Sendable {
     // MARK: Stopping every CPU. REQUIRES: the owning cache's drain lock.
 
     /// Stops every CPU, runs `body` while their states belong to this thread, then starts them
-    /// again (or leaves them retired, after `retire()`).
+    /// again (or leaves them retired, after `retire()`). In the fallback mode a slot that this
+    /// very thread holds is left alone (`heldByCaller`): the drain was called from inside one of
+    /// the thread's own operations on the cache (a constructor, run while the allocation that
+    /// made its slab holds the slot, that shrinks its own cache), which reads and commits that
+    /// slot's state once the constructor returns; waiting for it would never end. rseq mode holds
+    /// no slot during an operation, so there every CPU is stopped.
     func withEveryCPUStopped<R>(_ body: () throws -> R) rethrows -> R {
-        for i in 0..<slots.count { stop(i) }
+        heldByCaller = nil
+        for i in 0..<slots.count where !stop(i) { heldByCaller = i }
         if slots.own > 0 { waitOutOwnersInFlight() }
         defer {
             let owner = retired ? SlotOwner.retired : SlotOwner.free
-            for i in 0..<slots.count { cslab_store_release(slots.owner(i), owner) }
+            for i in 0..<slots.count where i != heldByCaller { cslab_store_release(slots.owner(i), owner) }
+            heldByCaller = nil
         }
         return try body()
     }
 
-    /// Takes slot `i` from the fast paths and waits out every operation in flight on it.
-    private func stop(_ i: Int) {
+    /// The slot the calling thread holds itself during the current `withEveryCPUStopped`, which
+    /// neither stops nor drains it (fallback mode only; nil otherwise). Under the drain lock.
+    private var heldByCaller: Int? = nil
+
+    /// Takes slot `i` from the fast paths and waits out every operation in flight on it. False,
+    /// leaving the slot as it is, when the calling thread holds it (see withEveryCPUStopped).
+    private func stop(_ i: Int) -> Bool {
         let owner = slots.owner(i)
         var spins = 0
         while true {
             var expected = SlotOwner.free
             if cslab_cas_acq_rel(owner, &expected, SlotOwner.stopped) { break }
             precondition(expected != SlotOwner.stopped, "\(name): a CPU is already stopped (drains must hold the drain lock)")
-            if expected == SlotOwner.retired { return }
-            // A fallback-mode operation holds the slot; it ends without waiting for anyone.
+            if expected == SlotOwner.retired { return true }
+            if expected == SlotOwner.thread { return false }
+            // Another thread's fallback-mode operation holds the slot; it ends without waiting for anyone.
             Self.backOff(&spins)
         }
         // (A simulated rseq mode has one thread, which is this one: nothing is in flight.)
@@ -350,6 +363,7 @@ final class CPUCache: @unchecked Sendable {
             precondition(r == 0, "SlabCache(\(name)): membarrier RSEQ fence failed (\(r)); cannot drain safely")
         }
         cslab_tsan_acquire(slots.state(i))
+        return true
     }
 
     /// Fallback mode: after every own slot was stopped, waits out the inline operations their
@@ -383,7 +397,7 @@ final class CPUCache: @unchecked Sendable {
 
     /// Empties every CPU's magazines into the slab layer. REQUIRES: inside `withEveryCPUStopped`.
     func drainStoppedCPUs() {
-        for i in 0..<slots.count {
+        for i in 0..<slots.count where i != heldByCaller {
             let s = CPUState(word: cslab_load_acquire(slots.state(i)))
             if s.loadedRounds > 0 { slabLayer.free(region.rounds(s.loaded), count: s.loadedRounds) }
             if s.previousRounds > 0 { slabLayer.free(region.rounds(s.previous), count: s.previousRounds) }
@@ -399,7 +413,9 @@ final class CPUCache: @unchecked Sendable {
         }
     }
 
-    /// Leaves every CPU stopped when the current `withEveryCPUStopped` ends (destroy).
+    /// Leaves every CPU stopped when the current `withEveryCPUStopped` ends (destroy; never from
+    /// inside an operation of the cache's own, which SlabCache.destroy refuses, so no slot is
+    /// `heldByCaller` then).
     func retire() { retired = true }
 
     /// The slots whose owner word a thread may hold for one operation (fallback mode; in rseq

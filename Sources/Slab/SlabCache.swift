@@ -534,6 +534,14 @@ public final class SlabCache: @unchecked Sendable {
     /// when objects are still allocated ("Slab cache still has objects").
     public func destroy() throws {
         if servesKmalloc { throw SlabError.servesKmalloc(name) }
+        // From inside one of its own constructors (the allocation that runs it goes on with the
+        // cache) or destructors (shrink or destroy is releasing its slabs; destroy's own drain
+        // lock is held): stop with a report rather than corrupt it or wait for ever.
+        if cslab_tls_get_callback_owner() == UnsafeRawPointer(slabLayer.ownerToken) {
+            SlabReport.fatal("destroy from inside its own constructor or destructor", cache: name, object: nil, details: [
+                "kmem_cache_destroy(\(name)): called from inside one of the cache's own constructors or destructors, "
+                    + "while the operation that runs it still uses the cache"])
+        }
         try drainLock.withLock { _ in
             guard !destroyedFlag.load(ordering: .acquiring) else { throw SlabError.destroyed(name) }
             // With every CPU stopped, no magazine can fill again behind the count of live objects;

@@ -160,6 +160,17 @@ final class SlabLayer: @unchecked Sendable {
         cslab_prefetch_lines(slab.objectsStart, UInt64((bytes + 63) / 64))
     }
 
+    /// Runs `body`, which calls this cache's constructor or destructor, marked as this cache's
+    /// callbacks for the calling thread (cslab_tls_callback_owner): SlabCache.destroy refuses to
+    /// run inside them.
+    @inline(__always)
+    private func withCallbacksOfThisCache(_ body: () -> Void) {
+        let outer = cslab_tls_get_callback_owner()
+        cslab_tls_set_callback_owner(ownerToken)
+        defer { cslab_tls_set_callback_owner(outer) }
+        body()
+    }
+
     func allocateOne(site: UnsafePointer<SlabTrack>? = nil) -> UnsafeMutableRawPointer? {
         var object: UnsafeMutableRawPointer? = nil
         return allocate(into: &object, count: 1, site: site) == 1 ? object : nil
@@ -176,7 +187,9 @@ final class SlabLayer: @unchecked Sendable {
         }
         if let constructor {
             let objects = slab.objectsStart
-            for i in 0..<layout.objectsPerSlab { constructor(objects + i * layout.stride) }
+            withCallbacksOfThisCache {
+                for i in 0..<layout.objectsPerSlab { constructor(objects + i * layout.stride) }
+            }
         }
         // Every object of a new slab is free (constructed, when there is a constructor).
         if poisons { cslab_asan_poison(slab.objectsStart, layout.objectsPerSlab * layout.stride) }
@@ -518,7 +531,7 @@ final class SlabLayer: @unchecked Sendable {
         for (slab, block) in zip(slabs, blocks) {
             if poisons { cslab_asan_unpoison(block, layout.slabBytes) }
             if let destructor {
-                slab.forEachObject(stride: layout.stride, destructor)
+                withCallbacksOfThisCache { slab.forEachObject(stride: layout.stride, destructor) }
             }
             pages.unmapSlab(block, order: layout.order)
         }

@@ -2,10 +2,16 @@
 // stay constructed while cached (in magazines or slabs), and the destructor runs once per object
 // when its slab is released by shrink() or destroy().
 
+import Foundation
+import Harness
 import Slab
 import Synchronization
 import TestSupport
 import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Constructs objects with a pattern and tracks each object's life: constructed exactly once
 /// before it is destroyed, destroyed only when constructed (swift-collections' lifetime tracker,
@@ -155,5 +161,78 @@ final class ConstructorTests: XCTestCase {
         XCTAssertEqual(after.activeObjects, held.count)
         XCTAssertLessThanOrEqual(after.totalSlabs * after.objectsPerSlab - held.count, 2 * after.objectsPerSlab)
         try t.freeAndDestroy(held, cache, "after a shrink with live objects")
+    }
+}
+
+/// A constructor runs inside the allocation that made its slab; in the fallback mode that
+/// operation holds the thread's slot. A constructor that shrinks or reaps its own cache must
+/// neither hang (the drain used to wait for the slot this very thread held) nor leave the cache
+/// inconsistent. Each case runs in a process of its own, since the failure is a hang.
+final class ConstructorReentryTests: XCTestCase {
+    enum Reentry: Int32, CaseIterable { case shrink = 1, reap }
+
+    /// 0 when the cache came through; 10...: which step failed.
+    static func constructorThatDrains(_ what: Reentry) -> Int32 {
+        let itself = Mutex<SlabCache?>(nil)
+        let drains = Atomic<Int>(0)
+        guard let cache = try? SlabCache(name: uniqueCacheName("ctor-drains"), size: 48, align: 8, flags: [],
+                                         constructor: { p in
+                                             memset(p, 0x5C, 48)
+                                             guard drains.add(1, ordering: .relaxed).oldValue % 97 == 0,
+                                                   let cache = itself.withLock({ $0 }) else { return }
+                                             switch what {
+                                             case .shrink: cache.shrink()
+                                             case .reap: cache.reap()
+                                             }
+                                         }) else { return 10 }
+        itself.withLock { $0 = cache }
+        var held: [UnsafeMutableRawPointer] = []
+        for round in 0..<4 {
+            for _ in 0..<3000 { if let o = cache.allocate() { held.append(o) } }
+            guard held.count == 3000 else { return 11 }
+            for o in held where o.load(as: UInt8.self) != 0x5C { _ = o; return 12 }
+            if round % 2 == 0 { for o in held { cache.free(o) } } else { for o in held.reversed() { cache.free(o) } }
+            held.removeAll(keepingCapacity: true)
+        }
+        let problems = cache.checkInvariants()
+        guard problems.isEmpty else {
+            FileHandle.standardError.write(Data("ctor-drains \(what): \(problems)\n".utf8))
+            return 13
+        }
+        itself.withLock { $0 = nil }
+        guard (try? cache.destroy()) != nil else { return 14 }
+        return drains.load(ordering: .relaxed) > 97 ? 0 : 15
+    }
+
+    func test_aConstructorMayShrinkOrReapItsOwnCache() throws {
+        if dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") != nil {
+            throw XCTSkip("the case runs in a forked child, which ThreadSanitizer's runtime does not support here")
+        }
+        let probe = try SlabCache(name: uniqueCacheName("ctor-mode"), size: 8)
+        print("cpu layer mode \(probe.mode.rawValue)")
+        try probe.destroy()
+        for what in Reentry.allCases {
+            let pid = fork()
+            if pid == 0 {
+                alarm(30)
+                _exit(Self.constructorThatDrains(what))
+            }
+            XCTAssertGreaterThan(pid, 0)
+            var status: Int32 = 0
+            var waited = 0.0
+            while waitpid(pid, &status, WNOHANG) == 0 {
+                if waited > 40 { kill(pid, SIGKILL) }
+                usleep(5000)
+                waited += 0.005
+            }
+            XCTAssertEqual(status, 0, "\(what): status \(status) (signal \(status & 0x7f), exit \((status >> 8) & 0xff))")
+        }
+    }
+
+    func test_aConstructorMayShrinkOrReapItsOwnCache_inFallbackMode() throws {
+        let result = try ChildProcess.runPassingTest(
+            "SlabTests.ConstructorReentryTests/test_aConstructorMayShrinkOrReapItsOwnCache",
+            environment: ["GLIBC_TUNABLES": "glibc.pthread.rseq=0"])
+        XCTAssertTrue(result.stdoutText.contains("cpu layer mode fallback"), "\(result)")
     }
 }

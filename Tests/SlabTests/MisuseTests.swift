@@ -13,6 +13,7 @@
 
 import Harness
 import Slab
+import Synchronization
 import TestSupport
 import XCTest
 
@@ -25,6 +26,7 @@ enum MisuseScenario: String, CaseIterable {
     case doubleFree, doubleFreeFullMagazine, doubleFreeFallback, doubleFreeNoCPUCache, doubleKfree, doubleKfreeFallback
     case doubleKfreeSized
     case mallocPointer, interiorPointer, wrongCache, freeAfterDestroy, allocateAfterDestroy
+    case destroyFromConstructor, destroyFromConstructorFallback, destroyFromDestructor, destroyFromDestroysDestructor
     // Thrown errors.
     case destroyWithLiveObject, createSizeZero, createSizeNegative, createSizeHuge, createAlignThree
     case createAlignTooLarge, createEmptyName, createDuplicateName
@@ -40,7 +42,8 @@ enum MisuseScenario: String, CaseIterable {
 
     /// The environment the child needs besides the scenario's name.
     var environment: [String: String] {
-        self == .doubleFreeFallback || self == .doubleKfreeFallback ? ["SLAB_CPU_LAYER": "fallback"] : [:]
+        self == .doubleFreeFallback || self == .doubleKfreeFallback || self == .destroyFromConstructorFallback
+            ? ["SLAB_CPU_LAYER": "fallback"] : [:]
     }
 
     /// What the parent expects: the child's first stderr line, and whether a report stops it.
@@ -55,6 +58,8 @@ enum MisuseScenario: String, CaseIterable {
         case .wrongCache: return ("BUG \(n): wrong slab cache", true)
         case .freeAfterDestroy: return ("BUG \(n): freed to a destroyed cache", true)
         case .allocateAfterDestroy: return ("BUG \(n): allocation from a destroyed cache", true)
+        case .destroyFromConstructor, .destroyFromConstructorFallback, .destroyFromDestructor, .destroyFromDestroysDestructor:
+            return ("BUG \(n): destroy from inside its own constructor or destructor", true)
         case .destroyWithLiveObject:
             return ("Slab cache still has objects: \(n) has 1 allocated; destroy refused", false)
         case .createSizeZero: return ("invalid object size 0: must be 1...1048576 bytes", false)
@@ -134,6 +139,26 @@ enum MisuseScenario: String, CaseIterable {
                 a.free(a.allocate()!)
                 try a.destroy()
                 _ = a.allocate()
+            case .destroyFromConstructor, .destroyFromConstructorFallback:
+                // The constructor runs inside the first allocation, which goes on with the cache.
+                let box = Mutex<SlabCache?>(nil)
+                let a = try SlabCache(name: n, size: 32, constructor: { _ in try? box.withLock { $0 }?.destroy() })
+                box.withLock { $0 = a }
+                _ = a.allocate()
+            case .destroyFromDestructor:
+                // shrink() releases the empty slab and runs its destructors.
+                let box = Mutex<SlabCache?>(nil)
+                let a = try SlabCache(name: n, size: 32, destructor: { _ in try? box.withLock { $0 }?.destroy() })
+                box.withLock { $0 = a }
+                a.free(a.allocate()!)
+                a.shrink()
+            case .destroyFromDestroysDestructor:
+                // destroy() runs the destructors under its drain lock: a nested destroy would wait on it.
+                let box = Mutex<SlabCache?>(nil)
+                let a = try SlabCache(name: n, size: 32, destructor: { _ in try? box.withLock { $0 }?.destroy() })
+                box.withLock { $0 = a }
+                a.free(a.allocate()!)
+                try a.destroy()
             case .destroyWithLiveObject:
                 let a = try SlabCache(name: n, size: 32)
                 let p = a.allocate()!
@@ -283,6 +308,14 @@ final class MisuseTests: XCTestCase {
     }
     func test_freeAfterDestroy_isReported() throws { try check(.freeAfterDestroy) }
     func test_allocateAfterDestroy_isReported() throws { try check(.allocateAfterDestroy) }
+    func test_destroyFromItsOwnConstructor_isReported() throws {
+        let r = try check(.destroyFromConstructor)
+        XCTAssertTrue(r.stderrText.contains("kmem_cache_destroy(\(MisuseScenario.destroyFromConstructor.cacheName)): called from inside"),
+                      r.stderrText)
+    }
+    func test_destroyFromItsOwnConstructor_inFallbackMode_isReported() throws { try check(.destroyFromConstructorFallback) }
+    func test_destroyFromItsOwnDestructor_isReported() throws { try check(.destroyFromDestructor) }
+    func test_destroyFromItsOwnDestructor_runByDestroy_isReported() throws { try check(.destroyFromDestroysDestructor) }
 
     // MARK: Thrown errors
 

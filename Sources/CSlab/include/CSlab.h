@@ -512,6 +512,12 @@ static inline void cslab_tls_set_slot(uint64_t v) { cslab_tls_slot = v; }
  * frees the slots of the threads that did not survive the fork and keeps this one's
  * (Sources/Slab/Subtle/Fork.swift, section 3). */
 static inline uint64_t cslab_thread_owner_mark(void) { return (uint64_t)(uintptr_t)&cslab_tls_slot; }
+/* The slab layer whose constructor or destructor the calling thread is running (NULL when none;
+ * the outer one's is restored when a nested one ends): destroy() of that cache from inside it is
+ * refused with a report (Sources/Slab/SlabCache.swift). */
+extern _Thread_local const void *cslab_tls_callback_owner;
+static inline const void *cslab_tls_get_callback_owner(void) { return cslab_tls_callback_owner; }
+static inline void cslab_tls_set_callback_owner(const void *owner) { cslab_tls_callback_owner = owner; }
 
 /* Lanes: the own slots' numbers, handed to threads. Set up once per process (with the count, at
  * most CSLAB_MAX_LANES; 0 when membarrier's private expedited command is unavailable, and every
