@@ -321,26 +321,27 @@ final class CPUCache: @unchecked Sendable {
 
     /// Stops every CPU, runs `body` while their states belong to this thread, then starts them
     /// again (or leaves them retired, after `retire()`). In the fallback mode a slot that this
-    /// very thread holds is left alone (`heldByCaller`): the drain was called from inside one of
+    /// very thread holds is left alone (`heldByCaller`; a laneless thread may hold two shared
+    /// slots when a constructor allocates from its own cache): the drain was called from inside one of
     /// the thread's own operations on the cache (a constructor, run while the allocation that
     /// made its slab holds the slot, that shrinks its own cache), which reads and commits that
     /// slot's state once the constructor returns; waiting for it would never end. rseq mode holds
     /// no slot during an operation, so there every CPU is stopped.
     func withEveryCPUStopped<R>(_ body: () throws -> R) rethrows -> R {
-        heldByCaller = nil
-        for i in 0..<slots.count where !stop(i) { heldByCaller = i }
+        heldByCaller = []
+        for i in 0..<slots.count where !stop(i) { heldByCaller.append(i) }
         if slots.own > 0 { waitOutOwnersInFlight() }
         defer {
             let owner = retired ? SlotOwner.retired : SlotOwner.free
-            for i in 0..<slots.count where i != heldByCaller { cslab_store_release(slots.owner(i), owner) }
-            heldByCaller = nil
+            for i in 0..<slots.count where !heldByCaller.contains(i) { cslab_store_release(slots.owner(i), owner) }
+            heldByCaller = []
         }
         return try body()
     }
 
-    /// The slot the calling thread holds itself during the current `withEveryCPUStopped`, which
-    /// neither stops nor drains it (fallback mode only; nil otherwise). Under the drain lock.
-    private var heldByCaller: Int? = nil
+    /// The slots the calling thread holds itself during the current `withEveryCPUStopped`, which
+    /// neither stops nor drains them (fallback mode only; empty otherwise). Under the drain lock.
+    private var heldByCaller: [Int] = []
 
     /// Takes slot `i` from the fast paths and waits out every operation in flight on it. False,
     /// leaving the slot as it is, when the calling thread holds it (see withEveryCPUStopped).
@@ -397,7 +398,7 @@ final class CPUCache: @unchecked Sendable {
 
     /// Empties every CPU's magazines into the slab layer. REQUIRES: inside `withEveryCPUStopped`.
     func drainStoppedCPUs() {
-        for i in 0..<slots.count where i != heldByCaller {
+        for i in 0..<slots.count where !heldByCaller.contains(i) {
             let s = CPUState(word: cslab_load_acquire(slots.state(i)))
             if s.loadedRounds > 0 { slabLayer.free(region.rounds(s.loaded), count: s.loadedRounds) }
             if s.previousRounds > 0 { slabLayer.free(region.rounds(s.previous), count: s.previousRounds) }
@@ -414,8 +415,8 @@ final class CPUCache: @unchecked Sendable {
     }
 
     /// Leaves every CPU stopped when the current `withEveryCPUStopped` ends (destroy; never from
-    /// inside an operation of the cache's own, which SlabCache.destroy refuses, so no slot is
-    /// `heldByCaller` then).
+    /// inside an operation of the cache's own, which SlabCache.destroy refuses, so `heldByCaller`
+    /// is empty then).
     func retire() { retired = true }
 
     /// The slots whose owner word a thread may hold for one operation (fallback mode; in rseq
