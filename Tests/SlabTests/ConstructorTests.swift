@@ -206,31 +206,16 @@ final class ConstructorReentryTests: XCTestCase {
 
     /// Each case runs in a forked child, which ThreadSanitizer's runtime does not support here.
     func skipUnderThreadSanitizer() throws {
-        if dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") != nil {
+        if ChildProcess.isThreadSanitized {
             throw XCTSkip("the case runs in a forked child, which ThreadSanitizer's runtime does not support here")
         }
     }
 
     func test_aConstructorMayShrinkOrReapItsOwnCache() throws {
         try skipUnderThreadSanitizer()
-        let probe = try SlabCache(name: uniqueCacheName("ctor-mode"), size: 8)
-        print("cpu layer mode \(probe.mode.rawValue)")
-        try probe.destroy()
+        try ChildProcess.printCPULayerMode()
         for what in Reentry.allCases {
-            let pid = fork()
-            if pid == 0 {
-                alarm(30)
-                _exit(Self.constructorThatDrains(what))
-            }
-            XCTAssertGreaterThan(pid, 0)
-            var status: Int32 = 0
-            var waited = 0.0
-            while waitpid(pid, &status, WNOHANG) == 0 {
-                if waited > 40 { kill(pid, SIGKILL) }
-                usleep(5000)
-                waited += 0.005
-            }
-            XCTAssertEqual(status, 0, "\(what): status \(status) (signal \(status & 0x7f), exit \((status >> 8) & 0xff))")
+            XCTAssertNil(ChildProcess.forkedFailure(deadline: 30) { Self.constructorThatDrains(what) }, "\(what)")
         }
     }
 

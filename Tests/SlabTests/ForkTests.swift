@@ -40,7 +40,7 @@ final class ForkTests: XCTestCase {
     /// Measured: under ThreadSanitizer the children hang in the Swift runtime (in swift_once, for
     /// a value the parent made long before the fork: 1 of the first 11-16 forks).
     func skipUnderThreadSanitizer() throws {
-        if dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") != nil {
+        if ChildProcess.isThreadSanitized {
             throw XCTSkip("a forked child of a multithreaded process hangs in the Swift runtime under ThreadSanitizer")
         }
     }
@@ -220,24 +220,9 @@ final class ForkTests: XCTestCase {
 
     func test_forkFromInsideAConstructorOrDestructor_neitherProcessHangs() throws {
         try skipUnderThreadSanitizer()
-        let probe = try SlabCache(name: uniqueCacheName("fork-mode"), size: 8)
-        print("cpu layer mode \(probe.mode.rawValue)")
-        try probe.destroy()
+        try ChildProcess.printCPULayerMode()
         for which in [CallbackFork.constructor, .constructorThenAllocate, .destructorInShrink, .destructorInDestroy] {
-            let pid = fork()
-            if pid == 0 {
-                alarm(20)
-                _exit(Self.forkInsideCallback(which))
-            }
-            XCTAssertGreaterThan(pid, 0)
-            var status: Int32 = 0
-            var waited = 0.0
-            while waitpid(pid, &status, WNOHANG) == 0 {
-                if waited > 30 { kill(pid, SIGKILL) }
-                usleep(5000)
-                waited += 0.005
-            }
-            XCTAssertEqual(status, 0, "\(which): status \(status) (signal \(status & 0x7f), exit \((status >> 8) & 0xff))")
+            XCTAssertNil(ChildProcess.forkedFailure(deadline: 20) { Self.forkInsideCallback(which) }, "\(which)")
         }
     }
 

@@ -118,6 +118,42 @@ extension ChildProcess {
 }
 
 extension ChildProcess {
+    /// True when ThreadSanitizer is in the process, whose runtime does not support the forked
+    /// children of `forkedStatus` (a child of a multithreaded process hangs in the Swift runtime).
+    public static let isThreadSanitized = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") != nil
+
+    /// Runs `body` in a forked child of this process, which exits with its result, for a case
+    /// whose failure may be a hang: the child's alarm ends it after `deadline` seconds, and the
+    /// parent kills it ten seconds after that if it still lives. Returns a description of how the
+    /// child ended, or nil when it exited with 0. Only library and C calls on values made before
+    /// the fork belong in `body`.
+    public static func forkedFailure(deadline: UInt32, _ body: () -> Int32) -> String? {
+        let pid = fork()
+        if pid == 0 {
+            alarm(deadline)
+            _exit(body())
+        }
+        guard pid > 0 else { return "fork() failed (errno \(errno))" }
+        var status: Int32 = 0
+        var waited = 0.0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if waited > Double(deadline) + 10 { kill(pid, SIGKILL) }
+            usleep(5000)
+            waited += 0.005
+        }
+        let signal = status & 0x7f
+        return status == 0 ? nil : signal != 0 ? "killed by signal \(signal)" + (signal == SIGALRM ? " (it hung)" : "")
+            : "exit status \((status >> 8) & 0xff)"
+    }
+
+    /// Prints "cpu layer mode <mode>" (a fresh cache's), for a wrapper that runs the calling test
+    /// in another mode to check that it did.
+    public static func printCPULayerMode() throws {
+        let probe = try SlabCache(name: uniqueCacheName("mode-probe"), size: 8)
+        print("cpu layer mode \(probe.mode.rawValue)")
+        try probe.destroy()
+    }
+
     /// Runs one test of this binary in a child (`runTest`) and asserts that it ran and passed:
     /// exit status 0 and XCTest's own count of one test with no failures (a misspelt name runs
     /// nothing and exits 0). Returns the outcome for further checks.
