@@ -165,24 +165,32 @@ final class ConstructorTests: XCTestCase {
 }
 
 /// A constructor runs inside the allocation that made its slab; in the fallback mode that
-/// operation holds the thread's slot. A constructor that shrinks or reaps its own cache must
+/// operation holds the thread's slot. A constructor that allocates from, shrinks or reaps its own cache must
 /// neither hang (the drain used to wait for the slot this very thread held) nor leave the cache
 /// inconsistent. Each case runs in a process of its own, since the failure is a hang.
 final class ConstructorReentryTests: XCTestCase {
-    enum Reentry: Int32, CaseIterable { case shrink = 1, reap }
+    enum Reentry: Int32, CaseIterable { case shrink = 1, reap, allocate }
 
     /// 0 when the cache came through; 10...: which step failed.
-    static func constructorThatDrains(_ what: Reentry) -> Int32 {
+    static func constructorThatUsesItsCache(_ what: Reentry) -> Int32 {
         let itself = Mutex<SlabCache?>(nil)
-        let drains = Atomic<Int>(0)
-        guard let cache = try? SlabCache(name: uniqueCacheName("ctor-drains"), size: 48, align: 8, flags: [],
+        let calls = Atomic<Int>(0)
+        // One call in `every` uses the cache. An allocation may construct a whole slab, and in rseq
+        // mode refill a magazine (M = 255 objects here): a constructor that allocates for one object
+        // in 97 would construct ever more objects and recurse without end, as any cache that
+        // constructs when its slab is made would; one in 500 dies out.
+        let every = what == .allocate ? 500 : 97
+        let kept = Mutex<[UInt]>([])  // what the constructor allocated (addresses: a pointer is not Sendable)
+        guard let cache = try? SlabCache(name: uniqueCacheName("ctor-reentry"), size: 48, align: 8, flags: [],
                                          constructor: { p in
                                              memset(p, 0x5C, 48)
-                                             guard drains.add(1, ordering: .relaxed).oldValue % 97 == 0,
+                                             guard calls.add(1, ordering: .relaxed).oldValue % every == 0,
                                                    let cache = itself.withLock({ $0 }) else { return }
                                              switch what {
                                              case .shrink: cache.shrink()
                                              case .reap: cache.reap()
+                                             case .allocate:
+                                                 if let o = cache.allocate() { kept.withLock { $0.append(UInt(bitPattern: o)) } }
                                              }
                                          }) else { return 10 }
         itself.withLock { $0 = cache }
@@ -191,17 +199,23 @@ final class ConstructorReentryTests: XCTestCase {
             for _ in 0..<3000 { if let o = cache.allocate() { held.append(o) } }
             guard held.count == 3000 else { return 11 }
             for o in held where o.load(as: UInt8.self) != 0x5C { _ = o; return 12 }
+            // Nothing a constructor allocated (and still holds) is handed out again.
+            let live = Set(kept.withLock { $0 })
+            if held.contains(where: { live.contains(UInt(bitPattern: $0)) }) { return 17 }
             if round % 2 == 0 { for o in held { cache.free(o) } } else { for o in held.reversed() { cache.free(o) } }
             held.removeAll(keepingCapacity: true)
         }
+        let fromConstructors = kept.withLock { $0 }
+        guard what != .allocate || fromConstructors.count > 1, Set(fromConstructors).count == fromConstructors.count else { return 16 }
+        for o in fromConstructors { cache.free(UnsafeMutableRawPointer(bitPattern: o)!) }
         let problems = cache.checkInvariants()
         guard problems.isEmpty else {
-            FileHandle.standardError.write(Data("ctor-drains \(what): \(problems)\n".utf8))
+            FileHandle.standardError.write(Data("ctor-reentry \(what): \(problems)\n".utf8))
             return 13
         }
         itself.withLock { $0 = nil }
         guard (try? cache.destroy()) != nil else { return 14 }
-        return drains.load(ordering: .relaxed) > 97 ? 0 : 15
+        return calls.load(ordering: .relaxed) > every ? 0 : 15
     }
 
     /// Each case runs in a forked child, which ThreadSanitizer's runtime does not support here.
@@ -211,18 +225,18 @@ final class ConstructorReentryTests: XCTestCase {
         }
     }
 
-    func test_aConstructorMayShrinkOrReapItsOwnCache() throws {
+    func test_aConstructorMayAllocateFromShrinkOrReapItsOwnCache() throws {
         try skipUnderThreadSanitizer()
         try ChildProcess.printCPULayerMode()
         for what in Reentry.allCases {
-            XCTAssertNil(ChildProcess.forkedFailure(deadline: 30) { Self.constructorThatDrains(what) }, "\(what)")
+            XCTAssertNil(ChildProcess.forkedFailure(deadline: 30) { Self.constructorThatUsesItsCache(what) }, "\(what)")
         }
     }
 
-    func test_aConstructorMayShrinkOrReapItsOwnCache_inFallbackMode() throws {
+    func test_aConstructorMayAllocateFromShrinkOrReapItsOwnCache_inFallbackMode() throws {
         try skipUnderThreadSanitizer()
         let result = try ChildProcess.runPassingTest(
-            "SlabTests.ConstructorReentryTests/test_aConstructorMayShrinkOrReapItsOwnCache",
+            "SlabTests.ConstructorReentryTests/test_aConstructorMayAllocateFromShrinkOrReapItsOwnCache",
             environment: ["GLIBC_TUNABLES": "glibc.pthread.rseq=0"])
         XCTAssertTrue(result.stdoutText.contains("cpu layer mode fallback"), "\(result)")
     }
