@@ -40,9 +40,7 @@ final class ForkTests: XCTestCase {
     /// Measured: under ThreadSanitizer the children hang in the Swift runtime (in swift_once, for
     /// a value the parent made long before the fork: 1 of the first 11-16 forks).
     func skipUnderThreadSanitizer() throws {
-        if ChildProcess.isThreadSanitized {
-            throw XCTSkip("a forked child of a multithreaded process hangs in the Swift runtime under ThreadSanitizer")
-        }
+        try ChildProcess.skipIfThreadSanitized("a forked child of a multithreaded process hangs in the Swift runtime under ThreadSanitizer")
     }
 
     func test_forkedChildren_allocateFreeAndShrink_whileOtherThreadsHoldTheLibrarysLocks() throws {
@@ -145,10 +143,9 @@ final class ForkTests: XCTestCase {
 
     func test_forkedChildren_inFallbackMode() throws {
         try skipUnderThreadSanitizer()
-        let result = try ChildProcess.runPassingTest(
+        try ChildProcess.runPassingTestInFallbackMode(
             "SlabTests.ForkTests/test_forkedChildren_allocateFreeAndShrink_whileOtherThreadsHoldTheLibrarysLocks",
-            environment: ["GLIBC_TUNABLES": "glibc.pthread.rseq=0", "SLAB_EXPECT_MODE": "fallback"])
-        XCTAssertTrue(result.stdoutText.contains("cpu layer mode fallback"), "\(result)")
+            environment: ["SLAB_EXPECT_MODE": "fallback"])
     }
 
     // MARK: fork() from inside the library's callbacks
@@ -229,9 +226,7 @@ final class ForkTests: XCTestCase {
     /// The same in the fallback mode, where a ladder holds its slot while constructors run.
     func test_forkFromInsideAConstructorOrDestructor_inFallbackMode() throws {
         try skipUnderThreadSanitizer()
-        let result = try ChildProcess.runPassingTest(
-            "SlabTests.ForkTests/test_forkFromInsideAConstructorOrDestructor_neitherProcessHangs",
-            environment: ["GLIBC_TUNABLES": "glibc.pthread.rseq=0"])
-        XCTAssertTrue(result.stdoutText.contains("cpu layer mode fallback"), "\(result)")
+        try ChildProcess.runPassingTestInFallbackMode(
+            "SlabTests.ForkTests/test_forkFromInsideAConstructorOrDestructor_neitherProcessHangs")
     }
 }

@@ -119,8 +119,13 @@ extension ChildProcess {
 
 extension ChildProcess {
     /// True when ThreadSanitizer is in the process, whose runtime does not support the forked
-    /// children of `forkedStatus` (a child of a multithreaded process hangs in the Swift runtime).
+    /// children of `forkedFailure` (a child of a multithreaded process hangs in the Swift runtime).
     public static let isThreadSanitized = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") != nil
+
+    /// Skips the calling test, saying `why`, when ThreadSanitizer is in the process.
+    public static func skipIfThreadSanitized(_ why: String) throws {
+        if isThreadSanitized { throw XCTSkip(why) }
+    }
 
     /// Runs `body` in a forked child of this process, which exits with its result, for a case
     /// whose failure may be a hang: the child's alarm ends it after `deadline` seconds, and the
@@ -146,8 +151,8 @@ extension ChildProcess {
             : "exit status \((status >> 8) & 0xff)"
     }
 
-    /// Prints "cpu layer mode <mode>" (a fresh cache's), for a wrapper that runs the calling test
-    /// in another mode to check that it did.
+    /// Prints "cpu layer mode <mode>" (a fresh cache's), for `runPassingTestInFallbackMode` to
+    /// check that the test ran in the mode it asked for.
     public static func printCPULayerMode() throws {
         let probe = try SlabCache(name: uniqueCacheName("mode-probe"), size: 8)
         print("cpu layer mode \(probe.mode.rawValue)")
@@ -165,6 +170,18 @@ extension ChildProcess {
         XCTAssertTrue(result.succeeded, "\(result)", file: file, line: line)
         XCTAssertTrue((result.stdoutText + result.stderrText).contains("Executed 1 test, with 0 failures"),
                       "the child ran exactly the one test and it passed:\n\(result)", file: file, line: line)
+        return result
+    }
+
+    /// `runPassingTest` with rseq disabled (glibc.pthread.rseq=0, plus `extra`), so that the slab
+    /// runs its fallback mode, and a check that it did: the test prints "cpu layer mode fallback"
+    /// (printCPULayerMode, or a line of its own).
+    @discardableResult
+    public static func runPassingTestInFallbackMode(_ specifier: String, environment extra: [String: String] = [:],
+                                                    file: StaticString = #filePath, line: UInt = #line) throws -> ChildOutcome {
+        let environment = extra.merging(["GLIBC_TUNABLES": "glibc.pthread.rseq=0"]) { given, _ in given }
+        let result = try runPassingTest(specifier, environment: environment, file: file, line: line)
+        XCTAssertTrue(result.stdoutText.contains("cpu layer mode fallback"), "\(result)", file: file, line: line)
         return result
     }
 }
