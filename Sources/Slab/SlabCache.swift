@@ -125,9 +125,9 @@
 //   Empty slabs stay cached, constructed, until `shrink()`. Slabs hand out
 //   never-used objects by a bump index rather than a free list threaded through them (Slab.swift),
 //   and a refilled magazine pops one object per cache line per pass (CPUCache.stackForPops).
-//   Every free checks its pointer (FastPath.checkOwnership): a page map load and a multiply, 14
-//   of the hot pair's 59 instructions (the bench's slab-bare row skips it), spent so that a bad
-//   free is reported instead of corrupting a magazine.
+//   Every free checks its pointer (FastPath.checkOwnership): a page map load and a multiply, 8
+//   of the hot pair's 59 instructions (the bench's slab-bare row skips it and counts 51 under
+//   callgrind), spent so that a bad free is reported instead of corrupting a magazine.
 //
 // 8. Misuse caught by default
 // ---------------------------
