@@ -147,7 +147,7 @@
 //   layer's check (under its lock) catches the object freed last to its slab, one its slab never
 //   handed out, and a free to a slab with nothing out.
 //   Why the top round only: each round compared costs a load and a branch on every free (the top
-//   one: 2 instructions of the 72 in a 20-byte rseq pair), while no write into the freed object
+//   one: 2 instructions of the 59 in a 20-byte rseq pair), while no write into the freed object
 //   (a constructed object's bytes are its owner's, and the write would be a cold miss) and no
 //   atomic are allowed there.
 //   Every detection is one report on stderr, then SIGABRT (SlabReport.swift).
