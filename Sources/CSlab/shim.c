@@ -392,6 +392,14 @@ void cslab_track_capture(cslab_track *track, int32_t skip) {
 
 int32_t cslab_gettid(void) { return (int32_t)syscall(SYS_gettid); }
 
+void *cslab_mremap_in_place(void *old, size_t old_size, size_t new_size) {
+    return mremap(old, old_size, new_size, 0);
+}
+
+void *cslab_mremap_to(void *old, size_t old_size, size_t new_size, void *target) {
+    return mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+}
+
 int32_t cslab_describe_address(const void *address, const char **image, const void **image_base,
                                const char **symbol, const void **symbol_start) {
     Dl_info info;

@@ -398,9 +398,12 @@ public func kcalloc(count: Int, size: Int) throws(KmallocError) -> UnsafeMutable
 
 /// Resizes a kmalloc allocation (Linux's krealloc), keeping its contents up to the smaller size.
 /// Returns the same pointer when the allocation already holds `newSize` bytes with the alignment a
-/// fresh kmalloc(newSize) would have; otherwise allocates, copies and frees the old one. nil or
-/// the zero-size pointer behaves as kmalloc(newSize); a newSize of 0 frees the allocation and
-/// returns the zero-size pointer. When it throws, the old allocation is untouched.
+/// fresh kmalloc(newSize) would have; otherwise allocates, copies and frees the old one. An OS
+/// mapping (above 4 MiB) resized to another size above 4 MiB is resized where it stands or moved
+/// with its pages (mremap), never copied, a shrink giving its tail back; resized to 4 MiB or less
+/// it is copied into a fresh allocation and unmapped whole. nil or the zero-size pointer behaves as
+/// kmalloc(newSize); a newSize of 0 frees the allocation and returns the zero-size pointer. When
+/// it throws, the old allocation is untouched.
 public func krealloc(_ object: UnsafeMutableRawPointer?, _ newSize: Int) throws(KmallocError) -> UnsafeMutableRawPointer {
     guard newSize >= 0 else { throw .negativeSize(newSize) }
     guard newSize <= Kmalloc.maxSize else { throw .tooLarge(newSize) }
@@ -411,8 +414,16 @@ public func krealloc(_ object: UnsafeMutableRawPointer?, _ newSize: Int) throws(
         kfree(object)
         return Kmalloc.zeroSizePointer
     }
+    // An OS mapping resized above 4 MiB has its pages moved; at 4 MiB or less the allocation moves
+    // to the page allocator or a class (a copy of at most 4 MiB) and the mapping goes back whole,
+    // so that every mapping holds more than 4 MiB, as kmalloc makes them.
+    var mappingShrinksOut = false
+    if case let .mapping(state, _) = KmallocState.locate(object) {
+        if newSize > Kmalloc.osThreshold, let moved = state.large.remap(object, to: newSize) { return moved }
+        mappingShrinksOut = newSize <= Kmalloc.osThreshold
+    }
     let alignment = newSize & (newSize - 1) == 0 ? newSize : (newSize >= 16 ? 16 : 1)
-    if have >= newSize, UInt(bitPattern: object) % UInt(alignment) == 0 { return object }
+    if have >= newSize, UInt(bitPattern: object) % UInt(alignment) == 0, !mappingShrinksOut { return object }
     let moved = try kmalloc(newSize)
     memcpy(moved, object, min(have, newSize))
     kfree(object)

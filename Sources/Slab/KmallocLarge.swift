@@ -18,8 +18,17 @@
 //   spare and trimmed to its natural alignment. Each live mapping is recorded (start -> bytes)
 //   under one lock, for kfree (munmap) and ksize; a mapping freed twice is no longer recorded and
 //   is reported.
+//   krealloc of a mapping to another size above 4 MiB moves its pages instead of copying them
+//   (mremap, as glibc's realloc does for its mapped chunks): where the mapping stands when it has
+//   the alignment the new size asks for and room after it (a shrink always does, and gives the
+//   tail back), otherwise onto a range reserved at that alignment. Growing 64 MiB to 128 MiB took
+//   a copy, and a fault on each page of the copy, before; shrinking kept every page. To 4 MiB or
+//   less it is copied out and unmapped whole (Kmalloc.swift, krealloc), so a mapping always holds
+//   more than 4 MiB and ksize tells a mapping from a page block.
 //
 // Everything here is a slow path: a lock, a dictionary, a system call per allocation or free.
+
+import CSlab
 
 #if canImport(Glibc)
 import Glibc
@@ -86,9 +95,18 @@ final class KmallocLarge: @unchecked Sendable {
         let page = SlabLayout.pageSize
         let bytes = roundUp(size, page)
         let align = size & (size - 1) == 0 ? size : page
+        guard let p = Self.mapAligned(bytes, align: align, protection: PROT_READ | PROT_WRITE, flags: 0) else { return nil }
+        mappings.withLock { $0[UInt(bitPattern: p)] = bytes }
+        return p
+    }
+
+    /// A new mapping of `bytes` starting at a multiple of `align` (a power of two, at least a
+    /// page): mapped with room to spare, the spare head and tail unmapped. nil when the OS refuses.
+    private static func mapAligned(_ bytes: Int, align: Int, protection: Int32, flags: Int32) -> UnsafeMutableRawPointer? {
+        let page = SlabLayout.pageSize
         // Room to move the start up to the alignment (none for page alignment).
         let (span, overflow) = bytes.addingReportingOverflow(align - page)
-        guard !overflow, let p = mmap(nil, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+        guard !overflow, let p = mmap(nil, span, protection, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0),
               p != MAP_FAILED else { return nil }
         let start = UInt(bitPattern: p)
         let aligned = (start + UInt(align - 1)) & ~UInt(align - 1)
@@ -96,8 +114,45 @@ final class KmallocLarge: @unchecked Sendable {
         if head > 0 { munmap(p, head) }
         let tail = span - head - bytes
         if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(bytes)), tail) }
-        mappings.withLock { $0[aligned] = bytes }
         return UnsafeMutableRawPointer(bitPattern: aligned)
+    }
+
+    /// The live mapping at `object` resized to hold `size` (above 4 MiB) bytes, its pages moved
+    /// rather than copied (section 2); the same pointer when it already has the pages and the
+    /// alignment (a power-of-two size's own). nil when `object` is not a live mapping's start or the OS
+    /// refuses, the mapping then untouched. Under the mappings' lock throughout: the old range is
+    /// free once its pages moved, and a kmalloc on another thread that mapped it must not record
+    /// it before its old record is gone.
+    func remap(_ object: UnsafeMutableRawPointer, to size: Int) -> UnsafeMutableRawPointer? {
+        precondition(size > Kmalloc.osThreshold, "kmalloc: a mapping is remapped only above 4 MiB")
+        let page = SlabLayout.pageSize
+        let bytes = roundUp(size, page)
+        let align = size & (size - 1) == 0 ? size : page
+        let start = UInt(bitPattern: object)
+        let inPlace = start % UInt(align) == 0
+        return mappings.withLock { m -> UnsafeMutableRawPointer? in
+            guard let old = m[start] else { return nil }
+            if bytes == old && inPlace { return object }
+            guard PageSource.shared.allowAllocation() else { return nil }
+            var moved: UnsafeMutableRawPointer? = nil
+            if inPlace, let p = cslab_mremap_in_place(object, old, bytes), p != MAP_FAILED { moved = p }
+            if moved == nil {
+                // A range of `bytes` at the alignment, held with no access (so that no other
+                // mapping takes it) until the pages move over it.
+                guard let target = Self.mapAligned(bytes, align: align, protection: PROT_NONE, flags: MAP_NORESERVE) else {
+                    return nil
+                }
+                guard let p = cslab_mremap_to(object, old, bytes, target), p != MAP_FAILED else {
+                    munmap(target, bytes)
+                    return nil
+                }
+                moved = p
+            }
+            guard let moved else { return nil }
+            m[start] = nil
+            m[UInt(bitPattern: moved)] = bytes
+            return moved
+        }
     }
 
     /// The bytes of the live mapping that starts at `address`, nil when there is none.

@@ -269,6 +269,83 @@ final class KmallocTests: XCTestCase {
         kfree(nilGrown)
     }
 
+    /// Whether any page of [p, p + bytes) is mapped: mincore fails with ENOMEM on an unmapped one.
+    private func isMapped(_ p: UnsafeMutableRawPointer, _ bytes: Int) -> Bool {
+        var vector = [UInt8](repeating: 0, count: bytes / 4096)
+        return mincore(p, bytes, &vector) == 0
+    }
+
+    /// Page faults this thread has taken (minor ones: a page given or zeroed by the kernel).
+    private func minorFaults() -> Int {
+        var usage = rusage()
+        getrusage(__rusage_who_t(1), &usage)   // RUSAGE_THREAD, which the Glibc module does not name
+        return usage.ru_minflt
+    }
+
+    func test_krealloc_ofAnOSMapping_movesItsPages_insteadOfCopyingThem() throws {
+        let mib = 1 << 20
+        let p = try kmalloc(6 * mib)         // a mapping: page-aligned, 6 MiB
+        for i in stride(from: 0, to: 6 * mib, by: 4096) { p.storeBytes(of: UInt64(i), toByteOffset: i, as: UInt64.self) }
+        func check(_ q: UnsafeMutableRawPointer, _ label: String) {
+            for i in stride(from: 0, to: 6 * mib, by: 4096) where q.load(fromByteOffset: i, as: UInt64.self) != UInt64(i) {
+                return XCTFail("\(label): the page at \(i) lost its contents")
+            }
+        }
+        let mappedBefore = Kmalloc.statistics.mappings, bytesBefore = Kmalloc.statistics.mappedBytes
+
+        // Growing: the 1,536 pages move; a copy would fault in every page of the new mapping.
+        let faults = minorFaults()
+        let q = try krealloc(p, 40 * mib)
+        XCTAssertLessThan(minorFaults() - faults, 64, "krealloc faulted pages in: it copied instead of moving them")
+        check(q, "grown to 40 MiB")
+        XCTAssertEqual(ksize(q), 40 * mib)
+        XCTAssertEqual(Kmalloc.statistics.mappings, mappedBefore, "one record for the mapping, moved or not")
+        if q != p { XCTAssertFalse(isMapped(p, 6 * mib), "the old range was left mapped") }
+
+        // To a power of two: naturally aligned, as kmalloc(32 MiB) would be.
+        let r = try krealloc(q, 32 * mib)
+        XCTAssertEqual(UInt(bitPattern: r) % UInt(32 * mib), 0)
+        XCTAssertEqual(ksize(r), 32 * mib)
+        check(r, "shrunk to 32 MiB")
+
+        // Shrinking where it stands: the same pointer, and the tail goes back to the OS.
+        let s = try krealloc(r, 5 * mib)
+        XCTAssertEqual(s, r, "a shrink that keeps the alignment keeps the pointer")
+        XCTAssertEqual(ksize(s), 5 * mib)
+        XCTAssertTrue(isMapped(s, 5 * mib))
+        XCTAssertFalse(isMapped(s + 5 * mib, 27 * mib), "the shrink kept the tail mapped")
+        for i in stride(from: 0, to: 5 * mib, by: 4096) where s.load(fromByteOffset: i, as: UInt64.self) != UInt64(i) {
+            XCTFail("shrunk to 5 MiB: the page at \(i) lost its contents")
+            break
+        }
+        XCTAssertEqual(Kmalloc.statistics.mappings, mappedBefore)
+        XCTAssertEqual(Kmalloc.statistics.mappedBytes, bytesBefore - mib, "6 MiB became 5")
+
+        // To 4 MiB or less: copied into a page-allocator block, and the mapping unmapped whole (it
+        // used to be kept, 5 MiB for the 3 asked), so that every mapping holds more than 4 MiB.
+        let t = try krealloc(s, 3 * mib)
+        XCTAssertNotEqual(t, s)
+        XCTAssertEqual(ksize(t), 4 * mib, "an order-10 block")
+        XCTAssertEqual(t.load(fromByteOffset: 3 * mib - 4096, as: UInt64.self), UInt64(3 * mib - 4096))
+        XCTAssertEqual(Kmalloc.statistics.mappings, mappedBefore - 1)
+        XCTAssertFalse(isMapped(s, 5 * mib), "the mapping was kept")
+        kfree(t)
+    }
+
+    func test_krealloc_ofAnOSMapping_thatTheOSRefuses_throws_andLeavesTheMappingAsItWas() throws {
+        let mib = 1 << 20
+        let p = try kmalloc(6 * mib)
+        p.storeBytes(of: 0x5EED, toByteOffset: 6 * mib - 8, as: UInt64.self)
+        PageSource.shared.injectFailure(afterAllocations: 0)
+        XCTAssertThrowsError(try krealloc(p, 48 * mib)) {
+            XCTAssertEqual($0 as? KmallocError, .outOfMemory(48 * mib))
+        }
+        PageSource.shared.injectFailure(afterAllocations: nil)
+        XCTAssertEqual(ksize(p), 6 * mib)
+        XCTAssertEqual(p.load(fromByteOffset: 6 * mib - 8, as: UInt64.self), 0x5EED)
+        kfree(p)
+    }
+
     func test_classCaches_areRegistered_reserved_andCannotBeDestroyed() throws {
         try Kmalloc.setUp()
         XCTAssertEqual(Kmalloc.caches.map(\.name), Self.expectedClasses.map(\.name))

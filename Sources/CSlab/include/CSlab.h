@@ -621,6 +621,13 @@ typedef struct cslab_track {
 } cslab_track;
 void cslab_track_capture(cslab_track *track, int32_t skip);
 int32_t cslab_gettid(void);
+/* mremap(2), which Swift cannot call (it is variadic), for krealloc of an OS mapping
+ * (Sources/Slab/KmallocLarge.swift): the mapping at `old` of `old_size` bytes resized to
+ * `new_size` where it stands (shrinking always can; growing needs the address space after it
+ * free), or moved to `target`, over whatever was mapped there. Each returns the mapping's new
+ * address, or MAP_FAILED with errno set and the old mapping untouched. */
+void *cslab_mremap_in_place(void *old, size_t old_size, size_t new_size);
+void *cslab_mremap_to(void *old, size_t old_size, size_t new_size, void *target);
 int32_t cslab_describe_address(const void *address, const char **image, const void **image_base,
                                const char **symbol, const void **symbol_start);
 
