@@ -307,7 +307,12 @@ public enum Kmalloc {
 
     /// ksize's answer, for ksize and krealloc (`operation` names the caller in a report).
     static func usableSize(_ object: UnsafeRawPointer, operation: String) -> Int {
-        switch KmallocState.locate(object) {
+        usableSize(object, at: KmallocState.locate(object), operation: operation)
+    }
+
+    /// The same, for a pointer the caller has located already.
+    static func usableSize(_ object: UnsafeRawPointer, at location: KmallocState.Location, operation: String) -> Int {
+        switch location {
         case .zeroSize: return 0
         case let .sizeClass(state, i):
             let cache = state.caches[i]
@@ -409,7 +414,8 @@ public func krealloc(_ object: UnsafeMutableRawPointer?, _ newSize: Int) throws(
     guard newSize <= Kmalloc.maxSize else { throw .tooLarge(newSize) }
     guard let object, object != Kmalloc.zeroSizePointer else { return try kmalloc(newSize) }
     // Stops the process for a pointer kmalloc did not return.
-    let have = Kmalloc.usableSize(object, operation: "krealloc")
+    let location = KmallocState.locate(object)
+    let have = Kmalloc.usableSize(object, at: location, operation: "krealloc")
     if newSize == 0 {
         kfree(object)
         return Kmalloc.zeroSizePointer
@@ -418,7 +424,7 @@ public func krealloc(_ object: UnsafeMutableRawPointer?, _ newSize: Int) throws(
     // to the page allocator or a class (a copy of at most 4 MiB) and the mapping goes back whole,
     // so that every mapping holds more than 4 MiB, as kmalloc makes them.
     var mappingShrinksOut = false
-    if case let .mapping(state, _) = KmallocState.locate(object) {
+    if case let .mapping(state, _) = location {
         if newSize > Kmalloc.osThreshold, let moved = state.large.remap(object, to: newSize) { return moved }
         mappingShrinksOut = newSize <= Kmalloc.osThreshold
     }

@@ -92,12 +92,17 @@ final class KmallocLarge: @unchecked Sendable {
 
     private func map(_ size: Int) -> UnsafeMutableRawPointer? {
         guard PageSource.shared.allowAllocation() else { return nil }
-        let page = SlabLayout.pageSize
-        let bytes = roundUp(size, page)
-        let align = size & (size - 1) == 0 ? size : page
+        let (bytes, align) = Self.geometry(size)
         guard let p = Self.mapAligned(bytes, align: align, protection: PROT_READ | PROT_WRITE, flags: 0) else { return nil }
         mappings.withLock { $0[UInt(bitPattern: p)] = bytes }
         return p
+    }
+
+    /// The bytes (whole pages) and the alignment (a power of two's own, else a page) of the mapping
+    /// for a request of `size`.
+    private static func geometry(_ size: Int) -> (bytes: Int, align: Int) {
+        let page = SlabLayout.pageSize
+        return (roundUp(size, page), size & (size - 1) == 0 ? size : page)
     }
 
     /// A new mapping of `bytes` starting at a multiple of `align` (a power of two, at least a
@@ -125,18 +130,17 @@ final class KmallocLarge: @unchecked Sendable {
     /// it before its old record is gone.
     func remap(_ object: UnsafeMutableRawPointer, to size: Int) -> UnsafeMutableRawPointer? {
         precondition(size > Kmalloc.osThreshold, "kmalloc: a mapping is remapped only above 4 MiB")
-        let page = SlabLayout.pageSize
-        let bytes = roundUp(size, page)
-        let align = size & (size - 1) == 0 ? size : page
+        let (bytes, align) = Self.geometry(size)
         let start = UInt(bitPattern: object)
         let inPlace = start % UInt(align) == 0
         return mappings.withLock { m -> UnsafeMutableRawPointer? in
             guard let old = m[start] else { return nil }
             if bytes == old && inPlace { return object }
             guard PageSource.shared.allowAllocation() else { return nil }
-            var moved: UnsafeMutableRawPointer? = nil
-            if inPlace, let p = cslab_mremap_in_place(object, old, bytes), p != MAP_FAILED { moved = p }
-            if moved == nil {
+            let moved: UnsafeMutableRawPointer
+            if inPlace, let p = cslab_mremap_in_place(object, old, bytes), p != MAP_FAILED {
+                moved = p
+            } else {
                 // A range of `bytes` at the alignment, held with no access (so that no other
                 // mapping takes it) until the pages move over it.
                 guard let target = Self.mapAligned(bytes, align: align, protection: PROT_NONE, flags: MAP_NORESERVE) else {
@@ -148,7 +152,6 @@ final class KmallocLarge: @unchecked Sendable {
                 }
                 moved = p
             }
-            guard let moved else { return nil }
             m[start] = nil
             m[UInt(bitPattern: moved)] = bytes
             return moved

@@ -286,8 +286,8 @@ final class KmallocTests: XCTestCase {
         let mib = 1 << 20
         let p = try kmalloc(6 * mib)         // a mapping: page-aligned, 6 MiB
         for i in stride(from: 0, to: 6 * mib, by: 4096) { p.storeBytes(of: UInt64(i), toByteOffset: i, as: UInt64.self) }
-        func check(_ q: UnsafeMutableRawPointer, _ label: String) {
-            for i in stride(from: 0, to: 6 * mib, by: 4096) where q.load(fromByteOffset: i, as: UInt64.self) != UInt64(i) {
+        func check(_ q: UnsafeMutableRawPointer, _ label: String, bytes: Int = 6 * mib) {
+            for i in stride(from: 0, to: bytes, by: 4096) where q.load(fromByteOffset: i, as: UInt64.self) != UInt64(i) {
                 return XCTFail("\(label): the page at \(i) lost its contents")
             }
         }
@@ -314,10 +314,7 @@ final class KmallocTests: XCTestCase {
         XCTAssertEqual(ksize(s), 5 * mib)
         XCTAssertTrue(isMapped(s, 5 * mib))
         XCTAssertFalse(isMapped(s + 5 * mib, 27 * mib), "the shrink kept the tail mapped")
-        for i in stride(from: 0, to: 5 * mib, by: 4096) where s.load(fromByteOffset: i, as: UInt64.self) != UInt64(i) {
-            XCTFail("shrunk to 5 MiB: the page at \(i) lost its contents")
-            break
-        }
+        check(s, "shrunk to 5 MiB", bytes: 5 * mib)
         XCTAssertEqual(Kmalloc.statistics.mappings, mappedBefore)
         XCTAssertEqual(Kmalloc.statistics.mappedBytes, bytesBefore - mib, "6 MiB became 5")
 
